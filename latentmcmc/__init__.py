@@ -1,0 +1,25 @@
+"""latentmcmc: refine a trained generator's samples by MCMC in its latent space.
+
+Conventions: everything is an energy E(z) (lower is better, density exp(-E)); the step size eps is
+the noise variance of the Langevin proposal ``z' = z - (eps/2) grad E(z) + sqrt(eps) xi``; chains are
+the leading dimension.
+"""
+
+from .chains import Chains, LogNormalizer
+from .energy import LatentEnergy, Target, as_target
+from .samplers import (
+    MALA,
+    AnnealedLangevin,
+    AnnealedMALA,
+    Langevin,
+    Sampler,
+    SamplerState,
+    StepInfo,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "LatentEnergy", "Target", "as_target", "Langevin", "MALA", "AnnealedLangevin", "AnnealedMALA",
+    "Sampler", "SamplerState", "StepInfo", "Chains", "LogNormalizer", "__version__",
+]

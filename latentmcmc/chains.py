@@ -1,0 +1,98 @@
+"""What a sampler run recorded, and what can be computed from it alone."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor
+
+__all__ = ["Chains", "LogNormalizer"]
+
+
+class LogNormalizer(NamedTuple):
+    """AIS estimate of ``log Z`` with its Monte Carlo standard error and the weights' effective size."""
+
+    estimate: float
+    stderr: float
+    ess: float
+
+
+@dataclass
+class Chains:
+    """Draws and statistics of a run, chains first: ``(chains, draws, ...)``, on the chains' device.
+
+    Warm-up is excluded from ``draws``, ``energy``, ``accept_prob`` and ``diverging``; with
+    ``keep_warmup=True`` it is kept in the ``warmup_*`` fields.  ``acceptance_rate`` and
+    ``divergences`` count every post-warm-up step, thinned or not.
+    """
+
+    draws: Tensor  # (chains, draws, *latent_shape)
+    energy: Tensor  # (chains, draws)
+    accept_prob: Tensor  # (chains, draws); 1.0 for unadjusted Langevin
+    diverging: Tensor  # (chains, draws) bool
+    eps: Tensor  # (chains,) step size used after warm-up
+    last: Tensor  # (chains, *latent_shape) final state
+    acceptance_rate: Tensor  # (chains,) mean acceptance probability after warm-up
+    divergences: Tensor  # (chains,) int64, divergent steps after warm-up
+    warmup_divergences: Tensor  # (chains,) int64
+    frozen: Tensor  # (chains,) bool: unadjusted Langevin chains stopped at a non-finite energy
+    sampler: str = ""
+    seed: int | None = None
+    warmup: int = 0
+    steps: int = 0
+    thin: int = 1
+    warmup_draws: Tensor | None = None  # (chains, warmup draws, *latent_shape)
+    warmup_energy: Tensor | None = None
+    warmup_accept_prob: Tensor | None = None
+    warmup_eps: Tensor | None = None  # (chains, warmup draws) step size used at each kept warm-up step
+    log_weights: Tensor | None = None  # (chains,) annealed importance log-weights
+    mh_accept_rate: Tensor | None = None  # (chains,) Langevin only: acceptance MALA would have had
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def num_chains(self) -> int:
+        return self.draws.shape[0]
+
+    @property
+    def num_draws(self) -> int:
+        return self.draws.shape[1]
+
+    @property
+    def latent_shape(self) -> tuple[int, ...]:
+        return tuple(self.draws.shape[2:])
+
+    def log_normalizer(self) -> LogNormalizer:
+        r"""AIS estimate of ``log Z``, ``Z = \int e^{-E(z)} dz / (2\pi)^{d/2}`` (relative to the N(0, I) prior).
+
+        ``log Z_hat = logsumexp(w) - log n`` over the ``n`` chains' log-weights ``w``; the standard
+        error is the delta-method ``sqrt(1/ESS - 1/n)`` with ``ESS = (sum e^w)^2 / sum e^{2w}``.  Valid
+        when the run started from exact draws of N(0, I) (annealed samplers only).
+        """
+        if self.log_weights is None:
+            raise ValueError("this run has no importance weights; log_normalizer() needs an annealed sampler")
+        w = self.log_weights.detach().to(torch.float64)
+        n = w.numel()
+        finite = torch.isfinite(w) | (w == float("-inf"))
+        if not bool(finite.all()):
+            raise ValueError("importance log-weights contain NaN or +inf; the log Z estimate is undefined")
+        log_z = torch.logsumexp(w, 0) - math.log(n)
+        ess = float(torch.exp(2 * torch.logsumexp(w, 0) - torch.logsumexp(2 * w, 0)))
+        stderr = math.sqrt(max(1.0 / ess - 1.0 / n, 0.0))
+        return LogNormalizer(float(log_z), stderr, ess)
+
+    def importance_weights(self) -> Tensor:
+        """Self-normalised importance weights ``(chains,)`` (annealed samplers), summing to 1."""
+        if self.log_weights is None:
+            raise ValueError("this run has no importance weights; use an annealed sampler")
+        return torch.softmax(self.log_weights.to(torch.float64), 0)
+
+    def __repr__(self) -> str:
+        acc = float(self.acceptance_rate.mean()) if self.acceptance_rate.numel() else float("nan")
+        return (
+            f"Chains(sampler={self.sampler!r}, chains={self.num_chains}, draws={self.num_draws}, "
+            f"latent_shape={self.latent_shape}, warmup={self.warmup}, thin={self.thin}, "
+            f"acceptance={acc:.3f}, divergences={int(self.divergences.sum())}, device={self.draws.device})"
+        )

@@ -1,0 +1,175 @@
+"""Energies that samplers target, and the one call a sampler makes on them.
+
+A target is an energy ``E(z)`` (lower is more probable, density ``exp(-E)``) taking a batch of
+chains ``z`` of shape ``(chains, *latent_shape)`` to energies of shape ``(chains,)``.  Samplers need
+energy and gradient together; :func:`as_target` turns any accepted form into a :class:`Target`
+that computes both in one forward and one backward pass.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Callable, Protocol, runtime_checkable
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["LatentEnergy", "Target", "as_target", "EnergyFn"]
+
+EnergyFn = Callable[[Tensor], Tensor]
+
+
+@runtime_checkable
+class SupportsValueAndGrad(Protocol):
+    def value_and_grad(self, z: Tensor) -> tuple[Tensor, Tensor]: ...
+
+
+def _autograd_value_and_grad(fn: EnergyFn, z: Tensor) -> tuple[Tensor, Tensor]:
+    with torch.enable_grad():
+        z = z.detach().requires_grad_(True)
+        energy = fn(z)
+        if not isinstance(energy, Tensor):
+            raise ValueError(f"energy must return a tensor of shape ({z.shape[0]},), got {type(energy).__name__}")
+        if energy.shape != z.shape[:1]:
+            raise ValueError(
+                f"energy returned shape {tuple(energy.shape)}; expected ({z.shape[0]},), one energy per chain"
+            )
+        if not energy.requires_grad:
+            raise ValueError("energy is not differentiable with respect to z (its output does not require grad)")
+        (grad,) = torch.autograd.grad(energy.sum(), z)
+    return energy.detach(), grad
+
+
+class Target:
+    """An energy ``E(z)`` with ``value_and_grad(z) -> (E(z), grad E(z))`` for a batch of chains."""
+
+    def __init__(self, fn: EnergyFn, value_and_grad: Callable[[Tensor], tuple[Tensor, Tensor]] | None = None):
+        self.fn = fn
+        self._value_and_grad = value_and_grad
+
+    def __call__(self, z: Tensor) -> Tensor:
+        return self.fn(z)
+
+    def value_and_grad(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        if self._value_and_grad is not None:
+            energy, grad = self._value_and_grad(z)
+            if energy.shape != z.shape[:1] or grad.shape != z.shape:
+                raise ValueError(
+                    f"energy.value_and_grad returned shapes {tuple(energy.shape)} and {tuple(grad.shape)}; "
+                    f"expected ({z.shape[0]},) and {tuple(z.shape)}"
+                )
+            return energy, grad
+        return _autograd_value_and_grad(self.fn, z)
+
+    def check_independent_chains(self, z: Tensor) -> None:
+        """Raise if the energy of one chain depends on another chain's state.
+
+        Samplers run chains as a batch; a model that mixes the batch (BatchNorm in training mode,
+        minibatch statistics) would make every chain's target depend on the others.  The check
+        differentiates the first chain's energy with respect to a small batch and demands exact zeros
+        in the other rows.
+        """
+        if z.shape[0] < 2:
+            return
+        with torch.enable_grad():
+            zs = z[:4].detach().clone().requires_grad_(True)
+            energy = self.fn(zs)
+            if not isinstance(energy, Tensor) or energy.shape != zs.shape[:1]:
+                return  # shape problems are reported by value_and_grad
+            (grad,) = torch.autograd.grad(energy[0], zs, allow_unused=True)
+        if grad is not None and bool((grad[1:] != 0).any()):
+            raise ValueError(
+                "energy couples chains: the energy of chain 0 depends on the states of other chains "
+                "(BatchNorm in training mode or another layer that mixes the batch?); put the model in "
+                "eval mode or remove the coupling"
+            )
+
+
+def as_target(energy: EnergyFn | Target | "LatentEnergy") -> Target:
+    """Wrap an energy (a callable ``z -> (chains,)``, a :class:`LatentEnergy`, or a Target)."""
+    if isinstance(energy, Target):
+        return energy
+    if not callable(energy):
+        raise ValueError(f"energy must be callable (z -> (chains,) energies), got {type(energy).__name__}")
+    vg = energy.value_and_grad if isinstance(energy, SupportsValueAndGrad) else None
+    return Target(energy, vg)
+
+
+class LatentEnergy:
+    r"""Energy of a generator's latent space under an energy-based critic.
+
+    .. math::  E(z) = \beta\, U(G(z)) + \tfrac12 \lVert z \rVert^2 \qquad (\text{prior term only if } prior)
+
+    ``U`` is the critic read as an energy (lower = more like the data), ``G`` the generator, ``beta``
+    an inverse temperature on the critic term.  With ``prior=False`` the Gaussian term is dropped, as
+    in the original energy-GAN formula; the target may then be improper (chains drift to where ``G``
+    extrapolates), so that choice warns.  Neither form includes the Jacobian of ``G``: the latent
+    energy is a refinement heuristic, not the exact pull-back of ``exp(-U)``.
+
+    Construction puts both networks in eval mode and freezes their parameters (``requires_grad``
+    off), so a step differentiates with respect to ``z`` only.  Call ``.train()`` and
+    ``.requires_grad_(True)`` on them to train again.
+
+    Args:
+        generator: module ``(chains, *latent_shape) -> (chains, *data_shape)``.
+        critic: module ``(chains, *data_shape) -> (chains,)`` or ``(chains, 1)`` energies.
+        beta: inverse temperature, finite and >= 0.
+        prior: keep the ``0.5 |z|^2`` term of the standard normal prior.
+        latent_shape: if given, inputs must have shape ``(chains, *latent_shape)``.
+    """
+
+    def __init__(
+        self,
+        generator: nn.Module,
+        critic: nn.Module,
+        beta: float = 1.0,
+        prior: bool = True,
+        latent_shape: tuple[int, ...] | None = None,
+    ) -> None:
+        if not callable(generator):
+            raise ValueError("generator must be a callable module")
+        if not callable(critic):
+            raise ValueError("critic must be a callable module")
+        beta = float(beta)
+        if not (beta >= 0.0 and beta < float("inf")):
+            raise ValueError(f"beta must be finite and >= 0, got {beta}")
+        self.generator = generator
+        self.critic = critic
+        self.beta = beta
+        self.prior = bool(prior)
+        self.latent_shape = tuple(latent_shape) if latent_shape is not None else None
+        for module in (generator, critic):
+            if isinstance(module, nn.Module):
+                module.eval()
+                module.requires_grad_(False)
+        if not self.prior:
+            warnings.warn(
+                "LatentEnergy(prior=False): without the 0.5|z|^2 prior term the latent target can be "
+                "improper; chains may drift to where the generator extrapolates and step-size "
+                "adaptation may grow eps without bound. Keep prior=True unless you know E is proper.",
+                UserWarning,
+                stacklevel=2,
+            )
+
+    def __call__(self, z: Tensor) -> Tensor:
+        if self.latent_shape is not None and tuple(z.shape[1:]) != self.latent_shape:
+            raise ValueError(
+                f"z has shape {tuple(z.shape)}; this LatentEnergy expects (chains, *{self.latent_shape})"
+            )
+        u = self.critic(self.generator(z))
+        if u.shape not in ((z.shape[0],), (z.shape[0], 1)):
+            raise ValueError(
+                f"critic returned shape {tuple(u.shape)}; expected ({z.shape[0]},) or ({z.shape[0]}, 1), "
+                "one energy per sample"
+            )
+        energy = self.beta * u.reshape(z.shape[0])
+        if self.prior:
+            energy = energy + 0.5 * z.reshape(z.shape[0], -1).square().sum(1)
+        return energy
+
+    def value_and_grad(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        """Energy ``(chains,)`` and gradient ``(chains, *latent_shape)`` in one forward+backward."""
+        return _autograd_value_and_grad(self, z)
+
+    def __repr__(self) -> str:
+        return f"LatentEnergy(beta={self.beta}, prior={self.prior})"

@@ -1,0 +1,53 @@
+"""Storage of a run's draws: full, thinned, or the last state only, preallocated on the chains' device."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .state import SamplerState, StepInfo
+
+
+class PhaseRecorder:
+    """Records one phase (warm-up or sampling) of a run.
+
+    Every ``thin``-th state is written into preallocated tensors (``store=True``); running sums of
+    the acceptance probability, the would-be MH acceptance and divergences cover every step, so
+    rates stay exact under thinning or with nothing stored.  Nothing here reads values back to the
+    host.
+    """
+
+    def __init__(self, state: SamplerState, steps: int, thin: int, store: bool, store_eps: bool) -> None:
+        z = state.z
+        chains = z.shape[0]
+        self.thin = thin
+        self.steps = steps
+        n = steps // thin if store else 0
+        self.draws = z.new_empty((chains, n) + tuple(z.shape[1:]))
+        self.energy = state.energy.new_empty((chains, n))
+        self.accept_prob = state.energy.new_empty((chains, n))
+        self.diverging = torch.zeros((chains, n), dtype=torch.bool, device=z.device)
+        self.eps = state.energy.new_empty((chains, n)) if store_eps else None
+        self.accept_sum = torch.zeros_like(state.energy)
+        self.mh_accept_sum = torch.zeros_like(state.energy)
+        self.divergences = torch.zeros(chains, dtype=torch.int64, device=z.device)
+        self.last_accept_prob = torch.ones_like(state.energy)
+
+    def record(self, i: int, state: SamplerState, info: StepInfo, eps: Tensor) -> None:
+        self.accept_sum += info.accept_prob
+        self.mh_accept_sum += torch.where(
+            torch.isfinite(info.log_accept_ratio), info.log_accept_ratio.clamp(max=0.0).exp(), 0.0
+        )
+        self.divergences += info.diverging
+        self.last_accept_prob = info.accept_prob
+        if (i + 1) % self.thin == 0 and self.draws.shape[1] > 0:
+            j = (i + 1) // self.thin - 1
+            self.draws[:, j] = state.z
+            self.energy[:, j] = state.energy
+            self.accept_prob[:, j] = info.accept_prob
+            self.diverging[:, j] = info.diverging
+            if self.eps is not None:
+                self.eps[:, j] = eps
+
+    def rate(self, total: Tensor) -> Tensor:
+        return total / max(self.steps, 1)

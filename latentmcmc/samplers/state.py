@@ -1,0 +1,34 @@
+"""The state a sampler carries between steps and what one step reports."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from torch import Tensor
+
+
+class SamplerState(NamedTuple):
+    """Current position of every chain with its cached energy and gradient.
+
+    ``energy`` and ``grad`` are those of the sampler's target at ``z`` (for annealed samplers, the
+    final target at level 1), so a step costs one forward and one backward pass.  ``frozen`` marks
+    chains that stopped after a non-finite energy or gradient (unadjusted Langevin only).
+    """
+
+    z: Tensor  # (chains, *latent_shape)
+    energy: Tensor  # (chains,)
+    grad: Tensor  # (chains, *latent_shape)
+    frozen: Tensor  # (chains,) bool
+
+
+class StepInfo(NamedTuple):
+    """What one transition did, per chain.
+
+    ``log_accept_ratio`` is the Metropolis-Hastings log ratio of the Langevin proposal; unadjusted
+    Langevin computes it too (its would-be acceptance drives step-size adaptation).
+    """
+
+    accept_prob: Tensor  # (chains,) min(1, exp(log_accept_ratio)); 1 for Langevin
+    accepted: Tensor  # (chains,) bool, the chain moved
+    diverging: Tensor  # (chains,) bool, the proposal had a non-finite energy or gradient
+    log_accept_ratio: Tensor  # (chains,)
