@@ -66,13 +66,13 @@ class Target:
 
         Samplers run chains as a batch; a model that mixes the batch (BatchNorm in training mode,
         minibatch statistics) would make every chain's target depend on the others.  The check
-        differentiates the first chain's energy with respect to a small batch and demands exact zeros
-        in the other rows.
+        differentiates the first chain's energy with respect to the whole batch (energies may differ
+        per chain, so the batch is not cut) and demands exact zeros in the other rows.
         """
         if z.shape[0] < 2:
             return
         with torch.enable_grad():
-            zs = z[:4].detach().clone().requires_grad_(True)
+            zs = z.detach().clone().requires_grad_(True)
             energy = self.fn(zs)
             if not isinstance(energy, Tensor) or energy.shape != zs.shape[:1]:
                 return  # shape problems are reported by value_and_grad

@@ -43,6 +43,7 @@ class Sampler:
     """
 
     metropolis: bool = True
+    default_target_accept: float = 0.574
 
     def __init__(self, energy: EnergyFn | Target, eps: float | Tensor = 0.01) -> None:
         self.target = as_target(energy)
@@ -107,7 +108,7 @@ class Sampler:
 
     def step(
         self, state: SamplerState, generator: torch.Generator | None = None, eps: Tensor | float | None = None,
-        level: Tensor | None = None,
+        level: Tensor | None = None, in_warmup: bool = False,
     ) -> tuple[SamplerState, StepInfo]:  # pragma: no cover - abstract
         raise NotImplementedError
 
@@ -128,7 +129,7 @@ class Sampler:
         steps: int = 1000,
         warmup: int = 0,
         adapt: bool | None = None,
-        target_accept: float = 0.574,
+        target_accept: float | None = None,
         thin: int = 1,
         seed: int | None = None,
         progress: bool | None = None,
@@ -144,7 +145,10 @@ class Sampler:
             warmup: steps before recording (annealed samplers anneal during them).
             adapt: adapt eps during warm-up; default True when ``warmup > 0``.  A scalar eps is
                 adapted as one shared value, a ``(chains,)`` eps per chain.
-            target_accept: acceptance probability adaptation aims at (0.574 is optimal for MALA).
+            target_accept: acceptance probability adaptation aims at; default
+                ``default_target_accept`` of the sampler (MALA 0.574, optimal for MALA by Roberts &
+                Rosenthal 1998; unadjusted Langevin 0.9 of the acceptance MALA would have, which bounds
+                its discretisation bias).
             thin: keep every ``thin``-th state.
             seed: seed of the run's random generator (same seed and device, same draws).
             progress: show a progress bar (default: when stderr is a terminal).
@@ -159,7 +163,7 @@ class Sampler:
             raise ValueError(f"record must be 'full' or 'last', got {record!r}")
         if record == "full" and thin > steps:
             raise ValueError(f"thin={thin} is larger than steps={steps}: no draw would be kept")
-        target_accept = check_target_accept(target_accept)
+        target_accept = check_target_accept(self.default_target_accept if target_accept is None else target_accept)
         adapt = warmup > 0 if adapt is None else bool(adapt)
         if adapt and warmup == 0:
             raise ValueError("adapt=True needs warmup > 0 (adaptation happens during warm-up)")
@@ -191,7 +195,7 @@ class Sampler:
                 in_warmup = i < warmup
                 level = levels[i] if (levels is not None and in_warmup) else None
                 before = state
-                state, info = self.step(state, generator, eps, level)
+                state, info = self.step(state, generator, eps, level, in_warmup)
                 if log_weights is not None:
                     inc = self._log_weight_increment(before, info, level_prev, level)
                     if inc is not None:
@@ -287,14 +291,14 @@ def _warn_divergences(chains: Chains) -> None:
     n_frozen = int(chains.frozen.sum())
     if n_frozen:
         warnings.warn(
-            f"{n_frozen} of {chains.num_chains} chains froze after a non-finite energy or gradient; their later "
+            f"{n_frozen} of {chains.num_chains} chains froze after a divergent step (non-finite energy or gradient, or energy error > 1000); their later "
             "draws repeat the last finite state (see chains.frozen). Lower eps or check the energy.",
             RuntimeWarning,
             stacklevel=3,
         )
     elif n_div:
         warnings.warn(
-            f"{n_div} divergent transitions after warm-up (non-finite energy or gradient at a proposal; "
+            f"{n_div} divergent transitions after warm-up (non-finite energy or gradient, or energy error > 1000, at a proposal; "
             "rejected). See chains.divergences.",
             RuntimeWarning,
             stacklevel=3,

@@ -7,7 +7,7 @@ from torch import Tensor
 
 from ..energy import Target
 from .base import Sampler
-from .state import SamplerState, StepInfo
+from .state import SamplerState, StepInfo, divergent
 
 __all__ = ["Langevin", "LangevinProposal", "propose", "bridge"]
 
@@ -84,10 +84,11 @@ class Langevin(Sampler):
 
     Every proposal is taken, so the chain samples ``exp(-E)`` only up to an O(eps) bias (for
     ``N(0, s^2)`` the stationary variance is ``s^2 / (1 - eps / (4 s^2))``); use :class:`MALA` for an
-    exact target.  A chain whose proposal has a non-finite energy or gradient is frozen at its last
-    finite state and counted as divergent.  Step-size adaptation targets the acceptance rate MALA
-    would have with the same eps (a measure of the discretisation error), recorded apart from
-    ``accept_prob``, which is 1.
+    exact target.  A chain whose proposal is divergent (non-finite energy or gradient, or a
+    Metropolis-Hastings log ratio below -1000, Stan's energy-error threshold) is frozen at its last
+    state and counted; during warm-up such a proposal is only rejected.  Step-size adaptation
+    targets the acceptance MALA would have with the same eps (a measure of the discretisation
+    error; default 0.9), reported as ``chains.mh_accept_rate`` apart from ``accept_prob``, which is 1.
 
     Args:
         energy: the target: a callable ``z -> (chains,)`` energies or a :class:`LatentEnergy`.
@@ -96,15 +97,20 @@ class Langevin(Sampler):
     """
 
     metropolis = False
+    default_target_accept = 0.9
 
     def step(
         self, state: SamplerState, generator: torch.Generator | None = None, eps: Tensor | float | None = None,
-        level: Tensor | None = None,
+        level: Tensor | None = None, in_warmup: bool = False,
     ) -> tuple[SamplerState, StepInfo]:
+        """One ULA step.  A divergent proposal (non-finite, or an energy error above 1000) freezes its
+        chain; during warm-up (``in_warmup``) it is only rejected, so that a trial step size that is too
+        large cannot throw a chain where the unadjusted dynamics never return."""
         eps_t = self._eps_for(state, eps)
         proposal = propose(self.target, state, eps_t, generator, level)
-        finite = torch.isfinite(proposal.log_accept_ratio)
-        frozen = state.frozen | ~finite
-        new_state = move(state, proposal, ~frozen, frozen)
+        bad = divergent(proposal.log_accept_ratio)
+        frozen = state.frozen if in_warmup else state.frozen | bad
+        take = ~bad & ~frozen
+        new_state = move(state, proposal, take, frozen)
         ones = torch.ones_like(state.energy)
-        return new_state, StepInfo(ones, ~frozen, ~finite & ~state.frozen, proposal.log_accept_ratio)
+        return new_state, StepInfo(ones, take, bad & ~state.frozen, proposal.log_accept_ratio)

@@ -7,7 +7,7 @@ from torch import Tensor
 
 from .base import Sampler
 from .langevin import move, propose
-from .state import SamplerState, StepInfo
+from .state import SamplerState, StepInfo, divergent
 
 __all__ = ["MALA"]
 
@@ -21,7 +21,8 @@ class MALA(Sampler):
     .. math::  \alpha = \min\Bigl(1, \frac{e^{-E(z')}\, q(z\mid z')}{e^{-E(z)}\, q(z'\mid z)}\Bigr)
 
     computed in log space.  The chain leaves ``exp(-E)`` exactly invariant for any eps.  A proposal
-    with a non-finite energy or gradient is rejected and counted as a divergence.  Energy and
+    with a non-finite energy or gradient is rejected and counted as a divergence, as is (rejected by
+    the test itself) one whose log ratio is below -1000, Stan's energy-error threshold.  Energy and
     gradient of the current state are cached: one step costs one forward and one backward pass.
 
     Args:
@@ -34,7 +35,7 @@ class MALA(Sampler):
 
     def step(
         self, state: SamplerState, generator: torch.Generator | None = None, eps: Tensor | float | None = None,
-        level: Tensor | None = None,
+        level: Tensor | None = None, in_warmup: bool = False,
     ) -> tuple[SamplerState, StepInfo]:
         eps_t = self._eps_for(state, eps)
         proposal = propose(self.target, state, eps_t, generator, level)
@@ -44,4 +45,4 @@ class MALA(Sampler):
         accepted = finite & (log_ratio > -exp_draw)
         accept_prob = torch.where(finite, log_ratio.clamp(max=0.0).exp(), torch.zeros_like(log_ratio))
         new_state = move(state, proposal, accepted, state.frozen)
-        return new_state, StepInfo(accept_prob, accepted, ~finite, log_ratio)
+        return new_state, StepInfo(accept_prob, accepted, divergent(log_ratio), log_ratio)

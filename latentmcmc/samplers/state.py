@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import torch
 from torch import Tensor
+
+DIVERGENCE_THRESHOLD = 1000.0
+"""A step is divergent when its Metropolis-Hastings log ratio is non-finite or below minus this
+(Stan's threshold on the energy error): the discretisation has broken down there."""
+
+
+def divergent(log_accept_ratio: Tensor) -> Tensor:
+    """``(chains,)`` bool: the log ratio is NaN, infinite, or below ``-DIVERGENCE_THRESHOLD``."""
+    return ~(torch.isfinite(log_accept_ratio) & (log_accept_ratio > -DIVERGENCE_THRESHOLD))
 
 
 class SamplerState(NamedTuple):
@@ -12,7 +22,7 @@ class SamplerState(NamedTuple):
 
     ``energy`` and ``grad`` are those of the sampler's target at ``z`` (for annealed samplers, the
     final target at level 1), so a step costs one forward and one backward pass.  ``frozen`` marks
-    chains that stopped after a non-finite energy or gradient (unadjusted Langevin only).
+    chains that stopped after a divergent step (unadjusted Langevin only).
     """
 
     z: Tensor  # (chains, *latent_shape)
@@ -30,5 +40,5 @@ class StepInfo(NamedTuple):
 
     accept_prob: Tensor  # (chains,) min(1, exp(log_accept_ratio)); 1 for Langevin
     accepted: Tensor  # (chains,) bool, the chain moved
-    diverging: Tensor  # (chains,) bool, the proposal had a non-finite energy or gradient
+    diverging: Tensor  # (chains,) bool, the proposal was divergent (see :func:`divergent`)
     log_accept_ratio: Tensor  # (chains,)
