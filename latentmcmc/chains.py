@@ -48,6 +48,7 @@ class Chains:
     warmup_energy: Tensor | None = None
     warmup_accept_prob: Tensor | None = None
     warmup_eps: Tensor | None = None  # (chains, warmup draws) step size used at each kept warm-up step
+    warmup_diverging: Tensor | None = None  # (chains, warmup draws) bool
     log_weights: Tensor | None = None  # (chains,) annealed importance log-weights
     mh_accept_rate: Tensor | None = None  # (chains,) Langevin only: acceptance MALA would have had
     extra: dict[str, Any] = field(default_factory=dict)
@@ -88,6 +89,25 @@ class Chains:
         if self.log_weights is None:
             raise ValueError("this run has no importance weights; use an annealed sampler")
         return torch.softmax(self.log_weights.to(torch.float64), 0)
+
+    def to_inference_data(self, kind: str | None = None):
+        """This run as ArviZ data: ``InferenceData`` on ArviZ 0.x, ``xarray.DataTree`` on 1.x."""
+        from .export import to_inference_data
+
+        return to_inference_data(self, kind)
+
+    def save(self, path, kind: str | None = None):
+        """Write the run to NetCDF (or Zarr for a ``.zarr`` path) atomically; see :func:`load`."""
+        from .export import save_run
+
+        return save_run(self, path, kind)
+
+    @staticmethod
+    def load(path, device="cpu") -> "Chains":
+        """Read a run written by :meth:`save`."""
+        from .export import load_run
+
+        return load_run(path, device)
 
     def __repr__(self) -> str:
         acc = float(self.acceptance_rate.mean()) if self.acceptance_rate.numel() else float("nan")

@@ -272,6 +272,7 @@ class Sampler:
             warmup_energy=warm_rec.energy if keep_warmup else None,
             warmup_accept_prob=warm_rec.accept_prob if keep_warmup else None,
             warmup_eps=warm_rec.eps if keep_warmup else None,
+            warmup_diverging=warm_rec.diverging if keep_warmup else None,
             log_weights=log_weights,
             mh_accept_rate=None if self.metropolis else main_rec.rate(main_rec.mh_accept_sum),
             extra={"final_energy": state.energy, "final_grad": state.grad},

@@ -1,0 +1,352 @@
+"""ESS, R-hat and MCSE (Vehtari et al. 2021), batched over parameters in torch on the draws' device.
+
+Input ``x`` has shape ``(chains, draws, *shape)``; results have shape ``shape`` (a 0-d tensor for
+``(chains, draws)``), in float64 on ``x``'s device.  The arithmetic follows ArviZ 0.23 step for step
+(split chains, Blom rank normalisation, FFT autocovariance, Geyer's initial positive and monotone
+sequences) so that results agree with it to rounding.  Parameters are processed in chunks so that
+temporaries stay near ``CHUNK_VALUES`` numbers and memory grows linearly with the input.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Callable, Literal, Sequence
+
+import torch
+from torch import Tensor
+
+__all__ = ["ess", "rhat", "mcse"]
+
+CHUNK_VALUES = 2_000_000
+_RESOLUTION = 1e-15  # numpy's float64 resolution: ArviZ's test for a constant array
+_BLOM = 3.0 / 8.0
+
+
+# --------------------------------------------------------------------------- layout
+def _as_params(x) -> tuple[Tensor, tuple[int, ...]]:
+    """``(chains, draws, *shape)`` -> float64 ``(params, chains, draws)`` and ``shape``."""
+    if not isinstance(x, Tensor):
+        x = torch.as_tensor(x)
+    if x.dim() < 2:
+        raise ValueError(f"draws must have shape (chains, draws, *shape), got shape {tuple(x.shape)}")
+    if x.dtype == torch.bool or not (x.is_floating_point() or x.dtype in (torch.int32, torch.int64)):
+        x = x.to(torch.float64)
+    shape = tuple(x.shape[2:])
+    flat = x.detach().to(torch.float64).reshape(x.shape[0], x.shape[1], -1)
+    return flat.permute(2, 0, 1), shape
+
+
+def _chunked(fn: Callable[[Tensor], Tensor], params: Tensor) -> Tensor:
+    """Apply ``fn`` to contiguous chunks of about ``CHUNK_VALUES`` numbers of ``(p, chains, draws)``."""
+    p, c, d = params.shape
+    step = max(1, CHUNK_VALUES // max(c * d, 1))
+    return torch.cat([fn(params[i : i + step].contiguous()) for i in range(0, p, step)])
+
+
+def _valid(params: Tensor, min_chains: int, shape: tuple[int, ...]) -> Tensor | None:
+    """Per-parameter validity mask, or None (after a warning) when the shape is too small."""
+    _, c, d = params.shape
+    if c < min_chains or d < 4:
+        warnings.warn(
+            f"too few draws for this diagnostic: got (chains={c}, draws={d}), need at least "
+            f"(chains={min_chains}, draws=4); returning NaN",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return None
+    finite = ~torch.isnan(params).flatten(1).any(1)
+    if not bool(finite.all()):
+        warnings.warn("draws contain NaN; the diagnostic is NaN for those parameters", RuntimeWarning, stacklevel=3)
+    return finite
+
+
+def _run(x, fn: Callable[[Tensor], Tensor], min_chains: int) -> Tensor:
+    params, shape = _as_params(x)
+    ok = _valid(params, min_chains, shape)
+    out = torch.full((params.shape[0],), float("nan"), dtype=torch.float64, device=params.device)
+    if ok is not None and bool(ok.all()):
+        out = _chunked(fn, params)
+    elif ok is not None and bool(ok.any()):
+        out[ok] = _chunked(fn, params[ok])
+    return out.reshape(shape)
+
+
+# --------------------------------------------------------------------------- building blocks
+def split_chains(x: Tensor) -> Tensor:
+    """``(p, chains, draws)`` -> ``(p, 2 chains, draws // 2)``: first and last halves (odd: middle dropped)."""
+    half = x.shape[-1] // 2
+    return torch.cat([x[..., :half], x[..., x.shape[-1] - half :]], dim=1)
+
+
+def _tie_midpoints(values: Tensor) -> Tensor:
+    """For rows sorted ascending, ``first + last`` (0-based) of each element's run of equal values.
+
+    Without ties this is ``2 i``.  Ties are common here (a rejected MALA step repeats its draw), so
+    runs are found without a per-element scan: one cumulative sum numbers the runs over the flattened
+    chunk, and the positions of run starts and ends are gathered by run number.
+    """
+    p, n = values.shape
+    same = values[:, 1:] == values[:, :-1]
+    position = torch.arange(n, device=values.device)
+    if not bool(same.any()):
+        return (2 * position).expand(p, n)
+    starts = torch.ones((p, n), dtype=torch.bool, device=values.device)
+    starts[:, 1:] = ~same
+    ends = torch.ones((p, n), dtype=torch.bool, device=values.device)
+    ends[:, :-1] = ~same
+    run = torch.cumsum(starts.reshape(-1), 0) - 1
+    first = torch.nonzero(starts.reshape(-1)).squeeze(1)[run]
+    last = torch.nonzero(ends.reshape(-1)).squeeze(1)[run]
+    row_offset = (torch.arange(p, device=values.device) * n)[:, None]
+    return (first + last).reshape(p, n) - 2 * row_offset
+
+
+def rank_normalize(x: Tensor) -> Tensor:
+    """Normal scores of the ranks over all chains and draws: ``Phi^-1((r - 3/8) / (n + 1/4))``.
+
+    ``r`` is the average rank (ties share it; scipy's ``rankdata``).  Scores depend only on the
+    position in sorted order, so they come from a table of the ``2n - 1`` possible half-integer ranks
+    rather than one ``ndtri`` per draw.
+    """
+    p, c, d = x.shape
+    n = c * d
+    values, order = torch.sort(x.reshape(p, n), dim=-1)
+    half_ranks = torch.arange(2 * n - 1, dtype=torch.float64, device=x.device) / 2.0 + 1.0
+    table = torch.special.ndtri((half_ranks - _BLOM) / (n - 2 * _BLOM + 1))
+    scores = table[_tie_midpoints(values)]
+    return torch.empty_like(scores).scatter_(-1, order, scores).reshape(p, c, d)
+
+
+def _quantile(x: Tensor, prob: float) -> Tensor:
+    """Type-7 quantile over all chains and draws, per parameter ``(p,)``.
+
+    Written as ArviZ's ``mquantiles(alphap=1, betap=1)`` writes it, ``(1 - g) x_(k) + g x_(k+1)``,
+    so that values on a tie (the two middle draws around the median) round as they do there; the
+    two order statistics come from selection, not a full sort.
+    """
+    flat = x.reshape(x.shape[0], -1)
+    n = flat.shape[-1]
+    m = 1.0 + prob * (1.0 - 1.0 - 1.0)  # alphap + p (1 - alphap - betap), in scipy's order of operations
+    aleph = n * prob + m
+    k = int(math.floor(min(max(aleph, 1.0), n - 1.0)))
+    g = min(max(aleph - k, 0.0), 1.0)
+    lower = torch.kthvalue(flat, k, dim=-1).values
+    upper = torch.kthvalue(flat, k + 1, dim=-1).values
+    return (1.0 - g) * lower + g * upper
+
+
+def _fold(x: Tensor) -> Tensor:
+    return (x - _quantile(x, 0.5)[:, None, None]).abs()
+
+
+def _fft_length(n: int) -> int:
+    """Smallest 2^a 3^b 5^c >= n (a fast FFT length)."""
+    best = 1 << max(0, (n - 1).bit_length())
+    p5 = 1
+    while p5 < best:
+        p35 = p5
+        while p35 < best:
+            m = p35
+            while m < n:
+                m *= 2
+            best = min(best, m)
+            p35 *= 3
+        p5 *= 5
+    return best
+
+
+def mean_autocovariance(x: Tensor) -> Tensor:
+    """Biased autocovariance at every lag, averaged over chains: ``(p, chains, n) -> (p, n)``.
+
+    By linearity the chain average is taken on the power spectrum, so there is one inverse FFT per
+    parameter instead of one per chain.
+    """
+    n = x.shape[-1]
+    m = _fft_length(2 * n)
+    centred = x - x.mean(-1, keepdim=True)
+    f = torch.fft.rfft(centred, n=m, dim=-1)
+    power = (f.real.square() + f.imag.square()).mean(1)
+    return torch.fft.irfft(power, n=m, dim=-1)[..., :n] / n
+
+
+def ess_core(x: Tensor, relative: bool = False) -> Tensor:
+    """ESS of each parameter of ``(p, chains, draws)`` by Geyer's initial monotone sequence.
+
+    ``rho_t = 1 - (W - mean_c acov_c(t)) / var+`` with ``W`` the mean within-chain variance and
+    ``var+ = W (n-1)/n + B/n``; the sum of autocorrelations stops at the first pair
+    ``rho_{2m} + rho_{2m+1} <= 0`` and pair sums are made non-increasing; ``ESS = C n / tau``.
+    """
+    p, c, n = x.shape
+    total = c * n
+    out = torch.empty(p, dtype=torch.float64, device=x.device)
+    span = x.reshape(p, -1)
+    const = (span.max(-1).values - span.min(-1).values) < _RESOLUTION
+    acov = mean_autocovariance(x)
+    mean_var = acov[:, 0] * n / (n - 1.0)
+    var_plus = mean_var * (n - 1.0) / n
+    if c > 1:
+        var_plus = var_plus + x.mean(-1).var(1, unbiased=True)
+    rho = 1.0 - (mean_var[:, None] - acov) / var_plus[:, None]  # (p, n)
+    rho[:, 0] = 1.0
+    n_pairs = max(1, math.ceil((n - 2) / 2))  # pairs the sequence may use before running out of lags
+    if n - 3 <= 1:
+        n_pairs = 1
+    lags = 2 * n_pairs
+    if rho.shape[1] < lags:
+        rho = torch.cat([rho, rho.new_zeros(p, lags - rho.shape[1])], 1)
+    pairs = rho[:, :lags].reshape(p, n_pairs, 2).sum(-1)  # S_m = rho_2m + rho_2m+1
+    nonpos = pairs <= 0
+    first_nonpos = torch.where(nonpos.any(1), nonpos.to(torch.int64).argmax(1), torch.full_like(pairs[:, 0], n_pairs, dtype=torch.int64))
+    stop = torch.clamp(first_nonpos + 1, max=n_pairs)  # M: the pair index where the search stopped
+    monotone = torch.cummin(pairs, dim=1).values
+    use = torch.arange(n_pairs, device=x.device)[None, :] < (stop - 1)[:, None]  # pairs 0..M-2
+    head = (monotone * use).sum(1)
+    last_even = rho.gather(1, (2 * stop - 2)[:, None]).squeeze(1)
+    last_pair = pairs.gather(1, (stop - 1)[:, None]).squeeze(1)
+    tail = torch.where((last_pair >= 0) | (last_even > 0), last_even, torch.zeros_like(last_even))
+    tail = torch.where(stop == 1, torch.ones_like(tail), tail)
+    tau = -1.0 + 2.0 * head + tail
+    tau = torch.clamp(tau, min=1.0 / math.log10(total))
+    result = (1.0 if relative else float(total)) / tau
+    result = torch.where(torch.isnan(rho).any(1), torch.full_like(result, float("nan")), result)
+    out[:] = torch.where(const, torch.full_like(result, float(total)), result)
+    return out
+
+
+def rhat_core(x: Tensor) -> Tensor:
+    """Gelman-Rubin ``sqrt((B/W + n - 1) / n)`` of ``(p, chains, draws)``, ``B = n var(chain means)``."""
+    n = x.shape[-1]
+    between = n * x.mean(-1).var(1, unbiased=True)
+    within = x.var(-1, unbiased=True).mean(1)
+    return torch.sqrt((between / within + n - 1) / n)
+
+
+# --------------------------------------------------------------------------- public API
+EssMethod = Literal["bulk", "tail", "mean", "sd", "quantile", "median", "identity"]
+
+
+def _ess_quantile_core(x: Tensor, prob: float, relative: bool) -> Tensor:
+    q = _quantile(x, prob)
+    return ess_core(split_chains((x <= q[:, None, None]).to(torch.float64)), relative)
+
+
+def _tail_probs(prob) -> tuple[float, float]:
+    if prob is None:
+        return 0.05, 0.95
+    if isinstance(prob, Sequence):
+        lo, hi = prob
+        return float(lo), float(hi)
+    return float(prob), 1.0 - float(prob)
+
+
+def ess(x, method: EssMethod = "bulk", prob: float | Sequence[float] | None = None, relative: bool = False) -> Tensor:
+    r"""Effective sample size of every parameter of draws ``(chains, draws, *shape)``.
+
+    ``bulk``: ESS of the rank-normalised split chains; ``tail``: the smaller ESS of the indicators
+    ``x <= q_{0.05}`` and ``x <= q_{0.95}`` (or of ``prob``); ``mean``/``sd``: of ``x`` and of
+    ``(x - mean)^2``; ``quantile``: of ``x <= q_prob``; ``median``: quantile 0.5; ``identity``: no
+    splitting.  ``ESS = C n / tau`` with ``tau = -1 + 2 sum_t rho_t`` (Geyer).  ``relative`` divides
+    by the number of draws.  NaN (with a warning) for fewer than 4 draws or NaN draws.
+    """
+    if method == "bulk":
+        fn = lambda t: ess_core(rank_normalize(split_chains(t)), relative)  # noqa: E731
+    elif method == "tail":
+        lo, hi = _tail_probs(prob)
+        fn = lambda t: torch.minimum(_ess_quantile_core(t, lo, relative), _ess_quantile_core(t, hi, relative))  # noqa: E731
+    elif method == "mean":
+        fn = lambda t: ess_core(split_chains(t), relative)  # noqa: E731
+    elif method == "sd":
+        fn = lambda t: ess_core(split_chains((t - t.mean((1, 2), keepdim=True)).square()), relative)  # noqa: E731
+    elif method in ("quantile", "median"):
+        if method == "median":
+            prob = 0.5
+        if prob is None or isinstance(prob, Sequence):
+            raise ValueError("ess(method='quantile') needs one probability, prob=q in (0, 1)")
+        fn = lambda t: _ess_quantile_core(t, float(prob), relative)  # noqa: E731
+    elif method == "identity":
+        fn = lambda t: ess_core(t, relative)  # noqa: E731
+    else:
+        raise ValueError(f"unknown ess method {method!r}; use bulk, tail, mean, sd, quantile, median or identity")
+    return _run(x, fn, min_chains=1)
+
+
+RhatMethod = Literal["rank", "split", "identity", "folded", "z_scale"]
+
+
+def _rhat_rank(t: Tensor) -> Tensor:
+    s = split_chains(t)
+    return torch.maximum(rhat_core(rank_normalize(s)), rhat_core(rank_normalize(_fold(s))))
+
+
+def rhat(x, method: RhatMethod = "rank") -> Tensor:
+    r"""Potential scale reduction of every parameter of draws ``(chains, draws, *shape)``.
+
+    ``rank`` (default): ``max`` of the rank-normalised split R-hat and that of the folded draws
+    ``|x - median|`` (Vehtari et al. 2021); ``split``: on split chains; ``identity``: classic
+    Gelman-Rubin; ``folded``/``z_scale``: the two halves of ``rank``.  Needs 2 chains and 4 draws
+    (else NaN with a warning); constant chains give NaN.
+    """
+    methods = {
+        "rank": _rhat_rank,
+        "split": lambda t: rhat_core(split_chains(t)),
+        "identity": rhat_core,
+        "folded": lambda t: rhat_core(rank_normalize(_fold(split_chains(t)))),
+        "z_scale": lambda t: rhat_core(rank_normalize(split_chains(t))),
+    }
+    if method not in methods:
+        raise ValueError(f"unknown rhat method {method!r}; use one of {sorted(methods)}")
+    return _run(x, methods[method], min_chains=2)
+
+
+def _mcse_mean(t: Tensor) -> Tensor:
+    sd = t.reshape(t.shape[0], -1).std(-1, unbiased=True)
+    return sd / torch.sqrt(ess_core(split_chains(t)))
+
+
+def _mcse_sd(t: Tensor) -> Tensor:
+    sq = (t - t.mean((1, 2), keepdim=True)).square()
+    e = ess_core(split_chains(sq))
+    evar = sq.mean((1, 2))
+    varvar = (sq.square().mean((1, 2)) - evar.square()) / e
+    return torch.sqrt(varvar / evar / 4.0)
+
+
+def _mcse_quantile(t: Tensor, prob: float) -> Tensor:
+    from scipy import stats
+
+    e = _ess_quantile_core(t, prob, False)
+    e_np = e.cpu().numpy()
+    import numpy as np
+
+    with np.errstate(invalid="ignore"):
+        lo = stats.beta.ppf(0.1586553, e_np * prob + 1, e_np * (1 - prob) + 1)
+        hi = stats.beta.ppf(0.8413447, e_np * prob + 1, e_np * (1 - prob) + 1)
+    values = torch.sort(t.reshape(t.shape[0], -1), dim=-1).values
+    size = values.shape[-1]
+    lo_i = np.floor(np.fmax(lo * size - 1, 0)).astype(np.int64)
+    hi_i = np.ceil(np.fmin(hi * size - 1, size - 1)).astype(np.int64)
+    lo_t = torch.as_tensor(lo_i, device=t.device)[:, None]
+    hi_t = torch.as_tensor(hi_i, device=t.device)[:, None]
+    return (values.gather(1, hi_t) - values.gather(1, lo_t)).squeeze(1) / 2.0
+
+
+def mcse(x, method: Literal["mean", "sd", "median", "quantile"] = "mean", prob: float | None = None) -> Tensor:
+    r"""Monte Carlo standard error of the mean, sd or a quantile of every parameter.
+
+    ``mean``: ``sd / sqrt(ESS_mean)``; ``sd``: delta method on the variance with the ESS of
+    ``(x - mean)^2``; ``quantile``: half the width of the central 68% interval of the order
+    statistics implied by ``Beta(ESS q + 1, ESS (1 - q) + 1)``.
+    """
+    if method == "mean":
+        fn = _mcse_mean
+    elif method == "sd":
+        fn = _mcse_sd
+    elif method in ("quantile", "median"):
+        q = 0.5 if method == "median" else prob
+        if q is None:
+            raise ValueError("mcse(method='quantile') needs prob=q in (0, 1)")
+        fn = lambda t: _mcse_quantile(t, float(q))  # noqa: E731
+    else:
+        raise ValueError(f"unknown mcse method {method!r}; use mean, sd, median or quantile")
+    return _run(x, fn, min_chains=1)

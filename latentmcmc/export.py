@@ -1,0 +1,214 @@
+"""A run as ArviZ data (InferenceData on ArviZ 0.x, ``xarray.DataTree`` on ArviZ 1.x), saved and loaded.
+
+Groups and variables (dims ``chain``, ``draw``, then ``z_dim_0``...):
+
+* ``posterior``: ``z``, the latent draws;
+* ``sample_stats``: ``lp = -energy``, ``acceptance_rate`` (the step's acceptance probability),
+  ``step_size``, ``diverging``;
+* ``warmup_posterior`` / ``warmup_sample_stats``: the same for kept warm-up draws.
+
+Per-chain totals (acceptance over every step, divergences, frozen chains, AIS log-weights) and the
+run's settings are attributes of ``sample_stats``, so a saved run loads back into a :class:`Chains`.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from .chains import Chains
+
+__all__ = ["to_inference_data", "save_run", "load_run", "installed_arviz_kind"]
+
+Kind = Literal["inference_data", "datatree"]
+_PER_CHAIN = ("acceptance_rate", "divergences", "warmup_divergences", "frozen", "eps", "log_weights", "mh_accept_rate")
+
+
+def installed_arviz_kind() -> Kind:
+    """``"inference_data"`` when ArviZ 0.x is installed, else ``"datatree"`` (ArviZ 1.x / arviz-base)."""
+    try:
+        import arviz
+
+        major = int(str(arviz.__version__).split(".")[0])
+    except ImportError:
+        major = 1
+    return "inference_data" if major < 1 else "datatree"
+
+
+def _np(t: torch.Tensor) -> np.ndarray:
+    return t.detach().cpu().numpy()
+
+
+def _groups(chains: Chains) -> dict[str, dict[str, np.ndarray]]:
+    c, n = chains.energy.shape
+    groups = {
+        "posterior": {"z": _np(chains.draws)},
+        "sample_stats": {
+            "lp": _np(-chains.energy),
+            "acceptance_rate": _np(chains.accept_prob),
+            "step_size": _np(chains.eps[:, None].expand(c, n)),
+            "diverging": _np(chains.diverging),
+        },
+    }
+    if chains.warmup_draws is not None and chains.warmup_draws.shape[1] > 0:
+        groups["warmup_posterior"] = {"z": _np(chains.warmup_draws)}
+        stats = {
+            "lp": _np(-chains.warmup_energy),
+            "acceptance_rate": _np(chains.warmup_accept_prob),
+            "step_size": _np(chains.warmup_eps),
+        }
+        if chains.warmup_diverging is not None:
+            stats["diverging"] = _np(chains.warmup_diverging)
+        groups["warmup_sample_stats"] = stats
+    return groups
+
+
+def _attrs(chains: Chains) -> dict[str, Any]:
+    from . import __version__
+
+    attrs: dict[str, Any] = {
+        "created_by": f"latentmcmc {__version__}",
+        "sampler": chains.sampler,
+        "warmup": chains.warmup,
+        "steps": chains.steps,
+        "thin": chains.thin,
+        "energy_sign": "lp = -energy; energy = E(z), lower is more probable",
+    }
+    if chains.seed is not None:
+        attrs["seed"] = int(chains.seed)
+    for name in _PER_CHAIN:
+        value = getattr(chains, name)
+        if value is not None:
+            arr = _np(value)
+            attrs[f"chain_{name}"] = arr.astype(np.int64) if arr.dtype == bool else arr
+    if chains.log_weights is not None:
+        est = chains.log_normalizer()
+        attrs.update(log_normalizer=est.estimate, log_normalizer_stderr=est.stderr, log_weights_ess=est.ess)
+    return attrs
+
+
+def to_inference_data(chains: Chains, kind: Kind | None = None):
+    """Convert a run for ArviZ: ``kind=None`` picks what the installed ArviZ expects.
+
+    ``"inference_data"``: an ``arviz.InferenceData`` (ArviZ 0.x); ``"datatree"``: an
+    ``xarray.DataTree`` made by ``arviz_base.from_dict`` (ArviZ 1.x).
+    """
+    kind = kind or installed_arviz_kind()
+    groups = _groups(chains)
+    attrs = _attrs(chains)
+    if kind == "inference_data":
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            import arviz
+
+        idata = arviz.from_dict(**groups, save_warmup="warmup_posterior" in groups)
+        idata.sample_stats.attrs.update(attrs)
+        return idata
+    if kind == "datatree":
+        import arviz_base
+
+        tree = arviz_base.from_dict(groups, save_warmup="warmup_posterior" in groups)
+        tree["sample_stats"].attrs.update(attrs)
+        return tree
+    raise ValueError(f"kind must be 'inference_data' or 'datatree', got {kind!r}")
+
+
+def save_run(chains: Chains, path: str | os.PathLike, kind: Kind | None = None) -> Path:
+    """Write the run to NetCDF (h5netcdf; any suffix) or Zarr (suffix ``.zarr``), atomically.
+
+    The file is written beside its destination and renamed into place, so a crash never leaves a
+    half-written file under ``path``.
+    """
+    path = Path(path)
+    data = to_inference_data(chains, kind)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".zarr":
+        try:
+            import zarr  # noqa: F401
+        except ImportError as err:
+            raise ValueError("saving to .zarr needs the zarr package (pip install zarr)") from err
+        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
+        os.rmdir(tmp)
+        data.to_zarr(str(tmp))
+        if path.exists():
+            import shutil
+
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+        return path
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        data.to_netcdf(tmp_name, engine="h5netcdf")  # InferenceData and DataTree alike
+        os.replace(tmp_name, path)
+    finally:
+        if os.path.exists(tmp_name):
+            os.unlink(tmp_name)
+    return path
+
+
+def _tensor(ds, name: str, device, dtype=None) -> torch.Tensor | None:
+    if ds is None or name not in ds:
+        return None
+    t = torch.as_tensor(np.asarray(ds[name].values))
+    return t.to(device=device, dtype=dtype) if dtype is not None else t.to(device)
+
+
+def load_run(path: str | os.PathLike, device: str | torch.device = "cpu") -> Chains:
+    """Read a run written by :func:`save_run` (either ArviZ flavour) back into a :class:`Chains`."""
+    import xarray as xr
+
+    path = Path(path)
+    if not path.exists():
+        raise ValueError(f"no saved run at {path}")
+    try:
+        if path.suffix == ".zarr":
+            tree = xr.open_datatree(str(path), engine="zarr")
+        else:
+            tree = xr.open_datatree(str(path), engine="h5netcdf")
+    except Exception as err:  # the file is not NetCDF/Zarr at all
+        raise ValueError(f"{path} is not a saved latentmcmc run: {err}") from err
+    groups = {name.strip("/"): tree[name].to_dataset() for name in tree.groups if name.strip("/")}
+    post, stats = groups.get("posterior"), groups.get("sample_stats")
+    if post is None or stats is None or "z" not in post or "lp" not in stats:
+        raise ValueError(f"{path} is not a saved latentmcmc run (no posterior z / sample_stats lp)")
+    attrs = dict(stats.attrs)
+    draws = _tensor(post, "z", device)
+    energy = -_tensor(stats, "lp", device)
+    per_chain = {k: torch.as_tensor(np.asarray(attrs[f"chain_{k}"])).to(device) for k in _PER_CHAIN if f"chain_{k}" in attrs}
+    c = draws.shape[0]
+    zeros = torch.zeros(c, dtype=torch.int64, device=device)
+    wpost, wstats = groups.get("warmup_posterior"), groups.get("warmup_sample_stats")
+    chains = Chains(
+        draws=draws,
+        energy=energy,
+        accept_prob=_tensor(stats, "acceptance_rate", device),
+        diverging=_tensor(stats, "diverging", device, torch.bool),
+        eps=per_chain.get("eps", _tensor(stats, "step_size", device)[:, -1]),
+        last=draws[:, -1],
+        acceptance_rate=per_chain.get("acceptance_rate", _tensor(stats, "acceptance_rate", device).mean(1)),
+        divergences=per_chain.get("divergences", zeros),
+        warmup_divergences=per_chain.get("warmup_divergences", zeros),
+        frozen=per_chain.get("frozen", zeros).to(torch.bool),
+        sampler=str(attrs.get("sampler", "")),
+        seed=int(attrs["seed"]) if "seed" in attrs else None,
+        warmup=int(attrs.get("warmup", 0)),
+        steps=int(attrs.get("steps", draws.shape[1])),
+        thin=int(attrs.get("thin", 1)),
+        warmup_draws=_tensor(wpost, "z", device),
+        warmup_energy=None if wstats is None else -_tensor(wstats, "lp", device),
+        warmup_accept_prob=_tensor(wstats, "acceptance_rate", device),
+        warmup_eps=_tensor(wstats, "step_size", device),
+        warmup_diverging=_tensor(wstats, "diverging", device, torch.bool),
+        log_weights=per_chain.get("log_weights"),
+        mh_accept_rate=per_chain.get("mh_accept_rate"),
+    )
+    tree.close()
+    return chains

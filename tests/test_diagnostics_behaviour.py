@@ -1,0 +1,126 @@
+"""Diagnostics on known answers, degenerate input, acceptance summaries and the summary table."""
+
+import math
+import warnings
+
+import pytest
+import torch
+
+from latentmcmc import MALA
+from latentmcmc.diagnostics import acceptance_summary, ess, hdi, mcse, rhat, running_acceptance, summary
+from mc import z_threshold
+
+
+def ar1(phi, chains, draws, params, seed):
+    g = torch.Generator().manual_seed(seed)
+    noise = torch.randn(chains, draws, params, generator=g, dtype=torch.float64)
+    x = torch.empty_like(noise)
+    x[:, 0] = noise[:, 0] / math.sqrt(1 - phi**2)
+    for t in range(1, draws):
+        x[:, t] = phi * x[:, t - 1] + noise[:, t]
+    return x
+
+
+# Geyer's truncated estimator has a finite-sample bias of a few percent at these lengths (Vehtari et
+# al. 2021, fig. 3); the allowance below is that, on top of 4 standard errors of the mean estimate
+# over 100 independent parameters.
+ESTIMATOR_BIAS = 0.03
+
+
+@pytest.mark.parametrize("phi", [0.0, 0.5, 0.9])
+@pytest.mark.parametrize("method", ["bulk", "mean"])
+def test_ar1_ess_per_draw(phi, method):
+    x = ar1(phi, 4, 2000, 100, seed=int(phi * 10))
+    per_draw = ess(x, method=method) / (4 * 2000)
+    truth = (1 - phi) / (1 + phi)
+    rel = per_draw / truth
+    se = float(rel.std() / math.sqrt(rel.numel()))
+    assert abs(float(rel.mean()) - 1.0) < ESTIMATOR_BIAS + 4 * se, (float(rel.mean()), se)
+
+
+def test_stuck_chains_have_large_rhat():
+    x = torch.randn(4, 500, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    x[2:] += 3.0  # two chains in another mode
+    assert bool((rhat(x) > 1.5).all())
+    ok = torch.randn(4, 500, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    assert bool((rhat(ok) < 1.01).all())
+
+
+def test_too_few_draws_or_chains_give_nan_with_a_warning():
+    with pytest.warns(RuntimeWarning, match="too few draws"):
+        assert bool(torch.isnan(ess(torch.randn(4, 3, 2))).all())
+    with pytest.warns(RuntimeWarning, match="chains=1"):
+        assert bool(torch.isnan(rhat(torch.randn(1, 100, 2))).all())
+
+
+def test_nan_draws_give_nan_for_that_parameter_only():
+    x = torch.randn(4, 100, 3, dtype=torch.float64)
+    x[0, 10, 1] = float("nan")
+    with pytest.warns(RuntimeWarning, match="NaN"):
+        out = ess(x)
+    assert torch.isnan(out[1]) and not torch.isnan(out[0]) and not torch.isnan(out[2])
+
+
+def test_constant_chains_are_defined():
+    x = torch.full((4, 100, 2), 1.5, dtype=torch.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        assert torch.equal(ess(x), torch.full((2,), 400.0, dtype=torch.float64))  # as ArviZ
+        assert bool(torch.isnan(rhat(x)).all())
+
+
+@pytest.mark.parametrize(
+    "call,match",
+    [
+        (lambda: ess(torch.randn(5)), "shape"),
+        (lambda: ess(torch.randn(4, 10), method="fast"), "unknown ess method"),
+        (lambda: ess(torch.randn(4, 10), method="quantile"), "prob"),
+        (lambda: rhat(torch.randn(4, 10), method="x"), "unknown rhat method"),
+        (lambda: mcse(torch.randn(4, 10), method="x"), "unknown mcse method"),
+        (lambda: summary(torch.randn(4, 10), hdi_prob=1.5), "hdi_prob"),
+    ],
+)
+def test_bad_arguments(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+def test_shapes_and_dtypes():
+    x = torch.randn(4, 50, 2, 3)
+    assert ess(x).shape == (2, 3) and ess(x).dtype == torch.float64
+    assert rhat(x[..., 0, 0]).shape == ()
+    assert hdi(x).shape == (2, 3, 2)
+
+
+@pytest.fixture(scope="module")
+def run():
+    return MALA(lambda z: 0.5 * z.square().sum(1), eps=0.5).run(torch.randn(8, 5), steps=400, warmup=100, seed=0)
+
+
+def test_acceptance_summary(run):
+    s = acceptance_summary(run)
+    assert abs(s.mean - float(run.accept_prob.mean())) < 1e-6
+    assert s.divergences == 0 and s.frozen == 0 and s.mh_mean is None
+    cum = running_acceptance(run)
+    torch.testing.assert_close(cum[:, -1], run.accept_prob.double().mean(1))
+    win = running_acceptance(run, window=10)
+    torch.testing.assert_close(win[:, -1], run.accept_prob[:, -10:].double().mean(1))
+    torch.testing.assert_close(win[:, 3], run.accept_prob[:, :4].double().mean(1))
+
+
+def test_summary_of_chains_has_energy_first_and_is_bounded(run):
+    table = summary(run)
+    assert list(table.index) == ["energy", "z[0]", "z[1]", "z[2]", "z[3]", "z[4]"]
+    # the truth is N(0, I): the means are within their MCSE, jointly
+    z = (table.loc["z[0]":, "mean"] / table.loc["z[0]":, "mcse_mean"]).abs()
+    assert float(z.max()) < z_threshold(5)
+    short = summary(run, max_rows=3)
+    assert len(short) == 3 and short.index[0] == "energy" and short.attrs["omitted"] == 3
+    assert short["r_hat"].iloc[1] >= short["r_hat"].iloc[2]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_matches_cpu():
+    x = torch.randn(4, 300, 20, dtype=torch.float64)
+    for fn in (ess, rhat, mcse):
+        torch.testing.assert_close(fn(x.cuda()).cpu(), fn(x))
