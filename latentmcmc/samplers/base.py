@@ -182,7 +182,8 @@ class Sampler:
         log_weights = torch.zeros_like(state.energy) if levels is not None else None
 
         warm_rec = PhaseRecorder(state, warmup, thin, store=keep_warmup, store_eps=True)
-        main_rec = PhaseRecorder(state, steps, thin, store=record == "full", store_eps=False)
+        main_rec = PhaseRecorder(state, steps, thin, store=record == "full", store_eps=False,
+                                 track_mh=not self.metropolis)
 
         total = warmup + steps
         bar = _progress_bar(total, progress, type(self).__name__)

@@ -45,4 +45,4 @@ class MALA(Sampler):
         accepted = finite & (log_ratio > -exp_draw)
         accept_prob = torch.where(finite, log_ratio.clamp(max=0.0).exp(), torch.zeros_like(log_ratio))
         new_state = move(state, proposal, accepted, state.frozen)
-        return new_state, StepInfo(accept_prob, accepted, divergent(log_ratio), log_ratio)
+        return new_state, StepInfo(accept_prob, accepted, divergent(log_ratio, finite), log_ratio)

@@ -17,7 +17,8 @@ class PhaseRecorder:
     host.
     """
 
-    def __init__(self, state: SamplerState, steps: int, thin: int, store: bool, store_eps: bool) -> None:
+    def __init__(self, state: SamplerState, steps: int, thin: int, store: bool, store_eps: bool,
+                 track_mh: bool = False) -> None:
         z = state.z
         chains = z.shape[0]
         self.thin = thin
@@ -29,15 +30,15 @@ class PhaseRecorder:
         self.diverging = torch.zeros((chains, n), dtype=torch.bool, device=z.device)
         self.eps = state.energy.new_empty((chains, n)) if store_eps else None
         self.accept_sum = torch.zeros_like(state.energy)
-        self.mh_accept_sum = torch.zeros_like(state.energy)
+        self.mh_accept_sum = torch.zeros_like(state.energy) if track_mh else None
         self.divergences = torch.zeros(chains, dtype=torch.int64, device=z.device)
         self.last_accept_prob = torch.ones_like(state.energy)
 
     def record(self, i: int, state: SamplerState, info: StepInfo, eps: Tensor) -> None:
         self.accept_sum += info.accept_prob
-        self.mh_accept_sum += torch.where(
-            torch.isfinite(info.log_accept_ratio), info.log_accept_ratio.clamp(max=0.0).exp(), 0.0
-        )
+        if self.mh_accept_sum is not None:  # unadjusted Langevin: the acceptance MALA would have had
+            r = info.log_accept_ratio
+            self.mh_accept_sum += torch.where(torch.isfinite(r), r.clamp(max=0.0).exp(), 0.0)
         self.divergences += info.diverging
         self.last_accept_prob = info.accept_prob
         if (i + 1) % self.thin == 0 and self.draws.shape[1] > 0:

@@ -12,9 +12,14 @@ DIVERGENCE_THRESHOLD = 1000.0
 (Stan's threshold on the energy error): the discretisation has broken down there."""
 
 
-def divergent(log_accept_ratio: Tensor) -> Tensor:
-    """``(chains,)`` bool: the log ratio is NaN, infinite, or below ``-DIVERGENCE_THRESHOLD``."""
-    return ~(torch.isfinite(log_accept_ratio) & (log_accept_ratio > -DIVERGENCE_THRESHOLD))
+def divergent(log_accept_ratio: Tensor, finite: Tensor | None = None) -> Tensor:
+    """``(chains,)`` bool: the log ratio is NaN, infinite, or below ``-DIVERGENCE_THRESHOLD``.
+
+    ``finite`` (``isfinite(log_accept_ratio)``) may be passed when the caller already has it.
+    """
+    if finite is None:
+        finite = torch.isfinite(log_accept_ratio)
+    return ~(finite & (log_accept_ratio > -DIVERGENCE_THRESHOLD))
 
 
 class SamplerState(NamedTuple):
