@@ -136,7 +136,8 @@ def save_run(chains: Chains, path: str | os.PathLike, kind: Kind | None = None) 
             raise ValueError("saving to .zarr needs the zarr package (pip install zarr)") from err
         tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
         os.rmdir(tmp)
-        data.to_zarr(str(tmp))
+        tree = data.to_datatree() if hasattr(data, "to_datatree") else data  # ArviZ 0.x cannot write zarr 3
+        tree.to_zarr(str(tmp))
         if path.exists():
             import shutil
 

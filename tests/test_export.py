@@ -63,6 +63,17 @@ def test_netcdf_round_trip(run, tmp_path, kind):
     assert not list(tmp_path.glob(".*tmp"))  # nothing half-written left behind
 
 
+@pytest.mark.parametrize("kind", ["inference_data", "datatree"])
+def test_zarr_round_trip(run, tmp_path, kind):
+    pytest.importorskip("zarr")
+    if kind == "datatree":
+        pytest.importorskip("arviz_base")
+    path = run.save(tmp_path / "run.zarr", kind=kind)
+    assert_same_run(run, Chains.load(path))
+    run.save(path, kind=kind)  # overwriting an existing store replaces it whole
+    assert_same_run(run, Chains.load(path))
+
+
 def test_round_trip_keeps_langevin_and_annealed_extras(tmp_path):
     lang = Langevin(lambda z: 0.5 * z.square().sum(1), eps=0.1).run(torch.randn(3, 2), steps=10, seed=2)
     back = Chains.load(lang.save(tmp_path / "l.nc"))
