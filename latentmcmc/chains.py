@@ -51,6 +51,7 @@ class Chains:
     warmup_diverging: Tensor | None = None  # (chains, warmup draws) bool
     log_weights: Tensor | None = None  # (chains,) annealed importance log-weights
     mh_accept_rate: Tensor | None = None  # (chains,) Langevin only: acceptance MALA would have had
+    last_energy: Tensor | None = None  # (chains,) energy of ``last``
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -194,6 +194,7 @@ def load_run(path: str | os.PathLike, device: str | torch.device = "cpu") -> Cha
         diverging=_tensor(stats, "diverging", device, torch.bool),
         eps=per_chain.get("eps", _tensor(stats, "step_size", device)[:, -1]),
         last=draws[:, -1],
+        last_energy=energy[:, -1],
         acceptance_rate=per_chain.get("acceptance_rate", _tensor(stats, "acceptance_rate", device).mean(1)),
         divergences=per_chain.get("divergences", zeros),
         warmup_divergences=per_chain.get("warmup_divergences", zeros),

@@ -49,13 +49,16 @@ def quiet():
         yield
 
 
+CASES = [(ess, "ess", m, p) for m, p in ESS_METHODS] + [(mcse, "mcse", m, p) for m, p in MCSE_METHODS]
+
+
 @pytest.mark.parametrize("shape", SHAPES)
-@pytest.mark.parametrize("method,prob", ESS_METHODS)
-def test_ess(shape, method, prob):
-    x = draws_for(shape, 0)
+@pytest.mark.parametrize("ours,name,method,prob", CASES, ids=[f"{c[1]}-{c[2]}-{c[3]}" for c in CASES])
+def test_ess_and_mcse(shape, ours, name, method, prob):
+    x = draws_for(shape, 0 if name == "ess" else 2)
     kw = {} if prob is None else {"prob": prob}
-    ref = per_parameter(lambda a: az.ess(a, method=method, **kw), x)
-    assert_agrees(ess(torch.tensor(x), method=method, **kw), ref)
+    ref = per_parameter(lambda a: getattr(az, name)(a, method=method, **kw), x)
+    assert_agrees(ours(torch.tensor(x), method=method, **kw), ref)
 
 
 @pytest.mark.parametrize("shape", [s for s in SHAPES if s[0] > 1])
@@ -64,15 +67,6 @@ def test_rhat(shape, method):
     x = draws_for(shape, 1)
     ref = per_parameter(lambda a: az.rhat(a, method=method), x)
     assert_agrees(rhat(torch.tensor(x), method=method), ref)
-
-
-@pytest.mark.parametrize("shape", SHAPES)
-@pytest.mark.parametrize("method,prob", MCSE_METHODS)
-def test_mcse(shape, method, prob):
-    x = draws_for(shape, 2)
-    kw = {} if prob is None else {"prob": prob}
-    ref = per_parameter(lambda a: az.mcse(a, method=method, **kw), x)
-    assert_agrees(mcse(torch.tensor(x), method=method, **kw), ref)
 
 
 def test_relative_ess():

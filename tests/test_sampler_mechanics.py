@@ -22,12 +22,12 @@ def test_same_seed_same_draws(cls):
     assert a.seed == 7
 
 
-@pytest.mark.parametrize("eps", [0.2, torch.full((16,), 0.2, dtype=torch.float64)])
-@pytest.mark.parametrize("adapt", [False, True])
+PER_CHAIN_EPS = torch.full((16,), 0.2, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("eps,adapt", [(0.2, False), (PER_CHAIN_EPS, False), (PER_CHAIN_EPS, True)])
 def test_chains_are_independent(eps, adapt):
-    """Changing one chain's start changes no other chain (except through a shared, adapted eps)."""
-    if adapt and not isinstance(eps, torch.Tensor):
-        pytest.skip("a shared adapted eps couples chains during warm-up by design")
+    """Changing one chain's start changes no other chain (a shared, adapted eps is the exception below)."""
     start = z0()
     moved = start.clone()
     moved[0] += 1.0
@@ -37,14 +37,24 @@ def test_chains_are_independent(eps, adapt):
     assert not torch.equal(a.draws[0], b.draws[0])
 
 
+def test_shared_adapted_eps_couples_chains_through_warmup_only():
+    """A shared eps adapts on the mean acceptance, so one chain's start moves the others' draws."""
+    start = z0()
+    moved = start.clone()
+    moved[0] += 1.0
+    a = MALA(ENERGY, eps=0.2).run(start, steps=30, warmup=20, seed=1)
+    b = MALA(ENERGY, eps=0.2).run(moved, steps=30, warmup=20, seed=1)
+    assert not torch.equal(a.eps, b.eps) and not torch.equal(a.draws[1:], b.draws[1:])
+
+
 @pytest.mark.parametrize("cls", [MALA, Langevin])
 def test_cached_energy_and_grad_equal_recomputation(cls):
     chains = cls(ENERGY, eps=0.2).run(z0(), steps=40, seed=2)
     zz = chains.last.clone().requires_grad_(True)
     e = ENERGY(zz)
     (g,) = torch.autograd.grad(e.sum(), zz)
-    torch.testing.assert_close(chains.extra["final_energy"], e.detach())
-    torch.testing.assert_close(chains.extra["final_grad"], g)
+    torch.testing.assert_close(chains.last_energy, e.detach())
+    torch.testing.assert_close(chains.extra["last_grad"], g)
     torch.testing.assert_close(chains.energy, ENERGY(chains.draws.reshape(-1, 3)).reshape(16, 40))
 
 
@@ -70,6 +80,34 @@ def test_thinning_and_last_only_use_the_same_random_stream():
     torch.testing.assert_close(last.acceptance_rate, full.acceptance_rate)
     torch.testing.assert_close(thin.acceptance_rate, full.acceptance_rate)
     torch.testing.assert_close(full.acceptance_rate, full.accept_prob.mean(1))
+
+
+def test_interrupt_returns_the_draws_so_far():
+    calls = {"n": 0}
+
+    def energy(z):
+        calls["n"] += 1
+        if calls["n"] == 2 + 10 + 25:  # init + coupling check, 10 warm-up steps, then 25 recorded steps
+            raise KeyboardInterrupt
+        return ENERGY(z)
+
+    with pytest.warns(RuntimeWarning, match="interrupted after 24 of 100"):
+        chains = MALA(energy, eps=0.2).run(z0(), steps=100, warmup=10, seed=0)
+    assert chains.extra["interrupted"] and chains.draws.shape == (16, 24, 3)
+    torch.testing.assert_close(chains.acceptance_rate, chains.accept_prob.mean(1))  # over 24 steps, not 100
+
+
+def test_interrupt_during_warmup_propagates():
+    calls = {"n": 0}
+
+    def energy(z):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt
+        return ENERGY(z)
+
+    with pytest.raises(KeyboardInterrupt):
+        MALA(energy, eps=0.2).run(z0(), steps=10, warmup=10, seed=0)
 
 
 def test_keep_warmup():

@@ -225,7 +225,11 @@ class Sampler:
             if i < warmup:
                 raise
             interrupted = True
-            warnings.warn(f"run interrupted after {i - warmup} of {steps} recorded steps; returning those draws")
+            warnings.warn(
+                f"run interrupted after {main_rec.count} of {steps} recorded steps; returning those draws",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         finally:
             if bar is not None:
                 bar.close()
@@ -233,7 +237,7 @@ class Sampler:
         chains = self._finish(state, eps, warm_rec, main_rec, record, keep_warmup, run_seed, warmup, steps, thin,
                               log_weights)
         if interrupted:
-            chains = _truncate(chains, (i - warmup) // thin)
+            chains = _truncate(chains, main_rec.count // thin)
             chains.extra["interrupted"] = True
         _warn_divergences(chains)
         return chains
@@ -276,7 +280,8 @@ class Sampler:
             warmup_diverging=warm_rec.diverging if keep_warmup else None,
             log_weights=log_weights,
             mh_accept_rate=None if self.metropolis else main_rec.rate(main_rec.mh_accept_sum),
-            extra={"final_energy": state.energy, "final_grad": state.grad},
+            last_energy=state.energy,
+            extra={"last_grad": state.grad},
         )
 
 

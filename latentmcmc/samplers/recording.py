@@ -33,8 +33,10 @@ class PhaseRecorder:
         self.mh_accept_sum = torch.zeros_like(state.energy) if track_mh else None
         self.divergences = torch.zeros(chains, dtype=torch.int64, device=z.device)
         self.last_accept_prob = torch.ones_like(state.energy)
+        self.count = 0  # steps recorded so far (fewer than ``steps`` after an interruption)
 
     def record(self, i: int, state: SamplerState, info: StepInfo, eps: Tensor) -> None:
+        self.count += 1
         self.accept_sum += info.accept_prob
         if self.mh_accept_sum is not None:  # unadjusted Langevin: the acceptance MALA would have had
             r = info.log_accept_ratio
@@ -51,4 +53,5 @@ class PhaseRecorder:
                 self.eps[:, j] = eps
 
     def rate(self, total: Tensor) -> Tensor:
-        return total / max(self.steps, 1)
+        """Per-step mean of a running sum over the steps recorded so far."""
+        return total / max(self.count, 1)
