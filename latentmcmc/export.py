@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 
@@ -102,8 +103,6 @@ def to_inference_data(chains: Chains, kind: Kind | None = None):
     groups = _groups(chains)
     attrs = _attrs(chains)
     if kind == "inference_data":
-        import warnings
-
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
             import arviz
@@ -137,7 +136,9 @@ def save_run(chains: Chains, path: str | os.PathLike, kind: Kind | None = None) 
         tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
         os.rmdir(tmp)
         tree = data.to_datatree() if hasattr(data, "to_datatree") else data  # ArviZ 0.x cannot write zarr 3
-        tree.to_zarr(str(tmp))
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Consolidated metadata")  # zarr 3 notice; we read it back
+            tree.to_zarr(str(tmp))
         if path.exists():
             import shutil
 

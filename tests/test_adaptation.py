@@ -2,6 +2,7 @@
 
 import math
 
+import pytest
 import torch
 
 from latentmcmc import MALA, Langevin
@@ -53,7 +54,8 @@ def test_shared_eps_cannot_suit_chains_of_different_scales():
     n = 64
     scales = torch.logspace(-1, 1, n, dtype=torch.float64)
     z0 = torch.randn(n, 5, generator=torch.Generator().manual_seed(4), dtype=torch.float64) * scales[:, None]
-    chains = MALA(scaled_energy(scales), eps=0.1).run(z0, steps=500, warmup=1000, seed=5)
+    with pytest.warns(RuntimeWarning, match="divergent"):  # the shared eps is far too big for the narrowest chains
+        chains = MALA(scaled_energy(scales), eps=0.1).run(z0, steps=500, warmup=1000, seed=5)
     assert float(chains.acceptance_rate.max() - chains.acceptance_rate.min()) > 0.5
 
 

@@ -12,6 +12,7 @@ def z0(n=16, d=3, seed=0):
     return torch.randn(n, d, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
 
 
+@pytest.mark.filterwarnings("ignore:.*froze:RuntimeWarning")  # ULA on a quartic tail; irrelevant here
 @pytest.mark.parametrize("cls", [MALA, Langevin])
 def test_same_seed_same_draws(cls):
     a = cls(ENERGY, eps=0.2).run(z0(), steps=50, warmup=20, seed=7)
@@ -146,6 +147,7 @@ def test_langevin_freezes_and_flags_chains():
     assert torch.equal(chains.last[frozen], chains.draws[frozen, -1])
 
 
+@pytest.mark.filterwarnings("ignore:.*froze:RuntimeWarning")  # freezing after warm-up is allowed here
 def test_langevin_warmup_rejects_instead_of_freezing():
     """Adaptation starts at 10 * eps; a blown-up trial step during warm-up must not end chains."""
     chains = Langevin(ENERGY, eps=0.2).run(z0(64), steps=1, warmup=100, seed=7, keep_warmup=True)
