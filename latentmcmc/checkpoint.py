@@ -1,0 +1,93 @@
+"""One safe on-disk format for trained models.
+
+A checkpoint is a ``torch.save`` of plain data only (dicts, lists, strings, numbers, tensors): a
+format tag and version, the JSON-like config that rebuilds the networks, their state dicts, the
+optimisers' states, the training step, the random generator's state and the loss history.  It is
+read with ``torch.load(weights_only=True)``, which refuses anything that would run code, and written
+atomically (a temporary file beside the target, then a rename), so a crash never leaves a half file
+under the checkpoint's name.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "load_models", "FORMAT", "VERSION"]
+
+FORMAT = "latentmcmc-checkpoint"
+VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """The file is missing, not a latentmcmc checkpoint, corrupt, unsafe, or from an unknown version."""
+
+
+def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
+    """Write ``payload`` (plain data and tensors) with the format tag and version, atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = {"format": FORMAT, "version": VERSION, **payload}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(data, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint without executing anything in it; raise :class:`CheckpointError` on any problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint file at {path}")
+    try:
+        data = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise CheckpointError(
+            f"{path} was refused: it holds objects other than tensors and plain data (loading it could run "
+            f"code), so it is not a latentmcmc checkpoint ({str(err).splitlines()[0]})"
+        ) from err
+    except Exception as err:  # torch raises many kinds (RuntimeError, EOFError, KeyError...) for non-checkpoints
+        raise CheckpointError(
+            f"{path} is not a latentmcmc checkpoint or is truncated/corrupt ({type(err).__name__}: {err})"
+        ) from err
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a latentmcmc checkpoint (no '{FORMAT}' format tag)")
+    version = data.get("version")
+    if not isinstance(version, int) or version > VERSION or version < 1:
+        raise CheckpointError(f"{path} has checkpoint version {version!r}; this latentmcmc reads versions 1..{VERSION}")
+    for key in ("config", "models"):
+        if key not in data:
+            raise CheckpointError(f"{path} is incomplete: no '{key}'")
+    return data
+
+
+def load_models(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[nn.Module, nn.Module, dict]:
+    """``(generator, critic, config)`` from a training checkpoint, in eval mode on ``device``.
+
+    ``LatentEnergy(*load_models("ckpt.pt")[:2])`` is then the latent target of the trained model.
+    """
+    from .training.networks import build_networks
+
+    data = load_checkpoint(path, map_location=device)
+    config = data["config"]
+    try:
+        nets = build_networks(config)
+        for name in ("generator", "critic"):
+            nets[name].load_state_dict(data["models"][name])
+    except (KeyError, RuntimeError, TypeError) as err:
+        raise CheckpointError(f"{path}: the networks do not match the checkpoint's config ({err})") from err
+    generator, critic = nets["generator"].to(device).eval(), nets["critic"].to(device).eval()
+    return generator, critic, config

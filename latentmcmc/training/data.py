@@ -1,0 +1,105 @@
+"""Built-in data sets (no downloads): 2-D mixtures and scikit-learn's bundled 8x8 digits.
+
+2-D sets follow the MEG code's constants: 25 Gaussians at (2i, 2j), i, j in -2..2, std 0.05, all
+divided by 2.828; a ring of 8 Gaussians of radius 2, std 0.02, divided by 1.414; a swiss roll with
+noise 0.25 divided by 7.5.  Digits are scaled to [-1, 1]; "stacked digits" put three independent
+digits in three channels (1,000 modes).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+__all__ = ["Dataset", "load_dataset", "DATASETS", "gaussians25", "ring8", "swissroll", "digits", "stacked_digits"]
+
+
+@dataclass
+class Dataset:
+    """In-memory training data ``x`` ``(n, *shape)`` with what metrics need to know about it."""
+
+    name: str
+    x: Tensor
+    modes: Tensor | None = None  # (k, 2) mode centres of a 2-D mixture
+    mode_std: float | None = None  # their common standard deviation
+    labels: Tensor | None = None  # digit labels (n,) or (n, 3) for stacked digits
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.x.shape[1:])
+
+    def batch(self, size: int, generator: torch.Generator) -> Tensor:
+        """A batch drawn with replacement, reproducibly from ``generator``."""
+        idx = torch.randint(0, self.x.shape[0], (size,), generator=generator)
+        return self.x[idx]
+
+
+def _mixture(centres: Tensor, std: float, n: int, g: torch.Generator) -> Tensor:
+    idx = torch.randint(0, centres.shape[0], (n,), generator=g)
+    return centres[idx] + std * torch.randn(n, 2, generator=g)
+
+
+def gaussians25(n: int = 100_000, seed: int = 0) -> Dataset:
+    g = torch.Generator().manual_seed(seed)
+    grid = torch.arange(-2, 3, dtype=torch.float32) * 2.0
+    centres = torch.cartesian_prod(grid, grid)
+    scale = 2.828
+    x = _mixture(centres, 0.05, n, g) / scale
+    return Dataset("gaussians25", x, centres / scale, 0.05 / scale)
+
+
+def ring8(n: int = 100_000, seed: int = 0) -> Dataset:
+    g = torch.Generator().manual_seed(seed)
+    angle = torch.arange(8, dtype=torch.float32) * (2 * math.pi / 8)
+    centres = 2.0 * torch.stack([angle.cos(), angle.sin()], 1)
+    scale = 1.414
+    x = _mixture(centres, 0.02, n, g) / scale
+    return Dataset("ring8", x, centres / scale, 0.02 / scale)
+
+
+def swissroll(n: int = 100_000, seed: int = 0) -> Dataset:
+    """scikit-learn's ``make_swiss_roll`` (x and z coordinates), noise 0.25, divided by 7.5."""
+    from sklearn.datasets import make_swiss_roll
+
+    data, _ = make_swiss_roll(n_samples=n, noise=0.25, random_state=seed)
+    return Dataset("swissroll", torch.as_tensor(data[:, [0, 2]] / 7.5, dtype=torch.float32))
+
+
+def _digit_images() -> tuple[Tensor, Tensor]:
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = torch.as_tensor(d.images, dtype=torch.float32) / 8.0 - 1.0  # 0..16 -> -1..1
+    return x.unsqueeze(1), torch.as_tensor(d.target)  # (1797, 1, 8, 8)
+
+
+def digits() -> Dataset:
+    x, y = _digit_images()
+    return Dataset("digits", x, labels=y)
+
+
+def stacked_digits(n: int = 50_000, seed: int = 0) -> Dataset:
+    """Three independently drawn digits as the three channels of one 3x8x8 image (1,000 modes)."""
+    x, y = _digit_images()
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.randint(0, x.shape[0], (n, 3), generator=g)
+    return Dataset("stacked-digits", x[idx, 0], labels=y[idx])
+
+
+DATASETS = {
+    "gaussians25": gaussians25,
+    "ring8": ring8,
+    "swissroll": swissroll,
+    "digits": digits,
+    "stacked-digits": stacked_digits,
+}
+
+
+def load_dataset(name: str) -> Dataset:
+    """One of :data:`DATASETS` by name."""
+    if name not in DATASETS:
+        raise ValueError(f"unknown data set {name!r}; choose one of {sorted(DATASETS)}")
+    return DATASETS[name]()
