@@ -7,7 +7,7 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["mixture_quality", "kl_to_uniform", "frechet_distance"]
+__all__ = ["mixture_quality", "kl_to_uniform", "frechet_distance", "DigitClassifier", "load_digit_classifier", "digit_quality"]
 
 
 def kl_to_uniform(counts: Tensor) -> float:
@@ -57,3 +57,57 @@ def frechet_distance(a: Tensor, b: Tensor) -> float:
     cross = sqrtm_psd(root_a @ s_b @ root_a)
     value = (mu_a - mu_b).square().sum() + torch.trace(s_a) + torch.trace(s_b) - 2 * torch.trace(cross)
     return float(value.clamp(min=0.0)) if math.isfinite(float(value)) else float("nan")
+
+
+# --------------------------------------------------------------------------- digits
+class DigitClassifier(torch.nn.Module):
+    """MLP ``64 -> 256 -> 128 -> 10`` on one 8x8 digit in [-1, 1]; ``features`` is the 128-d layer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = torch.nn.Sequential(
+            torch.nn.Flatten(), torch.nn.Linear(64, 256), torch.nn.ReLU(), torch.nn.Linear(256, 128), torch.nn.ReLU()
+        )
+        self.head = torch.nn.Linear(128, 10)
+
+    def features(self, x: Tensor) -> Tensor:
+        return self.body(x.reshape(x.shape[0], 64))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.features(x))
+
+
+CLASSIFIER_FILE = "digits_classifier.pt"
+
+
+def load_digit_classifier() -> DigitClassifier:
+    """The classifier shipped in the package (trained by ``benchmarks/train_digits_classifier.py``)."""
+    from importlib import resources
+
+    model = DigitClassifier()
+    with resources.as_file(resources.files("latentmcmc") / "assets" / CLASSIFIER_FILE) as path:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    model.load_state_dict(state["state_dict"])
+    return model.eval()
+
+
+@torch.no_grad()
+def digit_quality(samples: Tensor, reference: Tensor, classifier: DigitClassifier | None = None) -> dict[str, float]:
+    """Metrics of digit images ``(n, C, 8, 8)`` (C = 1 digits, C = 3 stacked digits).
+
+    ``modes``: distinct predicted classes (out of 10, or 1,000 for three channels); ``kl``: KL of the
+    predicted-class histogram to uniform; ``fd``: Frechet distance between the classifier's features
+    of ``samples`` and of ``reference`` images (per channel, averaged over channels).
+    """
+    clf = classifier or load_digit_classifier()
+    n, c = samples.shape[:2]
+    channels = samples.detach().float().cpu().reshape(n * c, 1, 8, 8)
+    labels = clf(channels).argmax(1).reshape(n, c)
+    code = (labels * torch.tensor([10**k for k in range(c - 1, -1, -1)])).sum(1)
+    counts = torch.bincount(code, minlength=10**c)
+    ref = reference.detach().float().cpu()
+    fd = sum(
+        frechet_distance(clf.features(samples[:, k].float().cpu()), clf.features(ref[:, k % ref.shape[1]]))
+        for k in range(c)
+    ) / c
+    return {"modes": int((counts > 0).sum()), "kl": kl_to_uniform(counts), "fd": fd}
