@@ -22,6 +22,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from .atomic import atomic_path, default_mode
 from .chains import Chains
 
 __all__ = ["to_inference_data", "save_run", "load_run", "installed_arviz_kind"]
@@ -139,20 +140,15 @@ def save_run(chains: Chains, path: str | os.PathLike, kind: Kind | None = None) 
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Consolidated metadata")  # zarr 3 notice; we read it back
             tree.to_zarr(str(tmp))
+        os.chmod(tmp, default_mode(directory=True))
         if path.exists():
             import shutil
 
             shutil.rmtree(path)
         os.replace(tmp, path)
         return path
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        data.to_netcdf(tmp_name, engine="h5netcdf")  # InferenceData and DataTree alike
-        os.replace(tmp_name, path)
-    finally:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
+    with atomic_path(path) as tmp:
+        data.to_netcdf(tmp, engine="h5netcdf")  # InferenceData and DataTree alike
     return path
 
 

@@ -103,3 +103,12 @@ def test_save_is_atomic(tmp_path, monkeypatch):
         save_checkpoint(path, {"config": {"x": 1}, "models": {}})
     assert path.read_bytes() == before  # the old checkpoint is intact
     assert [p.name for p in tmp_path.iterdir()] == ["ok.pt"]  # no temporary file left
+
+
+def test_saved_files_get_ordinary_permissions(tmp_path):
+    umask = os.umask(0o022)
+    try:
+        path = save_checkpoint(tmp_path / "perm.pt", {"config": {}, "models": {}})
+    finally:
+        os.umask(umask)
+    assert (path.stat().st_mode & 0o777) == 0o644
