@@ -47,7 +47,7 @@ def test_critic_loss_sign_and_gradient():
     critic = Quadratic(a=1.0, c=0.0)
     real, fake = torch.zeros(8, 2), torch.full((8, 2), 3.0)  # real data at the energy minimum
     loss, stats = critic_loss(critic, real, fake, gp_weight=0.0)
-    assert stats["u_real"] < stats["u_fake"] and float(loss) < 0
+    assert stats["u_real"] < stats["u_fake"] and float(loss.detach()) < 0
     # the loss pushes U down on data and up on fakes: d loss / d a = mean(0.5|real|^2) - mean(0.5|fake|^2) < 0
     loss.backward()
     assert float(critic.a.grad) == pytest.approx(0.0 - 0.5 * 18.0)
