@@ -100,6 +100,17 @@ def test_resume_continues_exactly(tmp_path, entropy):
             assert torch.equal(p, q), name
 
 
+def test_same_seed_same_initialisation_and_the_global_rng_is_untouched():
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    a = Trainer(TrainConfig(data="ring8", seed=4, **TINY))
+    assert torch.equal(torch.rand(3), expected)
+    b = Trainer(TrainConfig(data="ring8", seed=4, **TINY))
+    for p, q in zip(a.generator.parameters(), b.generator.parameters()):
+        assert torch.equal(p, q)
+
+
 def test_periodic_checkpoints(tmp_path):
     trainer = Trainer(TrainConfig(data="ring8", **TINY))
     trainer.train(4, tmp_path / "c.pt", checkpoint_every=2, progress=False)

@@ -93,8 +93,10 @@ class Trainer:
         self.dataset = dataset or load_dataset(config.data)
         self.config = config.resolved(self.dataset)
         self.device = torch.device(self.config.device)
-        torch.manual_seed(self.config.seed)  # network initialisation
-        self.nets = {k: v.to(self.device) for k, v in build_networks(self.config.to_dict()).items()}
+        with torch.random.fork_rng(devices=[]):  # seeded initialisation without touching the caller's RNG
+            torch.manual_seed(self.config.seed)
+            nets = build_networks(self.config.to_dict())
+        self.nets = {k: v.to(self.device) for k, v in nets.items()}
         c = self.config
         self.opt = {k: torch.optim.Adam(v.parameters(), lr=c.lr, betas=c.betas) for k, v in self.nets.items()}
         self.rng = torch.Generator().manual_seed(c.seed)
