@@ -25,9 +25,10 @@ from latentmcmc.training import TrainConfig, Trainer, load_dataset
 def study(data_name: str, entropy: str, steps: int, width: int, out: Path, n: int, betas: list[float]) -> dict:
     ckpt = out / f"{data_name}-{entropy}.pt"
     t0 = time.perf_counter()
-    if not ckpt.exists():
+    trained = not ckpt.exists()
+    if trained:
         Trainer(TrainConfig(data=data_name, entropy=entropy, width=width)).train(steps, ckpt, progress=False)
-    minutes = (time.perf_counter() - t0) / 60
+    minutes = (time.perf_counter() - t0) / 60 if trained else None
     generator, critic, config = load_models(ckpt)
     data = load_dataset(data_name)
     clf = load_digit_classifier()
@@ -60,7 +61,8 @@ def main() -> None:
         data_name, entropy = spec.split(":")
         r = study(data_name, entropy, args.steps, args.width, out, args.samples, [1.0, 3.0])
         results.append(r)
-        print(f"\n== {data_name}, entropy={entropy}: {r['steps']} steps, width {args.width}, {r['train_minutes']:.1f} min")
+        took = f"{r['train_minutes']:.1f} min" if r["train_minutes"] is not None else "existing checkpoint"
+        print(f"\n== {data_name}, entropy={entropy}: {r['steps']} steps, width {args.width}, {took}")
         print(f"{'method':>20} {'modes':>6} {'KL':>7} {'FD':>8}")
         for row in r["rows"]:
             extra = f"  eps {row['eps']:.3g}, acc {row['acceptance']:.2f}" if "eps" in row else ""
