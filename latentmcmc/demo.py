@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from .energy import LatentEnergy
 from .samplers import MALA
 
-__all__ = ["RingCritic", "SmoothGenerator", "ring_modes", "quality", "run_demo"]
+__all__ = ["RingCritic", "SmoothGenerator", "ring_modes", "run_demo"]
 
 
 def ring_modes(n: int = 8, radius: float = 1.0) -> Tensor:
@@ -49,27 +49,19 @@ class SmoothGenerator(nn.Module):
         return 0.8 * z + 0.2 * torch.tanh(z @ self.w.to(z.dtype).T)
 
 
-def quality(x: Tensor, modes: Tensor, std: float, radius_sd: float = 3.0, min_count: int = 20) -> dict[str, float]:
-    """High-quality fraction (within ``radius_sd`` sd of a mode) and modes with >= ``min_count`` of them."""
-    d = torch.cdist(x.double(), modes.double())
-    nearest = d.min(1)
-    hq = nearest.values < radius_sd * std
-    counts = torch.bincount(nearest.indices[hq], minlength=modes.shape[0])
-    return {"hq_fraction": float(hq.double().mean()), "modes": int((counts >= min_count).sum())}
-
-
 def run_demo(chains: int = 2000, steps: int = 300, warmup: int = 200, beta: float = 1.0, seed: int = 0,
              device: str = "cpu", progress: bool | None = None) -> dict:
     """Refine the built-in generator's latents with MALA; return the run and before/after quality."""
     from .diagnostics import ess, rhat
+    from .metrics import mixture_quality
 
     critic, generator = RingCritic().to(device), SmoothGenerator().to(device)
     energy = LatentEnergy(generator, critic, beta=beta)
     z0 = torch.randn(chains, 2, generator=torch.Generator().manual_seed(seed)).to(device)
     run = MALA(energy, eps=0.01).run(z0, steps=steps, warmup=warmup, seed=seed, progress=progress)
     with torch.no_grad():
-        before = quality(generator(z0), critic.modes, critic.std)
-        after = quality(generator(run.last), critic.modes, critic.std)
+        before = mixture_quality(generator(z0), critic.modes, critic.std)
+        after = mixture_quality(generator(run.last), critic.modes, critic.std)
     return {
         "chains": run,
         "before": before,

@@ -12,7 +12,7 @@ from ..chains import Chains
 from ..energy import EnergyFn, Target, as_target
 from .adaptation import StepSizeAdapter, check_target_accept
 from .recording import PhaseRecorder
-from .state import SamplerState, StepInfo
+from .state import SamplerState, StepInfo, acceptance_probability
 
 __all__ = ["Sampler"]
 
@@ -244,10 +244,7 @@ class Sampler:
 
     def _adaptation_signal(self, info: StepInfo) -> Tensor:
         """Acceptance statistic for dual averaging: MALA's accept prob, or Langevin's would-be one."""
-        if self.metropolis:
-            return info.accept_prob
-        r = info.log_accept_ratio
-        return torch.where(torch.isfinite(r), r.clamp(max=0.0).exp(), torch.zeros_like(r))
+        return info.accept_prob if self.metropolis else acceptance_probability(info.log_accept_ratio)
 
     def _finish(self, state, eps, warm_rec, main_rec, record, keep_warmup, seed, warmup, steps, thin, log_weights):
         if record == "full":

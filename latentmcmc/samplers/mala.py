@@ -7,7 +7,7 @@ from torch import Tensor
 
 from .base import Sampler
 from .langevin import move, propose
-from .state import SamplerState, StepInfo, divergent
+from .state import SamplerState, StepInfo, acceptance_probability, divergent
 
 __all__ = ["MALA"]
 
@@ -43,6 +43,6 @@ class MALA(Sampler):
         finite = torch.isfinite(log_ratio)
         exp_draw = torch.empty_like(log_ratio).exponential_(generator=generator)  # -log U
         accepted = finite & (log_ratio > -exp_draw)
-        accept_prob = torch.where(finite, log_ratio.clamp(max=0.0).exp(), torch.zeros_like(log_ratio))
+        accept_prob = acceptance_probability(log_ratio)
         new_state = move(state, proposal, accepted, state.frozen)
         return new_state, StepInfo(accept_prob, accepted, divergent(log_ratio, finite), log_ratio)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .state import SamplerState, StepInfo
+from .state import SamplerState, StepInfo, acceptance_probability
 
 
 class PhaseRecorder:
@@ -39,8 +39,7 @@ class PhaseRecorder:
         self.count += 1
         self.accept_sum += info.accept_prob
         if self.mh_accept_sum is not None:  # unadjusted Langevin: the acceptance MALA would have had
-            r = info.log_accept_ratio
-            self.mh_accept_sum += torch.where(torch.isfinite(r), r.clamp(max=0.0).exp(), 0.0)
+            self.mh_accept_sum += acceptance_probability(info.log_accept_ratio)
         self.divergences += info.diverging
         self.last_accept_prob = info.accept_prob
         if (i + 1) % self.thin == 0 and self.draws.shape[1] > 0:

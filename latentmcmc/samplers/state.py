@@ -12,6 +12,12 @@ DIVERGENCE_THRESHOLD = 1000.0
 (Stan's threshold on the energy error): the discretisation has broken down there."""
 
 
+def acceptance_probability(log_accept_ratio: Tensor) -> Tensor:
+    """``min(1, exp(log_ratio))`` per chain, 0 where the log ratio is NaN or infinite."""
+    r = log_accept_ratio
+    return torch.where(torch.isfinite(r), r.clamp(max=0.0).exp(), torch.zeros_like(r))
+
+
 def divergent(log_accept_ratio: Tensor, finite: Tensor | None = None) -> Tensor:
     """``(chains,)`` bool: the log ratio is NaN, infinite, or below ``-DIVERGENCE_THRESHOLD``.
 
