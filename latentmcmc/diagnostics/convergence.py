@@ -13,6 +13,7 @@ import math
 import warnings
 from typing import Callable, Literal, Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -30,8 +31,6 @@ def _as_params(x) -> tuple[Tensor, tuple[int, ...]]:
         x = torch.as_tensor(x)
     if x.dim() < 2:
         raise ValueError(f"draws must have shape (chains, draws, *shape), got shape {tuple(x.shape)}")
-    if x.dtype == torch.bool or not (x.is_floating_point() or x.dtype in (torch.int32, torch.int64)):
-        x = x.to(torch.float64)
     shape = tuple(x.shape[2:])
     flat = x.detach().to(torch.float64).reshape(x.shape[0], x.shape[1], -1)
     return flat.permute(2, 0, 1), shape
@@ -44,32 +43,46 @@ def _chunked(fn: Callable[[Tensor], Tensor], params: Tensor) -> Tensor:
     return torch.cat([fn(params[i : i + step].contiguous()) for i in range(0, p, step)])
 
 
-def _valid(params: Tensor, min_chains: int, shape: tuple[int, ...]) -> Tensor | None:
-    """Per-parameter validity mask, or None (after a warning) when the shape is too small."""
+def _valid(params: Tensor, min_chains: int, stacklevel: int) -> Tensor | None:
+    """Per-parameter validity mask, or None (after a warning) when the shape is too small.
+
+    ``stacklevel`` counts frames from here to the user's call, so warnings name the user's line.
+    """
     _, c, d = params.shape
     if c < min_chains or d < 4:
         warnings.warn(
             f"too few draws for this diagnostic: got (chains={c}, draws={d}), need at least "
             f"(chains={min_chains}, draws=4); returning NaN",
             RuntimeWarning,
-            stacklevel=3,
+            stacklevel=stacklevel,
         )
         return None
     finite = ~torch.isnan(params).flatten(1).any(1)
     if not bool(finite.all()):
-        warnings.warn("draws contain NaN; the diagnostic is NaN for those parameters", RuntimeWarning, stacklevel=3)
+        warnings.warn("draws contain NaN; the diagnostic is NaN for those parameters", RuntimeWarning, stacklevel=stacklevel)
     return finite
+
+
+def apply_valid(params: Tensor, fn: Callable[[Tensor], Tensor], min_chains: int, columns: int | None = None,
+                stacklevel: int = 5) -> Tensor:
+    """``fn`` over the valid parameters of ``(p, chains, draws)`` in chunks; NaN rows for the others.
+
+    The result is ``(p,)``, or ``(p, columns)`` for a function returning several columns.  The
+    default ``stacklevel`` suits ``ess``/``rhat``/``mcse`` (user -> public function -> _run -> here).
+    """
+    ok = _valid(params, min_chains, stacklevel)
+    if ok is not None and bool(ok.all()):
+        return _chunked(fn, params)
+    size = (params.shape[0],) if columns is None else (params.shape[0], columns)
+    out = torch.full(size, float("nan"), dtype=torch.float64, device=params.device)
+    if ok is not None and bool(ok.any()):
+        out[ok] = _chunked(fn, params[ok])
+    return out
 
 
 def _run(x, fn: Callable[[Tensor], Tensor], min_chains: int) -> Tensor:
     params, shape = _as_params(x)
-    ok = _valid(params, min_chains, shape)
-    out = torch.full((params.shape[0],), float("nan"), dtype=torch.float64, device=params.device)
-    if ok is not None and bool(ok.all()):
-        out = _chunked(fn, params)
-    elif ok is not None and bool(ok.any()):
-        out[ok] = _chunked(fn, params[ok])
-    return out.reshape(shape)
+    return apply_valid(params, fn, min_chains).reshape(shape)
 
 
 # --------------------------------------------------------------------------- building blocks
@@ -179,7 +192,6 @@ def ess_core(x: Tensor, relative: bool = False) -> Tensor:
     """
     p, c, n = x.shape
     total = c * n
-    out = torch.empty(p, dtype=torch.float64, device=x.device)
     span = x.reshape(p, -1)
     const = (span.max(-1).values - span.min(-1).values) < _RESOLUTION
     acov = mean_autocovariance(x)
@@ -210,8 +222,7 @@ def ess_core(x: Tensor, relative: bool = False) -> Tensor:
     tau = torch.clamp(tau, min=1.0 / math.log10(total))
     result = (1.0 if relative else float(total)) / tau
     result = torch.where(torch.isnan(rho).any(1), torch.full_like(result, float("nan")), result)
-    out[:] = torch.where(const, torch.full_like(result, float(total)), result)
-    return out
+    return torch.where(const, torch.full_like(result, float(total)), result)
 
 
 def rhat_core(x: Tensor) -> Tensor:
@@ -313,12 +324,9 @@ def _mcse_sd(t: Tensor) -> Tensor:
 
 
 def _mcse_quantile(t: Tensor, prob: float) -> Tensor:
-    from scipy import stats
+    from scipy import stats  # Beta quantiles of a few values per parameter; torch has none
 
-    e = _ess_quantile_core(t, prob, False)
-    e_np = e.cpu().numpy()
-    import numpy as np
-
+    e_np = _ess_quantile_core(t, prob, False).cpu().numpy()
     with np.errstate(invalid="ignore"):
         lo = stats.beta.ppf(0.1586553, e_np * prob + 1, e_np * (1 - prob) + 1)
         hi = stats.beta.ppf(0.8413447, e_np * prob + 1, e_np * (1 - prob) + 1)

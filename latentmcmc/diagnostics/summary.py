@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
@@ -9,9 +10,10 @@ from torch import Tensor
 
 from ..chains import Chains
 from .convergence import (
+    _as_params,
     _chunked,
     _quantile,
-    _valid,
+    apply_valid,
     ess_core,
     rank_normalize,
     rhat_core,
@@ -35,8 +37,6 @@ def _hdi_core(t: Tensor, prob: float) -> Tensor:
 
 def hdi(x, prob: float = 0.94) -> Tensor:
     """Highest-density interval of every parameter of ``(chains, draws, *shape)``: ``(*shape, 2)``."""
-    from .convergence import _as_params
-
     params, shape = _as_params(x)
     return _chunked(lambda t: _hdi_core(t, prob), params).reshape(*shape, 2)
 
@@ -47,11 +47,13 @@ def _summary_core(t: Tensor, hdi_prob: float) -> Tensor:
     mean = t.mean((1, 2))
     sq = (t - mean[:, None, None]).square()
     size = sq[0].numel()
-    sd = torch.sqrt(sq.sum((1, 2)) / (size - 1))
-    z_split = rank_normalize(split_chains(t))
-    ess_mean = ess_core(split_chains(t))
-    mcse_mean = torch.sqrt(sq.sum((1, 2)) / (size - 1) / ess_mean)
-    evar = sq.sum((1, 2)) / size
+    sq_sum = sq.sum((1, 2))
+    var = sq_sum / (size - 1)
+    sd = torch.sqrt(var)
+    split = split_chains(t)
+    z_split = rank_normalize(split)
+    mcse_mean = torch.sqrt(var / ess_core(split))
+    evar = sq_sum / size
     varvar = (sq.square().mean((1, 2)) - evar.square()) / ess_core(split_chains(sq))
     mcse_sd = torch.sqrt(varvar / evar / 4.0)
     ess_bulk = ess_core(z_split)
@@ -72,8 +74,6 @@ def _summary_core(t: Tensor, hdi_prob: float) -> Tensor:
 def _coordinate_names(prefix: str, shape: tuple[int, ...]) -> list[str]:
     if not shape:
         return [prefix]
-    import itertools
-
     return [f"{prefix}[{','.join(map(str, idx))}]" for idx in itertools.product(*(range(s) for s in shape))]
 
 
@@ -102,10 +102,7 @@ def summary(run: Chains | Tensor, hdi_prob: float = 0.94, max_rows: int = 50, va
     frames = []
     for _, values, names in blocks:
         params = values.detach().to(torch.float64).permute(2, 0, 1)
-        ok = _valid(params, 1, ())
-        table = torch.full((params.shape[0], len(COLUMNS)), float("nan"), dtype=torch.float64, device=params.device)
-        if ok is not None and bool(ok.any()):
-            table[ok] = _chunked(lambda t: _summary_core(t, hdi_prob), params[ok])
+        table = apply_valid(params, lambda t: _summary_core(t, hdi_prob), 1, len(COLUMNS), stacklevel=4)
         frames.append(pd.DataFrame(table.cpu().numpy(), index=names, columns=list(COLUMNS)))
     lo, hi = 100 * (1 - hdi_prob) / 2, 100 * (1 + hdi_prob) / 2
     df = pd.concat(frames).rename(columns={"hdi_lower": f"hdi_{lo:g}%", "hdi_upper": f"hdi_{hi:g}%"})

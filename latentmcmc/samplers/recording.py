@@ -22,7 +22,6 @@ class PhaseRecorder:
         z = state.z
         chains = z.shape[0]
         self.thin = thin
-        self.steps = steps
         n = steps // thin if store else 0
         self.draws = z.new_empty((chains, n) + tuple(z.shape[1:]))
         self.energy = state.energy.new_empty((chains, n))
