@@ -14,7 +14,6 @@ run's settings are attributes of ``sample_stats``, so a saved run loads back int
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, Literal
@@ -22,7 +21,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from .atomic import atomic_path, default_mode
+from .atomic import atomic_path
 from .chains import Chains
 
 __all__ = ["to_inference_data", "save_run", "load_run", "installed_arviz_kind"]
@@ -128,24 +127,15 @@ def save_run(chains: Chains, path: str | os.PathLike, kind: Kind | None = None) 
     """
     path = Path(path)
     data = to_inference_data(chains, kind)
-    path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".zarr":
         try:
             import zarr  # noqa: F401
         except ImportError as err:
             raise ValueError("saving to .zarr needs the zarr package (pip install zarr)") from err
-        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
-        os.rmdir(tmp)
         tree = data.to_datatree() if hasattr(data, "to_datatree") else data  # ArviZ 0.x cannot write zarr 3
-        with warnings.catch_warnings():
+        with atomic_path(path, directory=True) as tmp, warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Consolidated metadata")  # zarr 3 notice; we read it back
-            tree.to_zarr(str(tmp))
-        os.chmod(tmp, default_mode(directory=True))
-        if path.exists():
-            import shutil
-
-            shutil.rmtree(path)
-        os.replace(tmp, path)
+            tree.to_zarr(tmp)
         return path
     with atomic_path(path) as tmp:
         data.to_netcdf(tmp, engine="h5netcdf")  # InferenceData and DataTree alike

@@ -72,6 +72,27 @@ def test_zarr_round_trip(run, tmp_path, kind):
     assert_same_run(run, Chains.load(path))
     run.save(path, kind=kind)  # overwriting an existing store replaces it whole
     assert_same_run(run, Chains.load(path))
+    assert [p.name for p in tmp_path.iterdir()] == ["run.zarr"]  # no temporary store left behind
+
+
+def test_failed_zarr_write_leaves_nothing_half_written(run, tmp_path, monkeypatch):
+    pytest.importorskip("zarr")
+    import xarray as xr
+
+    path = run.save(tmp_path / "run.zarr")
+    before = sorted(p.relative_to(tmp_path) for p in path.rglob("*"))
+
+    def crash(self, store, *args, **kwargs):
+        import os
+
+        os.makedirs(store)
+        raise OSError("disk full")
+
+    monkeypatch.setattr(xr.DataTree, "to_zarr", crash)
+    with pytest.raises(OSError):
+        run.save(path)
+    assert sorted(p.relative_to(tmp_path) for p in path.rglob("*")) == before  # old store intact
+    assert [p.name for p in tmp_path.iterdir()] == ["run.zarr"]  # the partial store was removed
 
 
 def test_round_trip_keeps_langevin_and_annealed_extras(tmp_path):
