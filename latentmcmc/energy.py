@@ -98,10 +98,12 @@ def as_target(energy: EnergyFn | Target | "LatentEnergy") -> Target:
 class LatentEnergy:
     r"""Energy of a generator's latent space under an energy-based critic.
 
-    .. math::  E(z) = \beta\, U(G(z)) + \tfrac12 \lVert z \rVert^2 \qquad (\text{prior term only if } prior)
+    .. math::  E(z) = \beta\, s\, D(G(z)) + \tfrac12 \lVert z \rVert^2 \qquad (\text{prior term only if } prior)
 
-    ``U`` is the critic read as an energy (lower = more like the data), ``G`` the generator, ``beta``
-    an inverse temperature on the critic term.  With ``prior=False`` the Gaussian term is dropped, as
+    ``U = s D`` is the critic read as an energy (lower = more like the data), ``G`` the generator,
+    ``beta`` an inverse temperature on the critic term.  ``critic_sign`` ``s`` is +1 for a critic
+    that outputs an energy (WGAN/energy-GAN critics trained to score data low) and -1 for a
+    discriminator whose logit is higher for real data (then ``U = -logit``, as in DDLS).  With ``prior=False`` the Gaussian term is dropped, as
     in the original energy-GAN formula; the target may then be improper (chains drift to where ``G``
     extrapolates), so that choice warns.  Neither form includes the Jacobian of ``G``: the latent
     energy is a refinement heuristic, not the exact pull-back of ``exp(-U)``.
@@ -116,6 +118,7 @@ class LatentEnergy:
         beta: inverse temperature, finite and >= 0.
         prior: keep the ``0.5 |z|^2`` term of the standard normal prior.
         latent_shape: if given, inputs must have shape ``(chains, *latent_shape)``.
+        critic_sign: +1 (critic output is an energy) or -1 (critic output is a realness logit).
     """
 
     def __init__(
@@ -125,6 +128,7 @@ class LatentEnergy:
         beta: float = 1.0,
         prior: bool = True,
         latent_shape: tuple[int, ...] | None = None,
+        critic_sign: float = 1.0,
     ) -> None:
         if not callable(generator):
             raise ValueError("generator must be a callable module")
@@ -133,6 +137,9 @@ class LatentEnergy:
         beta = float(beta)
         if not (beta >= 0.0 and beta < float("inf")):
             raise ValueError(f"beta must be finite and >= 0, got {beta}")
+        if critic_sign not in (1, -1):
+            raise ValueError(f"critic_sign must be +1 (critic outputs an energy) or -1 (a realness logit), got {critic_sign}")
+        self.critic_sign = float(critic_sign)
         self.generator = generator
         self.critic = critic
         self.beta = beta
@@ -162,7 +169,7 @@ class LatentEnergy:
                 f"critic returned shape {tuple(u.shape)}; expected ({z.shape[0]},) or ({z.shape[0]}, 1), "
                 "one energy per sample"
             )
-        energy = self.beta * u.reshape(z.shape[0])
+        energy = (self.beta * self.critic_sign) * u.reshape(z.shape[0])
         if self.prior:
             energy = energy + 0.5 * z.reshape(z.shape[0], -1).square().sum(1)
         return energy
@@ -172,4 +179,5 @@ class LatentEnergy:
         return _autograd_value_and_grad(self, z)
 
     def __repr__(self) -> str:
-        return f"LatentEnergy(beta={self.beta}, prior={self.prior})"
+        sign = "" if self.critic_sign == 1 else ", critic_sign=-1"
+        return f"LatentEnergy(beta={self.beta}, prior={self.prior}{sign})"

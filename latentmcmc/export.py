@@ -107,13 +107,17 @@ def to_inference_data(chains: Chains, kind: Kind | None = None):
             warnings.simplefilter("ignore", FutureWarning)
             import arviz
 
-        idata = arviz.from_dict(**groups, save_warmup="warmup_posterior" in groups)
+        with warnings.catch_warnings():  # ArviZ guesses the layout from the sizes; ours is chains-first by contract
+            warnings.filterwarnings("ignore", message="More chains")
+            idata = arviz.from_dict(**groups, save_warmup="warmup_posterior" in groups)
         idata.sample_stats.attrs.update(attrs)
         return idata
     if kind == "datatree":
         import arviz_base
 
-        tree = arviz_base.from_dict(groups, save_warmup="warmup_posterior" in groups)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="More chains")
+            tree = arviz_base.from_dict(groups, save_warmup="warmup_posterior" in groups)
         tree["sample_stats"].attrs.update(attrs)
         return tree
     raise ValueError(f"kind must be 'inference_data' or 'datatree', got {kind!r}")

@@ -7,7 +7,10 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["mixture_quality", "kl_to_uniform", "frechet_distance", "DigitClassifier", "load_digit_classifier", "digit_quality"]
+__all__ = [
+    "mixture_quality", "kl_to_uniform", "frechet_distance", "DigitClassifier", "load_digit_classifier",
+    "digit_quality", "swissroll_quality", "dataset_quality",
+]
 
 
 def kl_to_uniform(counts: Tensor) -> float:
@@ -111,3 +114,32 @@ def digit_quality(samples: Tensor, reference: Tensor, classifier: DigitClassifie
         for k in range(c)
     ) / c
     return {"modes": int((counts > 0).sum()), "kl": kl_to_uniform(counts), "fd": fd}
+
+
+def swissroll_quality(x: Tensor, noise: float = 0.25, scale: float = 7.5, n_std: float = 3.0) -> dict[str, float]:
+    r"""Share of 2-D samples within ``n_std`` noise sds of the (scaled) swiss-roll curve.
+
+    The curve is ``t (cos t, sin t) / scale`` for ``t`` in ``[1.5 pi, 4.5 pi]`` (scikit-learn's
+    ``make_swiss_roll``, x and z coordinates); the noise sd is ``noise / scale``.
+    """
+    t = torch.linspace(1.5 * math.pi, 4.5 * math.pi, 4000, dtype=torch.float64)
+    curve = torch.stack([t * t.cos(), t * t.sin()], 1) / scale
+    d = torch.cdist(x.detach().double().cpu().reshape(-1, 2), curve).min(1).values
+    return {"hq_fraction": float((d < n_std * noise / scale).double().mean())}
+
+
+def dataset_quality(dataset, samples: Tensor, reference_size: int = 5000) -> dict[str, float] | None:
+    """The quality metrics that fit a built-in data set (``latentmcmc.training.Dataset``), or None.
+
+    2-D mixtures: :func:`mixture_quality` (a mode counts with 20 high-quality samples per 10,000,
+    at least 1); swiss roll: :func:`swissroll_quality`; digits and stacked digits:
+    :func:`digit_quality` against up to ``reference_size`` training images.
+    """
+    if dataset.modes is not None:
+        min_count = max(1, round(20 * samples.shape[0] / 10_000))
+        return mixture_quality(samples, dataset.modes, dataset.mode_std, min_count=min_count)
+    if dataset.name == "swissroll":
+        return swissroll_quality(samples)
+    if dataset.name in ("digits", "stacked-digits"):
+        return digit_quality(samples, dataset.x[:reference_size])
+    return None

@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from latentmcmc.training import (
@@ -60,8 +61,16 @@ def test_mi_and_encoder_terms():
 
     x, z = torch.randn(6, 2), torch.randn(6, 3)
     perm = torch.arange(6).flip(0)
-    # an uninformed statistics network scores 0 on both: BCE = 2 log 2
-    assert float(dim_mi_loss(Constant(), x, z, perm)) == pytest.approx(2 * math.log(2))
+    # an uninformed statistics network scores 0 on both: mean BCE over the 2n pairs = log 2
+    assert float(dim_mi_loss(Constant(), x, z, perm)) == pytest.approx(math.log(2))
+
+    class FirstLatent(nn.Module):
+        def forward(self, x, z):
+            return z[:, 0]
+
+    # joint pairs labelled 1 cost softplus(-T), shuffled pairs labelled 0 cost softplus(T); mean over 2n
+    expected = 0.5 * (F.softplus(-z[:, 0]).mean() + F.softplus(z[perm, 0]).mean())
+    assert float(dim_mi_loss(FirstLatent(), x, z, perm)) == pytest.approx(float(expected), rel=1e-6)
     enc = nn.Linear(2, 3, bias=False)
     nn.init.zeros_(enc.weight)
     assert float(encoder_loss(enc, x, z).detach()) == pytest.approx(float(z.square().sum(1).mean()))

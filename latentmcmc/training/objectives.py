@@ -28,14 +28,16 @@ def critic_loss(critic: nn.Module, x_real: Tensor, x_fake: Tensor, gp_weight: fl
 def dim_mi_loss(mi_net: nn.Module, x: Tensor, z: Tensor, perm: Tensor) -> Tensor:
     r"""Deep-InfoMax (Jensen-Shannon) MI term: binary cross-entropy of ``T`` telling joint from product.
 
-    Joint pairs ``(G(z_i), z_i)`` are labelled 1, shuffled pairs ``(G(z_i), z_{perm(i)})`` 0.
-    Minimising it over ``T`` and ``G`` maximises a lower bound on ``I(X; Z)``.
+    Joint pairs ``(G(z_i), z_i)`` are labelled 1, shuffled pairs ``(G(z_i), z_{perm(i)})`` 0, and the
+    loss is the mean BCE over all ``2n`` pairs, ``-(1/2n) sum_i [log s(T(x_i, z_i)) + log(1 - s(T(x_i,
+    z_perm(i))))]`` (as in the MEG reference code; ``log 2`` for an uninformed ``T``).  Minimising it
+    over ``T`` and ``G`` maximises a lower bound on ``I(X; Z)``.
     """
     joint = mi_net(x, z)
     product = mi_net(x, z[perm])
-    return F.binary_cross_entropy_with_logits(joint, torch.ones_like(joint)) + F.binary_cross_entropy_with_logits(
-        product, torch.zeros_like(product)
-    )
+    logits = torch.cat([joint, product])
+    labels = torch.cat([torch.ones_like(joint), torch.zeros_like(product)])
+    return F.binary_cross_entropy_with_logits(logits, labels)
 
 
 def encoder_loss(encoder: nn.Module, x: Tensor, z: Tensor) -> Tensor:

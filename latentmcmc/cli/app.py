@@ -1,0 +1,47 @@
+"""The entry point: runs the typer app and turns every failure into one ``error:`` line, exit code 2."""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+
+from . import demo, diagnose, refine, train  # noqa: F401  (the commands register themselves on ``app``)
+from .common import EXIT_ERROR, EXIT_INTERRUPTED, app
+
+__all__ = ["app", "main"]
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"warning: {_one_line(str(message))}", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; expected failures print one ``error:`` line on stderr and return 2 (no traceback).
+
+    Set ``LATENTMCMC_DEBUG=1`` to get the traceback of an unexpected error instead.
+    """
+    showwarning = warnings.showwarning
+    warnings.showwarning = _warning_line
+    try:
+        result = app(args=argv, prog_name="latentmcmc", standalone_mode=False)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as err:  # noqa: BLE001 - every failure becomes one readable line
+        if hasattr(err, "format_message") and hasattr(err, "exit_code"):  # click: bad option, missing argument
+            ctx = getattr(err, "ctx", None)
+            hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+            print(f"error: {_one_line(err.format_message())}{hint}", file=sys.stderr)
+            return EXIT_ERROR
+        if os.environ.get("LATENTMCMC_DEBUG"):
+            raise
+        print(f"error: {_one_line(str(err)) or type(err).__name__}", file=sys.stderr)
+        return EXIT_ERROR
+    finally:
+        warnings.showwarning = showwarning
+    return int(result) if isinstance(result, int) else 0

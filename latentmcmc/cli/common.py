@@ -1,0 +1,54 @@
+"""What the commands share: the typer app, the one-line error exit, and option parsing."""
+
+from __future__ import annotations
+
+import torch
+import typer
+
+app = typer.Typer(
+    name="latentmcmc",
+    help="Refine a trained generator's samples by MCMC in its latent space.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+EXIT_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+class CommandError(Exception):
+    """An expected failure of a command: printed as one ``error:`` line, exit code 2."""
+
+
+def check_device(device: str) -> torch.device:
+    """``cpu``, ``cuda`` or ``cuda:N``; CUDA must be present when asked for."""
+    try:
+        dev = torch.device(device)
+    except RuntimeError as err:
+        raise CommandError(f"unknown device {device!r} (use cpu, cuda or cuda:N)") from err
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise CommandError(f"device {device!r} was asked for but CUDA is not available on this machine")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise CommandError(f"device {device!r} was asked for but only {torch.cuda.device_count()} GPU(s) exist")
+    elif dev.type != "cpu":
+        raise CommandError(f"unsupported device {device!r} (use cpu, cuda or cuda:N)")
+    return dev
+
+
+def parse_shape(text: str) -> tuple[int, ...]:
+    """``"128"`` or ``"4,4,8"`` (also ``4x4x8``) -> a tuple of positive ints."""
+    try:
+        shape = tuple(int(p) for p in text.replace("x", ",").split(",") if p.strip())
+    except ValueError:
+        shape = ()
+    if not shape or any(d < 1 for d in shape):
+        raise CommandError(f"latent shape {text!r} is not a list of positive integers such as 128 or 4,4,8")
+    return shape
+
+
+def progress_flag(quiet: bool) -> bool | None:
+    """``--quiet`` turns progress bars off; otherwise they show when stderr is a terminal."""
+    return False if quiet else None

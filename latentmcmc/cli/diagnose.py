@@ -1,0 +1,112 @@
+"""``latentmcmc diagnose``: the ArviZ-style summary of a saved run, and its figures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .common import CommandError, app
+
+
+@app.command("diagnose")
+def diagnose_command(
+    run: Path = typer.Argument(..., help="A saved run: run.nc (or a .zarr store) written by 'latentmcmc refine'.",
+                               show_default=False),
+    max_rows: int = typer.Option(20, help="Rows of the summary table (energy first, then latent coordinates)."),
+    plots: Optional[Path] = typer.Option(None, help="Write energy, acceptance, trace and rank figures into this folder."),
+) -> None:
+    """Print the summary of a saved run: mean, sd, HDI, MCSE, ESS bulk/tail and R-hat per quantity.
+
+    R-hat is the rank-normalised split R-hat (Vehtari et al. 2021); values above 1.01 mean the chains
+    have not mixed (for latent refinement, often because each chain stays in its mode).
+    """
+    import pandas as pd
+
+    from ..diagnostics import acceptance_summary, summary
+    from ..export import load_run
+
+    if not run.exists():
+        raise CommandError(f"no saved run at {run}")
+    try:
+        chains = load_run(run)
+    except (OSError, ValueError, KeyError) as err:
+        raise CommandError(f"{run} is not a run saved by latentmcmc ({' '.join(str(err).split())})") from err
+    if max_rows < 1:
+        raise CommandError(f"--max-rows must be >= 1, got {max_rows}")
+    acc = acceptance_summary(chains)
+    typer.echo(f"{run}: {chains.sampler}, {chains.num_chains} chains x {chains.num_draws} draws "
+               f"(warm-up {chains.warmup}, thin {chains.thin}), latent shape {chains.latent_shape}")
+    line = f"acceptance {acc.mean:.3f}, divergences {acc.divergences}, eps mean {float(chains.eps.mean()):.4g}"
+    if acc.frozen:
+        line += f", frozen chains {acc.frozen}"
+    typer.echo(line)
+    if chains.num_draws < 4:
+        typer.echo("(fewer than 4 draws per chain: no ESS or R-hat)")
+    else:
+        table = summary(chains, max_rows=max_rows)
+        with pd.option_context("display.width", 120, "display.max_columns", 20):
+            typer.echo(table.to_string(float_format=lambda v: f"{v:.3f}"))
+        if table.attrs.get("omitted"):
+            typer.echo(f"... {table.attrs['omitted']} more rows (--max-rows)")
+    if plots is not None:
+        written = write_diagnostic_figures(chains, plots)
+        typer.echo(f"wrote {', '.join(str(p) for p in written)}")
+
+
+def write_diagnostic_figures(chains, folder: Path) -> list[Path]:
+    """energy.png, acceptance.png, and ArviZ trace and rank plots of the energy and first coordinates."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from ..plots import acceptance_figure, energy_trace_figure
+    from ..report import check_writable
+
+    check_writable(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, fig in (("energy.png", energy_trace_figure(chains)), ("acceptance.png", acceptance_figure(chains))):
+        fig.savefig(folder / name, dpi=110)
+        written.append(folder / name)
+    written += _arviz_figures(chains, folder)
+    return written
+
+
+def _arviz_figures(chains, folder: Path) -> list[Path]:
+    """ArviZ trace and rank plots of the first 8 chains and first 4 latent coordinates.
+
+    ArviZ 0.x: ``az.plot_trace``/``az.plot_rank``; ArviZ 1.x: ``arviz_plots`` (skipped if not installed).
+    """
+    import warnings
+
+    import matplotlib.pyplot as plt
+
+    from ..export import installed_arviz_kind
+
+    data = chains.to_inference_data()
+    keep = {"chain": slice(0, 8)}
+    for k in range(len(chains.latent_shape)):
+        keep[f"z_dim_{k}"] = slice(0, 4 if k == 0 else 1)
+    data = data.isel(**keep)
+    written = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if installed_arviz_kind() == "inference_data":
+            import arviz as az
+
+            for name, plot in (("trace.png", az.plot_trace), ("rank.png", az.plot_rank)):
+                axes = plot(data, var_names=["z"])
+                fig = axes.flat[0].figure
+                fig.savefig(folder / name, dpi=90)
+                plt.close(fig)
+                written.append(folder / name)
+        else:
+            try:
+                import arviz_plots as azp
+            except ImportError:
+                return written
+            for name, plot in (("trace.png", azp.plot_trace_dist), ("rank.png", azp.plot_rank)):
+                plot(data, var_names=["z"], backend="matplotlib").savefig(folder / name)
+                written.append(folder / name)
+    return written

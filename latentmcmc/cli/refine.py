@@ -1,0 +1,125 @@
+"""``latentmcmc refine``: MCMC in the latent space of a trained model; writes samples, run, metrics, figures."""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .common import EXIT_INTERRUPTED, CommandError, app, check_device, parse_shape, progress_flag
+
+SAMPLER_NAMES = ("langevin", "mala", "annealed-langevin", "annealed-mala")
+SCHEDULES = ("linear", "geometric", "sigmoid")
+
+
+def load_target(checkpoint: Optional[Path], generator: Optional[Path], critic: Optional[Path],
+                latent_shape: Optional[str], device):
+    """``(generator, critic, latent_shape, dataset)`` from a latentmcmc checkpoint or two exported programs."""
+    from ..checkpoint import load_models
+    from ..exported import check_latent_shape, load_exported
+
+    if checkpoint is not None and (generator is not None or critic is not None):
+        raise CommandError("give either a checkpoint or --generator and --critic, not both")
+    dataset = None
+    if checkpoint is not None:
+        g, u, config = load_models(checkpoint, device)
+        shape = parse_shape(latent_shape) if latent_shape else (int(config["latent_dim"]),)
+        if config.get("data"):
+            from ..training import load_dataset
+
+            dataset = load_dataset(config["data"])
+    elif generator is not None and critic is not None:
+        if not latent_shape:
+            raise CommandError("--latent-shape is needed with --generator/--critic (e.g. --latent-shape 128)")
+        shape = parse_shape(latent_shape)
+        g = load_exported(generator, device, name=f"generator {generator}")
+        u = load_exported(critic, device, name=f"critic {critic}")
+    else:
+        raise CommandError("nothing to refine: give a checkpoint (latentmcmc train --out ckpt.pt) "
+                           "or --generator g.pt2 --critic u.pt2 --latent-shape N")
+    check_latent_shape(g, u, shape, device)
+    return g, u, shape, dataset
+
+
+@app.command("refine")
+def refine_command(
+    checkpoint: Optional[Path] = typer.Argument(None, help="A checkpoint written by 'latentmcmc train'.", show_default=False),
+    sampler: str = typer.Option("mala", help=f"One of: {', '.join(SAMPLER_NAMES)}."),
+    eps: float = typer.Option(0.01, help="Step size: the noise variance of z' = z - (eps/2) grad E + sqrt(eps) xi "
+                                          "(the starting value when adapting)."),
+    steps: int = typer.Option(500, help="Recorded steps per chain after warm-up."),
+    warmup: int = typer.Option(500, help="Warm-up steps (step-size adaptation; annealing for annealed samplers)."),
+    adapt: bool = typer.Option(True, "--adapt/--no-adapt", help="Adapt eps by dual averaging during warm-up."),
+    chains: int = typer.Option(1000, help="Number of chains (each starts from its own z ~ N(0, I))."),
+    beta: float = typer.Option(1.0, help="Inverse temperature on the critic: E(z) = beta U(G(z)) + 0.5|z|^2."),
+    prior: bool = typer.Option(True, "--prior/--no-prior", help="Keep the 0.5|z|^2 prior term of E."),
+    schedule: str = typer.Option("linear", help=f"Annealing schedule of annealed samplers: {', '.join(SCHEDULES)}."),
+    thin: int = typer.Option(1, help="Keep every thin-th draw."),
+    seed: int = typer.Option(0, help="Seed of the starting points and of the sampler."),
+    device: str = typer.Option("cpu", help="cpu, cuda or cuda:N."),
+    out: Path = typer.Option(Path("refined"), help="Output directory (created; files in it are replaced)."),
+    generator: Optional[Path] = typer.Option(None, help="Generator saved with torch.export.save (.pt2), instead of a checkpoint."),
+    critic: Optional[Path] = typer.Option(None, help="Critic saved with torch.export.save (.pt2), instead of a checkpoint."),
+    latent_shape: Optional[str] = typer.Option(None, help="Latent shape, e.g. 128 or 4,4,8 (needed with --generator)."),
+    critic_sign: float = typer.Option(1.0, help="+1: the critic outputs an energy (lower = more real); "
+                                                "-1: a discriminator logit (higher = more real), as in DDLS."),
+    keep_warmup: bool = typer.Option(False, help="Also record the warm-up (shown in the figures)."),
+    figures: bool = typer.Option(True, "--figures/--no-figures", help="Write the PNG figures."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Refine samples of a trained generator by MCMC on E(z) = beta U(G(z)) + 0.5|z|^2.
+
+    Writes into OUT: samples.npz (z0, z, x_before, x_after), run.nc (the run for ArviZ), metrics.json
+    (acceptance, ESS, R-hat, divergences, quality before/after when the checkpoint knows its data),
+    samples.png, energy.png and acceptance.png; then prints a short table. Ctrl-C after warm-up
+    stops sampling and writes the draws completed so far (metrics.json says "interrupted").
+    """
+    from ..refinement import SAMPLERS, refine
+    from ..report import check_writable, format_table, write_report
+
+    if sampler not in SAMPLER_NAMES:
+        raise CommandError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLER_NAMES)}")
+    if not eps > 0 or eps == float("inf"):
+        raise CommandError(f"--eps must be a finite number > 0, got {eps}")
+    if schedule not in SCHEDULES:
+        raise CommandError(f"unknown schedule {schedule!r}; choose one of {', '.join(SCHEDULES)}")
+    for name, value, low in (("chains", chains, 1), ("steps", steps, 1), ("warmup", warmup, 0), ("thin", thin, 1)):
+        if value < low:
+            raise CommandError(f"--{name} must be >= {low}, got {value}")
+    if sampler.startswith("annealed") and warmup < 1:
+        raise CommandError("annealed samplers anneal during warm-up: give --warmup >= 1")
+    dev = check_device(device)
+    check_writable(out)
+    g, u, shape, dataset = load_target(checkpoint, generator, critic, latent_shape, dev)
+    if not prior:
+        warnings.filterwarnings("ignore", message=r"LatentEnergy\(prior=False\)")
+        typer.echo("warning: --no-prior: the latent target can be improper (chains may drift where G extrapolates)",
+                   err=True)
+    try:
+        result = refine(g, u, shape, chains=chains, sampler=sampler, eps=eps, steps=steps, warmup=warmup,
+                        adapt=adapt and warmup > 0, beta=beta, prior=prior, schedule=schedule, thin=thin, seed=seed,
+                        critic_sign=critic_sign, dataset=dataset, progress=progress_flag(quiet), device=dev,
+                        keep_warmup=keep_warmup)
+    except KeyboardInterrupt:
+        typer.echo(f"interrupted during warm-up: nothing was written to {out}", err=True)
+        raise typer.Exit(EXIT_INTERRUPTED)
+    if result.chains.num_draws == 0:
+        typer.echo(f"interrupted before the first kept draw: nothing was written to {out}", err=True)
+        raise typer.Exit(EXIT_INTERRUPTED)
+    source = str(checkpoint) if checkpoint is not None else f"{generator} + {critic}"
+    target = SAMPLERS[sampler].default_target_accept
+    try:
+        write_report(result, out, figures=figures, target_accept=target if adapt and warmup else None,
+                     extra_metrics={"source": source, "latent_shape": list(shape), "device": str(dev)})
+    except KeyboardInterrupt:
+        typer.echo(f"interrupted while writing: {out} was left as it was", err=True)
+        raise typer.Exit(EXIT_INTERRUPTED)
+    typer.echo(format_table(result.metrics))
+    typer.echo(f"wrote {out}/ (samples.npz, run.nc, metrics.json" + (", figures)" if figures else ")"))
+    if result.metrics.get("interrupted"):
+        sys.stdout.flush()
+        raise typer.Exit(EXIT_INTERRUPTED)
+

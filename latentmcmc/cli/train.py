@@ -1,0 +1,87 @@
+"""``latentmcmc train``: learn a critic U and a generator G with the energy-GAN objective."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .common import EXIT_INTERRUPTED, CommandError, app, check_device, progress_flag
+
+DATA_NAMES = ("gaussians25", "ring8", "swissroll", "digits", "stacked-digits")
+ENTROPY_NAMES = ("dim", "encoder", "none")
+
+
+@app.command("train")
+def train_command(
+    data: Optional[str] = typer.Option(None, help=f"Built-in data set: {', '.join(DATA_NAMES)}  [default: gaussians25]",
+                                       show_default=False),
+    entropy: Optional[str] = typer.Option(None, help="Entropy term of G: dim (Deep-InfoMax MI), encoder "
+                                                     "(|z - Enc(G(z))|^2 bound) or none  [default: dim]",
+                                          show_default=False),
+    steps: int = typer.Option(2000, help="Generator steps in total (a resumed run counts its earlier steps)."),
+    batch_size: int = typer.Option(256, help="Batch size of data and latents."),
+    critic_steps: int = typer.Option(5, help="Critic steps per generator step."),
+    lr: float = typer.Option(1e-4, help="Adam learning rate of every network (betas 0.5, 0.9)."),
+    width: int = typer.Option(512, help="Hidden units per layer of every MLP."),
+    latent_dim: Optional[int] = typer.Option(None, help="Latent size  [default: 2 for 2-D data, 32 digits, 64 stacked digits]",
+                                             show_default=False),
+    device: str = typer.Option("cpu", help="cpu, cuda or cuda:N."),
+    seed: int = typer.Option(0, help="Seed of initialisation, batches and latents."),
+    out: Path = typer.Option(..., help="Checkpoint file to write (atomically)."),
+    checkpoint_every: int = typer.Option(500, help="Also write the checkpoint every this many steps (0: only at the end)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue exactly from OUT if it exists (its config is used)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Train U and G on a built-in data set with the energy-GAN objective (Kumar et al. 2019).
+
+    U minimises E_data[U(x)] - E_z[U(G(z))] + lambda E_data|grad_x U(x)|^2; G minimises
+    E_z[U(G(z))] - I(X; Z). Ctrl-C stops; the last periodic checkpoint stays intact (--resume continues).
+    """
+    from ..checkpoint import load_checkpoint
+    from ..training import TrainConfig, Trainer
+
+    if data is not None and data not in DATA_NAMES:
+        raise CommandError(f"unknown data set {data!r}; choose one of {', '.join(DATA_NAMES)}")
+    if entropy is not None and entropy not in ENTROPY_NAMES:
+        raise CommandError(f"unknown entropy term {entropy!r}; choose one of {', '.join(ENTROPY_NAMES)}")
+    for name, value in (("steps", steps), ("batch-size", batch_size), ("critic-steps", critic_steps), ("width", width)):
+        if value < 1:
+            raise CommandError(f"--{name} must be >= 1, got {value}")
+    if checkpoint_every < 0:
+        raise CommandError(f"--checkpoint-every must be >= 0, got {checkpoint_every}")
+    check_device(device)
+    if out.exists() and out.is_dir():
+        raise CommandError(f"--out {out} is a directory; give a file name such as {out}/ckpt.pt")
+    if resume and out.exists():
+        saved = load_checkpoint(out)["config"]
+        for name, value in (("data", data), ("entropy", entropy), ("latent_dim", latent_dim)):
+            if value is not None and saved.get(name) != value:
+                raise CommandError(f"--{name.replace('_', '-')} {value} conflicts with the checkpoint's {saved.get(name)!r}; "
+                                   "a resumed run keeps its config")
+        trainer = Trainer.resume(out, device=device)
+        typer.echo(f"resuming {out} at step {trainer.step} of {steps}", err=True)
+    else:
+        config = TrainConfig(data=data or "gaussians25", entropy=entropy or "dim", latent_dim=latent_dim, width=width,
+                             lr=lr, critic_steps=critic_steps, batch_size=batch_size, seed=seed, device=device)
+        trainer = Trainer(config)
+    _probe_writable(out)
+    try:
+        trainer.train(steps, out, checkpoint_every, progress=progress_flag(quiet))
+    except KeyboardInterrupt:
+        saved = (f"{out} holds the checkpoint of step {trainer.step - trainer.step % checkpoint_every}"
+                 if checkpoint_every and trainer.step >= checkpoint_every else f"nothing was written to {out}")
+        typer.echo(f"interrupted at step {trainer.step}: {saved}", err=True)
+        raise typer.Exit(EXIT_INTERRUPTED)
+    last = trainer.history[-1] if trainer.history else {}
+    typer.echo(f"trained {trainer.config.data} ({trainer.config.entropy}) to step {trainer.step}: "
+               f"critic loss {last.get('critic_loss', float('nan')):.4f}, generator loss "
+               f"{last.get('generator_loss', float('nan')):.4f}; wrote {out}")
+
+
+def _probe_writable(out: Path) -> None:
+    """Fail before training if the checkpoint's folder cannot be written."""
+    from ..report import check_writable
+
+    check_writable(out.parent if str(out.parent) else Path("."))

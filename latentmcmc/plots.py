@@ -1,0 +1,114 @@
+"""Figures of a refinement run (matplotlib's object API: no global pyplot state, any backend).
+
+* :func:`samples_figure`: samples before and after refinement (2-D scatter over the data, or image grids);
+* :func:`energy_trace_figure`: ``E(z)`` along the chains (warm-up shaded when it was kept);
+* :func:`acceptance_figure`: mean acceptance probability per step across chains, with its target.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+from torch import Tensor
+
+from .chains import Chains
+
+__all__ = ["samples_figure", "energy_trace_figure", "acceptance_figure", "image_grid"]
+
+
+def _np(t: Tensor) -> np.ndarray:
+    return t.detach().float().cpu().numpy()
+
+
+def image_grid(images: Tensor, columns: int = 8) -> np.ndarray:
+    """Tile ``(n, C, H, W)`` images in [-1, 1] into one ``(rows H, columns W[, 3])`` array in [0, 1]."""
+    x = _np(images).clip(-1, 1) * 0.5 + 0.5
+    n, c, h, w = x.shape
+    rows = math.ceil(n / columns)
+    canvas = np.ones((rows * (h + 1) - 1, columns * (w + 1) - 1, c), dtype=np.float32)
+    for k in range(n):
+        r, q = divmod(k, columns)
+        canvas[r * (h + 1): r * (h + 1) + h, q * (w + 1): q * (w + 1) + w] = x[k].transpose(1, 2, 0)
+    return canvas[..., 0] if c == 1 else canvas
+
+
+def samples_figure(before: Tensor, after: Tensor, reference: Tensor | None = None, title: str = "",
+                   max_points: int = 5000, max_images: int = 64) -> Figure:
+    """Before/after panels: scatter plots for 2-D samples (data in grey behind), image grids otherwise."""
+    fig = Figure(figsize=(10, 5), layout="constrained")
+    axes = fig.subplots(1, 2)
+    two_d = before.dim() == 2 and before.shape[1] == 2
+    for ax, x, name in zip(axes, (before, after), ("prior samples G(z), z ~ N(0, I)", "after latent MCMC")):
+        if two_d:
+            if reference is not None:
+                ref = _np(reference[:max_points])
+                ax.scatter(ref[:, 0], ref[:, 1], s=2, c="0.8", label="data", rasterized=True)
+            pts = _np(x[:max_points])
+            ax.scatter(pts[:, 0], pts[:, 1], s=3, alpha=0.6, c="C0" if x is before else "C3",
+                       label="samples", rasterized=True)
+            ax.set_aspect("equal")
+            ax.legend(loc="upper right", markerscale=4, fontsize="small")
+            if reference is not None:  # keep both panels on the data's frame
+                lo, hi = _np(reference.min(0).values), _np(reference.max(0).values)
+                pad = 0.15 * (hi - lo)
+                ax.set_xlim(lo[0] - pad[0], hi[0] + pad[0])
+                ax.set_ylim(lo[1] - pad[1], hi[1] + pad[1])
+        elif x.dim() == 4 and x.shape[1] in (1, 3):
+            grid = image_grid(x[:max_images])
+            ax.imshow(grid, cmap="gray" if grid.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
+            ax.axis("off")
+        else:
+            ax.hist(_np(x.reshape(x.shape[0], -1)[:, 0]), bins=50)
+            ax.set_xlabel("first output coordinate")
+        ax.set_title(name)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def energy_trace_figure(chains: Chains, max_chains: int = 8) -> Figure:
+    """``E(z)`` per recorded step for a few chains, and the mean over all chains."""
+    fig = Figure(figsize=(9, 4), layout="constrained")
+    ax = fig.subplots()
+    parts, offset = [], 0
+    if chains.warmup_energy is not None and chains.warmup_energy.shape[1]:
+        parts.append(chains.warmup_energy)
+        offset = chains.warmup_energy.shape[1]
+        ax.axvspan(0, offset, color="0.92", label="warm-up")
+    parts.append(chains.energy)
+    energy = _np(torch.cat(parts, 1))
+    steps = np.arange(energy.shape[1]) * chains.thin
+    for k in range(min(max_chains, energy.shape[0])):
+        ax.plot(steps, energy[k], lw=0.6, alpha=0.6)
+    ax.plot(steps, energy.mean(0), c="k", lw=1.5, label=f"mean over {energy.shape[0]} chains")
+    ax.set_xlabel("step" + (" (warm-up, then sampling)" if offset else " after warm-up"))
+    ax.set_ylabel("E(z)")
+    ax.set_title(f"{chains.sampler}: energy trace")
+    ax.legend(loc="upper right", fontsize="small")
+    return fig
+
+
+def acceptance_figure(chains: Chains, target: float | None = None) -> Figure:
+    """Mean acceptance probability across chains at each recorded step (and the adaptation target)."""
+    fig = Figure(figsize=(9, 3.5), layout="constrained")
+    ax = fig.subplots()
+    parts, offset = [], 0
+    if chains.warmup_accept_prob is not None and chains.warmup_accept_prob.shape[1]:
+        parts.append(chains.warmup_accept_prob)
+        offset = chains.warmup_accept_prob.shape[1]
+        ax.axvspan(0, offset, color="0.92", label="warm-up (step size adapting)")
+    parts.append(chains.accept_prob)
+    acc = _np(torch.cat(parts, 1).mean(0))
+    steps = np.arange(acc.shape[0]) * chains.thin
+    ax.plot(steps, acc, lw=1, label="mean acceptance probability")
+    if target is not None:
+        ax.axhline(target, ls="--", c="C3", lw=1, label=f"target {target:g}")
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("step")
+    ax.set_ylabel("acceptance")
+    ax.set_title(f"{chains.sampler}: acceptance, overall {float(chains.acceptance_rate.mean()):.3f} after warm-up")
+    ax.legend(loc="lower right", fontsize="small")
+    return fig

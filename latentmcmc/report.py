@@ -1,0 +1,148 @@
+"""Write a refinement's outputs into a directory as one unit: all new files, or the old ones untouched.
+
+Files: ``samples.npz`` (z0, z, x_before, x_after), ``run.nc`` (the run for ArviZ), ``metrics.json``,
+and the figures ``samples.png``, ``energy.png``, ``acceptance.png``.  They are written into a staging
+directory beside the output first; only when all of them are complete are they moved in, one rename
+each, with Ctrl-C held back for those few renames.  A failure or an interrupt while writing
+therefore leaves the output directory as it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import shutil
+import signal
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from .atomic import default_mode
+from .refinement import Refinement
+
+__all__ = ["write_report", "check_writable", "format_table", "OUTPUT_FILES"]
+
+OUTPUT_FILES = ("samples.npz", "run.nc", "metrics.json", "samples.png", "energy.png", "acceptance.png")
+
+
+def check_writable(out: str | os.PathLike) -> Path:
+    """Fail now, before any sampling, if ``out`` cannot become a directory we can write into."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"output directory {out} exists and is not a directory")
+    parent = out
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ValueError(f"output directory {out} cannot be created: {parent} is not a directory")
+    try:
+        fd, probe = tempfile.mkstemp(dir=parent, prefix=".latentmcmc-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise ValueError(f"output directory {out} is not writable ({err.strerror}: {parent})") from err
+    return out
+
+
+@contextlib.contextmanager
+def _sigint_deferred() -> Iterator[None]:
+    """Hold back Ctrl-C (SIGINT) for the duration; re-raise it afterwards if it came."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[Any] = []
+    previous = signal.signal(signal.SIGINT, lambda *args: received.append(args))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if received:
+            raise KeyboardInterrupt
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    return value
+
+
+def _save_figure(fig, path: Path) -> None:
+    fig.savefig(path, dpi=110)
+
+
+def write_report(result: Refinement, out: str | os.PathLike, figures: bool = True, target_accept: float | None = None,
+                 extra_metrics: dict[str, Any] | None = None) -> Path:
+    """Write the outputs of ``result`` into ``out`` (created if needed); returns ``out``."""
+    from .export import save_run
+
+    out = check_writable(out)
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=out, prefix=".staging-"))
+    committed = False
+    try:
+        np.savez_compressed(
+            staging / "samples.npz",
+            z0=result.z0.detach().cpu().numpy(),
+            z=result.chains.last.detach().cpu().numpy(),
+            x_before=result.before.detach().cpu().numpy(),
+            x_after=result.after.detach().cpu().numpy(),
+        )
+        save_run(result.chains, staging / "run.nc")
+        metrics = {**result.metrics, **(extra_metrics or {})}
+        (staging / "metrics.json").write_text(json.dumps(_json_safe(metrics), indent=2) + "\n")
+        if figures:
+            from .plots import acceptance_figure, energy_trace_figure, samples_figure
+
+            _save_figure(samples_figure(result.before, result.after, result.reference), staging / "samples.png")
+            _save_figure(energy_trace_figure(result.chains), staging / "energy.png")
+            _save_figure(acceptance_figure(result.chains, target_accept), staging / "acceptance.png")
+        mode = default_mode()
+        with _sigint_deferred():
+            for path in sorted(staging.iterdir()):
+                os.chmod(path, mode)
+                os.replace(path, out / path.name)
+            committed = True
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        if created and not committed:
+            shutil.rmtree(out, ignore_errors=True)  # we made it for this run: leave no empty directory behind
+    return out
+
+
+def format_table(metrics: dict[str, Any]) -> str:
+    """The short before/after table the CLI prints at the end of a run."""
+    lines = [
+        f"{'sampler':<28}{metrics.get('sampler', '')}",
+        f"{'chains x draws':<28}{metrics.get('chains')} x {metrics.get('draws')} (after {metrics.get('warmup')} warm-up)",
+        f"{'step size eps (mean)':<28}{metrics.get('eps_mean', float('nan')):.4g}",
+        f"{'acceptance':<28}{metrics.get('acceptance', float('nan')):.3f}",
+        f"{'divergences':<28}{metrics.get('divergences', 0)}",
+    ]
+    if "ess_bulk_energy" in metrics:
+        lines += [
+            f"{'ESS bulk / tail (energy)':<28}{metrics['ess_bulk_energy']:.0f} / {metrics['ess_tail_energy']:.0f}",
+            f"{'ESS bulk (worst z coord)':<28}{metrics['ess_bulk_z_min']:.0f}",
+            f"{'R-hat (energy / worst z)':<28}{metrics['rhat_energy']:.3f} / {metrics['rhat_z_max']:.3f}",
+        ]
+    if "log_normalizer" in metrics:
+        lines.append(f"{'log Z (AIS)':<28}{metrics['log_normalizer']:.3f} +- {metrics['log_normalizer_stderr']:.3f}")
+    quality = metrics.get("quality")
+    if quality:
+        lines.append(f"{'quality (' + quality['data'] + ')':<28}{'before':>10}{'after':>10}")
+        for key, value in quality["before"].items():
+            after = quality["after"][key]
+            fmt = "{:>10d}" if isinstance(value, int) else "{:>10.3f}"
+            lines.append(f"{'  ' + key:<28}" + fmt.format(value) + fmt.format(after))
+    if metrics.get("interrupted"):
+        lines.append("(interrupted: the run was stopped early; the outputs hold the draws completed so far)")
+    return "\n".join(lines)

@@ -1,0 +1,370 @@
+"""The command line through its real entry point: every command, and every error case of the CLI issue.
+
+Errors must print one ``error:`` line on stderr, exit with code 2, show no traceback and leave the
+output directory as it was.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from latentmcmc import checkpoint as checkpoint_module
+from latentmcmc.cli import main
+from latentmcmc.report import OUTPUT_FILES
+from latentmcmc.samplers import MALA
+
+TINY = ["--width", "16", "--batch-size", "32", "--critic-steps", "1", "-q"]
+FAST_REFINE = ["--chains", "64", "--steps", "12", "--warmup", "8", "-q"]
+
+
+def run_cli(capsys, *args: str) -> tuple[int, str, str]:
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(code: int, err: str, *needles: str) -> None:
+    assert code == 2, err
+    lines = [line for line in err.strip().splitlines() if not line.startswith("warning:")]
+    assert len(lines) == 1 and lines[0].startswith("error:"), err
+    assert "Traceback" not in err
+    for needle in needles:
+        assert needle.lower() in lines[0].lower(), (needle, lines[0])
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())} if folder.exists() else {}
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("ckpt") / "ring.pt"
+    assert main(["train", "--data", "ring8", "--steps", "4", *TINY, "--out", str(path)]) == 0
+    return path
+
+
+@pytest.fixture(scope="module")
+def refined(ckpt, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("refined") / "run"
+    assert main(["refine", str(ckpt), *FAST_REFINE, "--out", str(out), "--keep-warmup"]) == 0
+    return out
+
+
+# ----------------------------------------------------------------------------- commands
+def test_help_of_every_command_lists_its_options_with_defaults(capsys):
+    expected = {
+        "train": ["--data", "--entropy", "--steps", "--batch-size", "--device", "--seed", "--out", "--resume"],
+        "refine": ["--sampler", "--eps", "--steps", "--warmup", "--adapt", "--no-adapt", "--chains", "--beta",
+                   "--prior", "--no-prior", "--schedule", "--seed", "--device", "--out", "--generator", "--critic",
+                   "--latent-shape", "--critic-sign", "--quiet"],
+        "diagnose": ["--max-rows", "--plots"],
+        "demo": ["--out", "--chains", "--steps", "--quiet"],
+    }
+    for command, options in expected.items():
+        code, out, _ = run_cli(capsys, command, "--help")
+        assert code == 0
+        for option in options:
+            assert option in out, (command, option)
+        assert "default" in out.lower()
+
+
+def test_train_writes_a_checkpoint_and_resume_continues(ckpt, tmp_path, capsys):
+    from latentmcmc.checkpoint import load_checkpoint
+
+    assert load_checkpoint(ckpt)["step"] == 4
+    path = tmp_path / "c.pt"
+    path.write_bytes(ckpt.read_bytes())
+    code, out, err = run_cli(capsys, "train", "--steps", "6", "--resume", "--out", path, "-q")
+    assert code == 0, err
+    assert "resuming" in err and "step 6" in out
+    assert load_checkpoint(path)["step"] == 6
+    code, _, err = run_cli(capsys, "train", "--data", "gaussians25", "--steps", "8", "--resume", "--out", path, "-q")
+    assert_one_line_error(code, err, "conflicts")
+
+
+def test_refine_writes_every_output_and_prints_the_table(refined, capsys):
+    assert sorted(p.name for p in refined.iterdir()) == sorted(OUTPUT_FILES)
+    metrics = json.loads((refined / "metrics.json").read_text())
+    for key in ("acceptance", "eps_mean", "divergences", "ess_bulk_energy", "ess_tail_energy", "rhat_energy",
+                "ess_bulk_z_min", "rhat_z_max"):
+        assert key in metrics
+    assert metrics["quality"]["data"] == "ring8"
+    assert set(metrics["quality"]["before"]) == {"hq_fraction", "modes", "kl"}
+    arrays = np.load(refined / "samples.npz")
+    assert arrays["z0"].shape == arrays["z"].shape == (64, 2)
+    assert arrays["x_before"].shape == arrays["x_after"].shape == (64, 2)
+    for name in ("samples.png", "energy.png", "acceptance.png"):
+        assert (refined / name).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_refine_every_sampler_runs(ckpt, tmp_path, capsys):
+    for sampler in ("langevin", "annealed-langevin", "annealed-mala"):
+        code, out, err = run_cli(capsys, "refine", ckpt, "--sampler", sampler, "--schedule", "sigmoid", *FAST_REFINE,
+                                 "--no-figures", "--out", tmp_path / sampler)
+        assert code == 0, err
+        assert "acceptance" in out
+    metrics = json.loads((tmp_path / "annealed-mala" / "metrics.json").read_text())
+    assert "log_normalizer" in metrics
+
+
+def test_diagnose_prints_the_summary_and_writes_plots(refined, tmp_path, capsys):
+    code, out, err = run_cli(capsys, "diagnose", refined / "run.nc", "--plots", tmp_path / "plots")
+    assert code == 0, err
+    header = next(line for line in out.splitlines() if "ess_bulk" in line)
+    assert {"mean", "sd", "mcse_mean", "ess_bulk", "ess_tail", "r_hat"} <= set(header.split())
+    assert any(line.startswith("energy") for line in out.splitlines())
+    for name in ("energy.png", "acceptance.png", "trace.png", "rank.png"):
+        assert (tmp_path / "plots" / name).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_demo_refines_the_shipped_model(tmp_path, capsys):
+    code, out, err = run_cli(capsys, "demo", "--chains", "300", "--steps", "40", "--warmup", "40", "--out",
+                             tmp_path / "demo", "-q")
+    assert code == 0, err
+    metrics = json.loads((tmp_path / "demo" / "metrics.json").read_text())
+    before, after = metrics["quality"]["before"], metrics["quality"]["after"]
+    # 300 chains: the high-quality fraction's binomial sd is below 0.03; refinement must beat it clearly
+    assert after["hq_fraction"] > before["hq_fraction"] + 0.1
+    assert "hq_fraction" in out and "before" in out
+
+
+# ----------------------------------------------------------------------------- models trained elsewhere
+class TinyGenerator(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(3, 16), nn.Tanh(), nn.Linear(16, 2))
+
+    def forward(self, z):
+        return self.net(z)
+
+
+class QuadraticLogit(nn.Module):
+    """A 'discriminator' whose logit is higher near the origin: -|x|^2."""
+
+    def forward(self, x):
+        return -x.square().sum(1)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory) -> tuple[Path, Path]:
+    folder = tmp_path_factory.mktemp("exported")
+    torch.manual_seed(0)
+    g, d = TinyGenerator(), QuadraticLogit()
+    batch = torch.export.Dim("batch")
+    torch.export.save(torch.export.export(g, (torch.randn(4, 3),), dynamic_shapes=({0: batch},)), folder / "g.pt2")
+    torch.export.save(torch.export.export(d, (torch.randn(4, 2),), dynamic_shapes=({0: batch},)), folder / "d.pt2")
+    return folder / "g.pt2", folder / "d.pt2"
+
+
+def test_refine_exported_programs_with_a_discriminator_sign(exported, tmp_path, capsys):
+    g, d = exported
+    # E = beta * (-1) * logit(G(z)) + 0.5|z|^2 = |G(z)|^2 + 0.5|z|^2: refinement pulls G(z) towards 0
+    code, out, err = run_cli(capsys, "refine", "--generator", g, "--critic", d, "--latent-shape", "3",
+                             "--critic-sign", "-1", "--beta", "20", *FAST_REFINE, "--no-figures", "--out", tmp_path / "r")
+    assert code == 0, err
+    arrays = np.load(tmp_path / "r" / "samples.npz")
+    norm_before = np.linalg.norm(arrays["x_before"], axis=1).mean()
+    norm_after = np.linalg.norm(arrays["x_after"], axis=1).mean()
+    assert norm_after < 0.7 * norm_before
+
+
+def test_exported_program_with_a_pickle_payload_is_refused_without_running_it(exported, tmp_path, capsys):
+    import zipfile
+
+    marker = tmp_path / "executed"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.mkdir, (str(marker),))
+
+    g, d = exported
+    evil = tmp_path / "evil.pt2"
+    with zipfile.ZipFile(g) as src, zipfile.ZipFile(evil, "w") as dst:
+        for name in src.namelist():
+            data = src.read(name)
+            if name.endswith("sample_inputs/model.pt"):
+                buf = io.BytesIO()
+                torch.save({"x": Payload()}, buf)
+                data = buf.getvalue()
+            dst.writestr(name, data)
+    code, _, err = run_cli(capsys, "refine", "--generator", evil, "--critic", d, "--latent-shape", "3",
+                           "--out", tmp_path / "out", "-q")
+    assert_one_line_error(code, err, "refused")
+    assert not marker.exists() and not (tmp_path / "out").exists()
+
+
+# ----------------------------------------------------------------------------- errors
+def test_refine_error_cases_are_one_line_and_write_nothing(ckpt, exported, tmp_path, capsys):
+    out = tmp_path / "out"
+    not_ckpt = tmp_path / "notes.pt"
+    not_ckpt.write_bytes(b"these are not the weights you are looking for")
+    future = tmp_path / "future.pt"
+    torch.save({"format": checkpoint_module.FORMAT, "version": checkpoint_module.VERSION + 1, "config": {},
+                "models": {}}, future)
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    g, d = exported
+    cases = [
+        ([tmp_path / "missing.pt"], ["no checkpoint file"]),
+        ([not_ckpt], ["not a latentmcmc checkpoint"]),
+        ([future], ["version"]),
+        ([ckpt, "--eps", "0"], ["eps"]),
+        ([ckpt, "--eps", "-0.5"], ["eps"]),
+        ([ckpt, "--sampler", "hmc"], ["unknown sampler", "mala"]),
+        ([ckpt, "--latent-shape", "5"], ["latent shape", "does not fit"]),
+        (["--generator", g, "--critic", d, "--latent-shape", "4"], ["latent shape", "does not fit"]),
+        (["--generator", g, "--critic", d], ["--latent-shape"]),
+        ([ckpt, "--chains", "0"], ["chains"]),
+        ([ckpt, "--steps", "abc"], ["steps"]),  # typer's own usage error, also one line
+        ([ckpt, "--no-such-option"], ["no such option"]),
+    ]
+    if not torch.cuda.is_available():
+        cases.append(([ckpt, "--device", "cuda"], ["cuda", "not available"]))
+    for args, needles in cases:
+        code, _, err = run_cli(capsys, "refine", *FAST_REFINE, "--out", out, *args)
+        assert_one_line_error(code, err, *needles)
+        assert not out.exists(), args
+    # an output directory that cannot be written: below a regular file (works even as root)
+    code, _, err = run_cli(capsys, "refine", ckpt, *FAST_REFINE, "--out", a_file / "sub")
+    assert_one_line_error(code, err, "output directory")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores directory permissions")
+def test_refine_refuses_a_read_only_output_directory(ckpt, tmp_path, capsys):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        code, _, err = run_cli(capsys, "refine", ckpt, *FAST_REFINE, "--out", locked / "run")
+        assert_one_line_error(code, err, "not writable")
+    finally:
+        locked.chmod(0o700)
+
+
+def test_tampered_checkpoint_is_refused_without_running_it(tmp_path, capsys):
+    marker = tmp_path / "executed"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.mkdir, (str(marker),))
+
+    evil = tmp_path / "evil.pt"
+    with open(evil, "wb") as f:
+        pickle.dump({"format": checkpoint_module.FORMAT, "version": 1, "config": Payload()}, f)
+    code, _, err = run_cli(capsys, "refine", evil, *FAST_REFINE, "--out", tmp_path / "out")
+    assert_one_line_error(code, err, "refused")
+    assert not marker.exists()
+    code, _, err = run_cli(capsys, "diagnose", evil)
+    assert_one_line_error(code, err)
+    assert not marker.exists()
+
+
+def test_other_commands_report_errors_in_one_line(tmp_path, capsys):
+    code, _, err = run_cli(capsys, "train", "--data", "mnist", "--out", tmp_path / "c.pt")
+    assert_one_line_error(code, err, "unknown data set")
+    code, _, err = run_cli(capsys, "train", "--entropy", "max", "--out", tmp_path / "c.pt")
+    assert_one_line_error(code, err, "unknown entropy")
+    code, _, err = run_cli(capsys, "diagnose", tmp_path / "nothing.nc")
+    assert_one_line_error(code, err, "no saved run")
+    code, _, err = run_cli(capsys, "demo", "--chains", "0")
+    assert_one_line_error(code, err, "chains")
+    assert not (tmp_path / "c.pt").exists()
+
+
+# ----------------------------------------------------------------------------- Ctrl-C
+def _interrupt_after(monkeypatch, calls: int) -> None:
+    original = MALA.step
+    count = {"n": 0}
+
+    def step(self, *args, **kwargs):
+        count["n"] += 1
+        if count["n"] > calls:
+            raise KeyboardInterrupt
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(MALA, "step", step)
+
+
+def test_ctrl_c_during_warmup_leaves_earlier_outputs_intact(ckpt, refined, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    for p in refined.iterdir():
+        (out / p.name).write_bytes(p.read_bytes())
+    before = snapshot(out)
+    _interrupt_after(monkeypatch, 3)  # warm-up is 8 steps
+    code, _, err = run_cli(capsys, "refine", ckpt, *FAST_REFINE, "--out", out)
+    assert code == 130 and "nothing was written" in err
+    assert snapshot(out) == before
+
+
+def test_ctrl_c_while_sampling_writes_the_draws_so_far(ckpt, tmp_path, monkeypatch, capsys):
+    _interrupt_after(monkeypatch, 8 + 5)  # 8 warm-up steps, then 5 recorded ones
+    code, out_text, _ = run_cli(capsys, "refine", ckpt, *FAST_REFINE, "--no-figures", "--out", tmp_path / "run")
+    assert code == 130
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["interrupted"] is True and metrics["draws"] == 5
+    assert "interrupted" in out_text
+
+
+def test_ctrl_c_while_writing_leaves_the_directory_as_it_was(ckpt, refined, tmp_path, monkeypatch, capsys):
+    import latentmcmc.report as report
+
+    out = tmp_path / "run"
+    out.mkdir()
+    for p in refined.iterdir():
+        (out / p.name).write_bytes(p.read_bytes())
+    before = snapshot(out)
+
+    def interrupted_figure(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(report, "_save_figure", interrupted_figure)
+    code, _, err = run_cli(capsys, "refine", ckpt, *FAST_REFINE, "--seed", "7", "--out", out)
+    assert code == 130 and "left as it was" in err
+    assert snapshot(out) == before
+    # and a directory the run created is removed again
+    code, _, _ = run_cli(capsys, "refine", ckpt, *FAST_REFINE, "--out", tmp_path / "fresh")
+    assert code == 130 and not (tmp_path / "fresh").exists()
+
+
+def test_sigint_to_the_real_process(ckpt, tmp_path):
+    """A real SIGINT: exit 130, and the output is either the complete set marked interrupted or absent."""
+    out = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "latentmcmc", "refine", str(ckpt), "--chains", "64", "--warmup", "5",
+         "--steps", "10000000", "--thin", "100", "-q", "--no-figures", "--out", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    time.sleep(8)  # imports and warm-up take 2-3 s; then it samples
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    if out.exists():
+        assert sorted(p.name for p in out.iterdir()) == ["metrics.json", "run.nc", "samples.npz"]
+        assert json.loads((out / "metrics.json").read_text())["interrupted"] is True
+
+
+def test_console_script_and_module_entry_points(tmp_path):
+    for cmd in (["latentmcmc"], [sys.executable, "-m", "latentmcmc"]):
+        exe = Path(sys.executable).parent / "latentmcmc" if cmd == ["latentmcmc"] else None
+        if exe is not None:
+            if not exe.exists():
+                continue
+            cmd = [str(exe)]
+        proc = subprocess.run([*cmd, "refine", str(tmp_path / "missing.pt")], capture_output=True, text=True)
+        assert proc.returncode == 2
+        assert proc.stderr.strip().startswith("error:") and "Traceback" not in proc.stderr
