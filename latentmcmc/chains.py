@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -109,6 +110,38 @@ class Chains:
         from .export import load_run
 
         return load_run(path, device)
+
+    @staticmethod
+    def concat(runs: "list[Chains]") -> "Chains":
+        """Runs of disjoint chains (blocks, ranks) as one run, chains in the given order.
+
+        Every per-chain field is concatenated along the chain dimension; the runs must agree on the
+        sampler, warm-up, steps, thinning and recorded draws.  ``seed`` is the first run's.
+        """
+        if not runs:
+            raise ValueError("concat needs at least one run")
+        first = runs[0]
+        for other in runs[1:]:
+            for name in ("sampler", "warmup", "steps", "thin", "num_draws"):
+                if getattr(other, name) != getattr(first, name):
+                    raise ValueError(f"cannot concatenate runs that differ in {name}: "
+                                     f"{getattr(first, name)!r} vs {getattr(other, name)!r}")
+        values = {}
+        for f in dataclasses.fields(Chains):
+            items = [getattr(r, f.name) for r in runs]
+            if any(isinstance(item, Tensor) for item in items):
+                if any(item is None for item in items):
+                    raise ValueError(f"cannot concatenate runs where only some have {f.name}")
+                values[f.name] = torch.cat(items)
+            elif f.name == "extra":
+                keys = set.intersection(*(set(r.extra) for r in runs))
+                values[f.name] = {k: torch.cat([r.extra[k] for r in runs]) if isinstance(first.extra[k], Tensor)
+                                  else first.extra[k] for k in keys}
+            else:
+                values[f.name] = items[0]
+        if any(r.extra.get("interrupted") for r in runs):
+            values["extra"]["interrupted"] = True
+        return Chains(**values)
 
     def __repr__(self) -> str:
         acc = float(self.acceptance_rate.mean()) if self.acceptance_rate.numel() else float("nan")

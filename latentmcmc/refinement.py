@@ -21,7 +21,8 @@ from .chains import Chains
 from .energy import LatentEnergy
 from .samplers import MALA, AnnealedLangevin, AnnealedMALA, Langevin, Sampler
 
-__all__ = ["SAMPLERS", "Refinement", "refine", "make_sampler", "run_metrics"]
+__all__ = ["SAMPLERS", "Refinement", "BlockRun", "refine", "run_blocks", "assemble", "block_ranges", "make_sampler",
+           "run_metrics", "block_seed"]
 
 SAMPLERS: dict[str, type[Sampler]] = {
     "langevin": Langevin,
@@ -35,10 +36,11 @@ SAMPLERS: dict[str, type[Sampler]] = {
 class Refinement:
     """A refinement run: the chains, the starting and final latents and samples, and its metrics."""
 
-    chains: Chains
-    z0: Tensor  # (chains, *latent_shape) prior draws the chains started from
+    chains: Chains  # the recorded run (block 0 of a blocked run)
+    z0: Tensor  # (chains, *latent_shape) prior draws every chain started from
+    z: Tensor  # (chains, *latent_shape) every chain's final state
     before: Tensor  # G(z0)
-    after: Tensor  # G(chains.last)
+    after: Tensor  # G(z)
     metrics: dict[str, Any] = field(default_factory=dict)
     reference: Tensor | None = None  # data the generator was trained on, for plots (when known)
 
@@ -90,10 +92,133 @@ def run_metrics(chains: Chains) -> dict[str, Any]:
     return m
 
 
+def block_seed(seed: int, block: int) -> int:
+    """Seed of block ``block`` of a blocked run: a hash of ``(seed, block)`` (NumPy's SeedSequence)."""
+    import numpy as np
+
+    words = np.random.SeedSequence([int(seed), int(block)]).generate_state(2, dtype=np.uint32)
+    return (int(words[0]) << 31) ^ int(words[1])
+
+
 def _prior_draws(chains: int, latent_shape: tuple[int, ...], seed: int, device: torch.device) -> Tensor:
     """``z0 ~ N(0, I)`` drawn on the CPU from ``seed`` (the same starting points on every device)."""
     g = torch.Generator().manual_seed(seed)
     return torch.randn(chains, *latent_shape, generator=g).to(device)
+
+
+def _blocks(chains: int, block_size: int | None) -> list[tuple[int, int]]:
+    if block_size is None or block_size >= chains:
+        return [(0, chains)]
+    if block_size < 1:
+        raise ValueError(f"block_size must be >= 1, got {block_size}")
+    return [(start, min(start + block_size, chains)) for start in range(0, chains, block_size)]
+
+
+@torch.no_grad()
+def _generate(generator: nn.Module, z: Tensor, batch: int) -> Tensor:
+    return torch.cat([generator(z[i:i + batch]) for i in range(0, z.shape[0], batch)])
+
+
+@dataclass
+class BlockRun:
+    """One block of a blocked refinement: its index, starting points and run."""
+
+    index: int
+    z0: Tensor
+    chains: Chains
+
+
+def block_ranges(chains: int, block_size: int | None) -> list[tuple[int, int]]:
+    """``[(start, stop), ...]`` of the blocks of ``chains`` chains (one block when ``block_size`` is None)."""
+    return _blocks(chains, block_size)
+
+
+def run_blocks(
+    energy: LatentEnergy,
+    latent_shape: tuple[int, ...],
+    chains: int,
+    block_size: int | None,
+    indices: list[int] | None = None,
+    record_blocks: int | None = None,
+    sampler: str = "mala",
+    eps: float = 0.01,
+    steps: int = 500,
+    warmup: int = 500,
+    adapt: bool = True,
+    schedule: str = "linear",
+    thin: int = 1,
+    seed: int = 0,
+    progress: bool | None = None,
+    keep_warmup: bool = False,
+    device: torch.device | None = None,
+) -> tuple[list[BlockRun], bool]:
+    """Run the blocks ``indices`` (default: all) of a blocked refinement; returns them and whether Ctrl-C stopped it.
+
+    Block ``b`` starts from ``z0 ~ N(0, I)`` drawn from its seed and samples with the same seed: ``seed``
+    itself for an unblocked run, :func:`block_seed` ``(seed, b)`` otherwise.  Blocks ``b <
+    record_blocks`` (all when None) record every draw; the others keep only their final state.
+    """
+    ranges = _blocks(chains, block_size)
+    indices = list(range(len(ranges))) if indices is None else list(indices)
+    mcmc = make_sampler(sampler, energy, eps, schedule)
+    done: list[BlockRun] = []
+    for b in indices:
+        start, stop = ranges[b]
+        s = seed if len(ranges) == 1 else block_seed(seed, b)
+        z0 = _prior_draws(stop - start, tuple(latent_shape), s, device)
+        full = record_blocks is None or b < record_blocks
+        try:
+            run = mcmc.run(z0, steps=steps, warmup=warmup, adapt=adapt and warmup > 0, thin=thin, seed=s,
+                           progress=progress if len(indices) == 1 else False, keep_warmup=keep_warmup and full,
+                           record="full" if full else "last")
+        except KeyboardInterrupt:
+            if not done:
+                raise
+            return done, True  # keep the blocks completed so far
+        done.append(BlockRun(b, z0, run))
+        if run.extra.get("interrupted"):
+            return done, True
+    return done, False
+
+
+def assemble(
+    blocks: list[BlockRun],
+    generator: nn.Module,
+    interrupted: bool = False,
+    dataset=None,
+    extra_metrics: dict[str, Any] | None = None,
+) -> Refinement:
+    """Blocks (in index order) -> one :class:`Refinement`: all final states, samples, metrics.
+
+    ESS and R-hat are computed over every chain of the blocks that recorded their draws.
+    """
+    blocks = sorted(blocks, key=lambda blk: blk.index)
+    z0 = torch.cat([blk.z0 for blk in blocks])
+    z = torch.cat([blk.chains.last for blk in blocks])
+    recorded = [blk.chains for blk in blocks if blk.chains.num_draws == blocks[0].chains.num_draws]
+    diagnostic = Chains.concat(recorded) if len(recorded) > 1 else recorded[0]
+    batch = blocks[0].z0.shape[0]
+    before, after = _generate(generator, z0, batch), _generate(generator, z, batch)
+    metrics = {**run_metrics(diagnostic), **(extra_metrics or {})}
+    if len(blocks) > 1:
+        acc = torch.cat([blk.chains.acceptance_rate for blk in blocks])
+        metrics.update(
+            chains=int(z.shape[0]), blocks=len(blocks), block_size=batch, diagnostic_chains=diagnostic.num_chains,
+            acceptance=float(acc.mean()), eps_mean=float(torch.cat([blk.chains.eps for blk in blocks]).mean()),
+            divergences=int(sum(int(blk.chains.divergences.sum()) for blk in blocks)),
+            frozen_chains=int(sum(int(blk.chains.frozen.sum()) for blk in blocks)),
+        )
+    if interrupted:
+        metrics["interrupted"] = True
+    reference = None
+    if dataset is not None:
+        from .metrics import dataset_quality
+
+        q_before, q_after = dataset_quality(dataset, before), dataset_quality(dataset, after)
+        if q_before is not None:
+            metrics["quality"] = {"data": dataset.name, "before": q_before, "after": q_after}
+        reference = dataset.x
+    return Refinement(diagnostic, z0, z, before, after, metrics, reference)
 
 
 def refine(
@@ -116,36 +241,34 @@ def refine(
     progress: bool | None = None,
     device: str | torch.device | None = None,
     keep_warmup: bool = False,
+    block_size: int | None = None,
+    record_blocks: int | None = None,
 ) -> Refinement:
     r"""Sample ``exp(-E)``, ``E(z) = beta s U(G(z)) + 0.5 |z|^2``, from ``chains`` prior draws; measure it.
 
     ``dataset`` (a built-in :class:`~latentmcmc.training.Dataset`) adds the data set's quality metrics
     before and after refinement.  The chains start from ``z0 ~ N(0, I)`` drawn from ``seed`` on the CPU,
     so a seed gives the same starting points on every device; sampling uses ``seed`` too.
+
+    ``block_size``: run the chains in blocks of this many, one after the other.  Block ``b`` draws its
+    starting points and noise from :func:`block_seed` ``(seed, b)`` and adapts its own step size, so a
+    blocked run gives the same draws however its blocks are scheduled (one process, or the ranks of
+    a distributed run, :mod:`latentmcmc.distributed`).  ``record_blocks=k`` records every draw of the
+    first ``k`` blocks only (they carry ESS and R-hat) and keeps just the final state of the others:
+    memory is then bounded by a block, and 10^6 chains of a small model run in a few hundred MB.
     """
     if chains < 1:
         raise ValueError(f"chains must be >= 1, got {chains}")
+    if record_blocks is not None and record_blocks < 1:
+        raise ValueError(f"record_blocks must be >= 1 (or None for all), got {record_blocks}")
     device = torch.device(device) if device is not None else next(
         (p.device for p in generator.parameters()), torch.device("cpu"))
-    if warmup == 0:
-        adapt = False
     energy = LatentEnergy(generator, critic, beta=beta, prior=prior, latent_shape=tuple(latent_shape),
                           critic_sign=critic_sign)
-    mcmc = make_sampler(sampler, energy, eps, schedule)
-    z0 = _prior_draws(chains, tuple(latent_shape), seed, device)
     t0 = time.perf_counter()
-    run = mcmc.run(z0, steps=steps, warmup=warmup, adapt=adapt, thin=thin, seed=seed, progress=progress,
-                   keep_warmup=keep_warmup)
+    blocks, interrupted = run_blocks(
+        energy, tuple(latent_shape), chains, block_size, None, record_blocks, sampler, eps, steps, warmup, adapt,
+        schedule, thin, seed, progress, keep_warmup, device)
     seconds = time.perf_counter() - t0
-    with torch.no_grad():
-        before, after = generator(z0), generator(run.last)
-    metrics = {**run_metrics(run), "beta": beta, "prior": prior, "critic_sign": critic_sign, "seconds": seconds}
-    reference = None
-    if dataset is not None:
-        from .metrics import dataset_quality
-
-        q_before, q_after = dataset_quality(dataset, before), dataset_quality(dataset, after)
-        if q_before is not None:
-            metrics["quality"] = {"data": dataset.name, "before": q_before, "after": q_after}
-        reference = dataset.x
-    return Refinement(run, z0, before, after, metrics, reference)
+    return assemble(blocks, generator, interrupted, dataset,
+                    {"beta": beta, "prior": prior, "critic_sign": critic_sign, "seconds": seconds})

@@ -93,7 +93,7 @@ def write_report(result: Refinement, out: str | os.PathLike, figures: bool = Tru
         np.savez_compressed(
             staging / "samples.npz",
             z0=result.z0.detach().cpu().numpy(),
-            z=result.chains.last.detach().cpu().numpy(),
+            z=result.z.detach().cpu().numpy(),
             x_before=result.before.detach().cpu().numpy(),
             x_after=result.after.detach().cpu().numpy(),
         )
@@ -124,6 +124,9 @@ def format_table(metrics: dict[str, Any]) -> str:
     lines = [
         f"{'sampler':<28}{metrics.get('sampler', '')}",
         f"{'chains x draws':<28}{metrics.get('chains')} x {metrics.get('draws')} (after {metrics.get('warmup')} warm-up)",
+        *([f"{'blocks':<28}{metrics['blocks']} of {metrics['block_size']} chains; diagnostics from "
+             f"{metrics['diagnostic_chains']} chains" + (f", {metrics['world_size']} processes" if "world_size" in metrics
+                                                        else "")] if "blocks" in metrics else []),
         f"{'step size eps (mean)':<28}{metrics.get('eps_mean', float('nan')):.4g}",
         f"{'acceptance':<28}{metrics.get('acceptance', float('nan')):.3f}",
         f"{'divergences':<28}{metrics.get('divergences', 0)}",
@@ -134,6 +137,9 @@ def format_table(metrics: dict[str, Any]) -> str:
             f"{'ESS bulk (worst z coord)':<28}{metrics['ess_bulk_z_min']:.0f}",
             f"{'R-hat (energy / worst z)':<28}{metrics['rhat_energy']:.3f} / {metrics['rhat_z_max']:.3f}",
         ]
+    if max(metrics.get("rhat_energy", 1.0), metrics.get("rhat_z_max", 1.0)) > 1.01:
+        lines.append("  (R-hat > 1.01: the chains disagree, typically because each stays near the mode it started in;"
+                     " that is refinement, not mixing across modes. Mode weights: --sampler annealed-mala)")
     if "log_normalizer" in metrics:
         lines.append(f"{'log Z (AIS)':<28}{metrics['log_normalizer']:.3f} +- {metrics['log_normalizer_stderr']:.3f}")
     quality = metrics.get("quality")

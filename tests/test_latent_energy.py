@@ -122,3 +122,23 @@ def test_latent_shape_and_critic_output_are_checked():
     bad = LatentEnergy(nn.Linear(3, 2), nn.Linear(2, 2))
     with pytest.raises(ValueError, match="critic returned shape"):
         MALA(bad, eps=0.1).init(torch.randn(4, 3))
+
+
+def test_critic_sign_reads_a_realness_logit_as_an_energy():
+    import torch
+    from torch import nn
+
+    from latentmcmc import LatentEnergy
+
+    logit = nn.Linear(2, 1)
+    z = torch.randn(5, 2)
+    as_energy = LatentEnergy(nn.Identity(), logit, beta=2.0, prior=True)
+    as_logit = LatentEnergy(nn.Identity(), logit, beta=2.0, prior=True, critic_sign=-1)
+    prior = 0.5 * z.square().sum(1)
+    u = logit(z).reshape(5).detach()
+    torch.testing.assert_close(as_energy(z).detach(), 2.0 * u + prior)
+    torch.testing.assert_close(as_logit(z).detach(), -2.0 * u + prior)
+    import pytest
+
+    with pytest.raises(ValueError, match="critic_sign"):
+        LatentEnergy(nn.Identity(), logit, critic_sign=0.5)

@@ -9,6 +9,7 @@ from typing import Optional
 
 import typer
 
+from ..distributed import world_from_env
 from .common import EXIT_INTERRUPTED, CommandError, app, check_device, parse_shape, progress_flag
 
 SAMPLER_NAMES = ("langevin", "mala", "annealed-langevin", "annealed-mala")
@@ -67,6 +68,12 @@ def refine_command(
     critic_sign: float = typer.Option(1.0, help="+1: the critic outputs an energy (lower = more real); "
                                                 "-1: a discriminator logit (higher = more real), as in DDLS."),
     keep_warmup: bool = typer.Option(False, help="Also record the warm-up (shown in the figures)."),
+    block_size: Optional[int] = typer.Option(None, help="Run the chains in blocks of this many, each seeded by "
+                                                        "(seed, block)  [default: one block; under torchrun "
+                                                        "chains / world size]", show_default=False),
+    record_blocks: Optional[int] = typer.Option(None, help="Record every draw of the first N blocks only (bounded "
+                                                           "memory; ESS/R-hat from them)  [default: all]",
+                                                show_default=False),
     figures: bool = typer.Option(True, "--figures/--no-figures", help="Write the PNG figures."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
@@ -86,23 +93,42 @@ def refine_command(
         raise CommandError(f"--eps must be a finite number > 0, got {eps}")
     if schedule not in SCHEDULES:
         raise CommandError(f"unknown schedule {schedule!r}; choose one of {', '.join(SCHEDULES)}")
-    for name, value, low in (("chains", chains, 1), ("steps", steps, 1), ("warmup", warmup, 0), ("thin", thin, 1)):
+    for name, value, low in (("chains", chains, 1), ("steps", steps, 1), ("warmup", warmup, 0), ("thin", thin, 1),
+                             ("block-size", 1 if block_size is None else block_size, 1)):
         if value < low:
             raise CommandError(f"--{name} must be >= {low}, got {value}")
     if sampler.startswith("annealed") and warmup < 1:
         raise CommandError("annealed samplers anneal during warm-up: give --warmup >= 1")
+    if record_blocks is not None and record_blocks < 1:
+        raise CommandError(f"--record-blocks must be >= 1, got {record_blocks}")
     dev = check_device(device)
     check_writable(out)
+    rank, distributed = 0, world_from_env() > 1
+    if distributed:  # launched by torchrun: shard the chains over the ranks, rank 0 writes
+        from ..distributed import init_distributed
+
+        rank, _, dev = init_distributed(dev)
     g, u, shape, dataset = load_target(checkpoint, generator, critic, latent_shape, dev)
     if not prior:
         warnings.filterwarnings("ignore", message=r"LatentEnergy\(prior=False\)")
         typer.echo("warning: --no-prior: the latent target can be improper (chains may drift where G extrapolates)",
                    err=True)
+    options = dict(chains=chains, sampler=sampler, eps=eps, steps=steps, warmup=warmup, adapt=adapt and warmup > 0,
+                   beta=beta, prior=prior, schedule=schedule, thin=thin, seed=seed, critic_sign=critic_sign,
+                   dataset=dataset, progress=progress_flag(quiet), device=dev, keep_warmup=keep_warmup,
+                   block_size=block_size, record_blocks=record_blocks)
     try:
-        result = refine(g, u, shape, chains=chains, sampler=sampler, eps=eps, steps=steps, warmup=warmup,
-                        adapt=adapt and warmup > 0, beta=beta, prior=prior, schedule=schedule, thin=thin, seed=seed,
-                        critic_sign=critic_sign, dataset=dataset, progress=progress_flag(quiet), device=dev,
-                        keep_warmup=keep_warmup)
+        if distributed:
+            import torch.distributed as dist
+
+            from ..distributed import refine_distributed
+
+            result = refine_distributed(g, u, shape, **options)
+            if rank != 0:
+                dist.destroy_process_group()
+                return
+        else:
+            result = refine(g, u, shape, **options)
     except KeyboardInterrupt:
         typer.echo(f"interrupted during warm-up: nothing was written to {out}", err=True)
         raise typer.Exit(EXIT_INTERRUPTED)
@@ -119,6 +145,10 @@ def refine_command(
         raise typer.Exit(EXIT_INTERRUPTED)
     typer.echo(format_table(result.metrics))
     typer.echo(f"wrote {out}/ (samples.npz, run.nc, metrics.json" + (", figures)" if figures else ")"))
+    if distributed:
+        import torch.distributed as dist
+
+        dist.destroy_process_group()
     if result.metrics.get("interrupted"):
         sys.stdout.flush()
         raise typer.Exit(EXIT_INTERRUPTED)
