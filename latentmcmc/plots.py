@@ -69,18 +69,21 @@ def samples_figure(before: Tensor, after: Tensor, reference: Tensor | None = Non
     return fig
 
 
+def _with_warmup(ax, warm: Tensor | None, main: Tensor, thin: int, label: str) -> tuple[np.ndarray, np.ndarray, int]:
+    """``(chains, steps)`` values with the kept warm-up first (shaded on ``ax``), their step numbers, its length."""
+    offset = 0 if warm is None else warm.shape[1]
+    if offset:
+        ax.axvspan(0, offset * thin, color="0.92", label=label)
+        main = torch.cat([warm, main], 1)
+    values = _np(main)
+    return values, np.arange(values.shape[1]) * thin, offset
+
+
 def energy_trace_figure(chains: Chains, max_chains: int = 8) -> Figure:
     """``E(z)`` per recorded step for a few chains, and the mean over all chains."""
     fig = Figure(figsize=(9, 4), layout="constrained")
     ax = fig.subplots()
-    parts, offset = [], 0
-    if chains.warmup_energy is not None and chains.warmup_energy.shape[1]:
-        parts.append(chains.warmup_energy)
-        offset = chains.warmup_energy.shape[1]
-        ax.axvspan(0, offset, color="0.92", label="warm-up")
-    parts.append(chains.energy)
-    energy = _np(torch.cat(parts, 1))
-    steps = np.arange(energy.shape[1]) * chains.thin
+    energy, steps, offset = _with_warmup(ax, chains.warmup_energy, chains.energy, chains.thin, "warm-up")
     for k in range(min(max_chains, energy.shape[0])):
         ax.plot(steps, energy[k], lw=0.6, alpha=0.6)
     ax.plot(steps, energy.mean(0), c="k", lw=1.5, label=f"mean over {energy.shape[0]} chains")
@@ -95,14 +98,9 @@ def acceptance_figure(chains: Chains, target: float | None = None) -> Figure:
     """Mean acceptance probability across chains at each recorded step (and the adaptation target)."""
     fig = Figure(figsize=(9, 3.5), layout="constrained")
     ax = fig.subplots()
-    parts, offset = [], 0
-    if chains.warmup_accept_prob is not None and chains.warmup_accept_prob.shape[1]:
-        parts.append(chains.warmup_accept_prob)
-        offset = chains.warmup_accept_prob.shape[1]
-        ax.axvspan(0, offset, color="0.92", label="warm-up (step size adapting)")
-    parts.append(chains.accept_prob)
-    acc = _np(torch.cat(parts, 1).mean(0))
-    steps = np.arange(acc.shape[0]) * chains.thin
+    values, steps, _ = _with_warmup(ax, chains.warmup_accept_prob, chains.accept_prob, chains.thin,
+                                    "warm-up (step size adapting)")
+    acc = values.mean(0)
     ax.plot(steps, acc, lw=1, label="mean acceptance probability")
     if target is not None:
         ax.axhline(target, ls="--", c="C3", lw=1, label=f"target {target:g}")

@@ -121,11 +121,20 @@ def _generate(generator: nn.Module, z: Tensor, batch: int) -> Tensor:
 
 @dataclass
 class BlockRun:
-    """One block of a blocked refinement: its index, starting points and run."""
+    """One block of a blocked refinement: its index, start and final states, per-chain statistics.
+
+    ``chains`` is the recorded run for blocks that record their draws, ``None`` for the others
+    (only what the outputs need is kept, so memory beyond a block's working set is the states).
+    """
 
     index: int
     z0: Tensor
-    chains: Chains
+    z: Tensor
+    acceptance_rate: Tensor
+    divergences: Tensor
+    frozen: Tensor
+    eps: Tensor
+    chains: Chains | None = None
 
 
 def block_ranges(chains: int, block_size: int | None) -> list[tuple[int, int]]:
@@ -140,6 +149,7 @@ def run_blocks(
     block_size: int | None,
     indices: list[int] | None = None,
     record_blocks: int | None = None,
+    *,
     sampler: str = "mala",
     eps: float = 0.01,
     steps: int = 500,
@@ -175,7 +185,8 @@ def run_blocks(
             if not done:
                 raise
             return done, True  # keep the blocks completed so far
-        done.append(BlockRun(b, z0, run))
+        done.append(BlockRun(b, z0, run.last, run.acceptance_rate, run.divergences, run.frozen, run.eps,
+                             run if full else None))
         if run.extra.get("interrupted"):
             return done, True
     return done, False
@@ -194,19 +205,21 @@ def assemble(
     """
     blocks = sorted(blocks, key=lambda blk: blk.index)
     z0 = torch.cat([blk.z0 for blk in blocks])
-    z = torch.cat([blk.chains.last for blk in blocks])
-    recorded = [blk.chains for blk in blocks if blk.chains.num_draws == blocks[0].chains.num_draws]
+    z = torch.cat([blk.z for blk in blocks])
+    recorded = [blk.chains for blk in blocks if blk.chains is not None]
+    if not recorded:
+        raise ValueError("no block recorded its draws (block 0 always does): pass the blocks in full")
     diagnostic = Chains.concat(recorded) if len(recorded) > 1 else recorded[0]
     batch = blocks[0].z0.shape[0]
     before, after = _generate(generator, z0, batch), _generate(generator, z, batch)
     metrics = {**run_metrics(diagnostic), **(extra_metrics or {})}
     if len(blocks) > 1:
-        acc = torch.cat([blk.chains.acceptance_rate for blk in blocks])
+        acc = torch.cat([blk.acceptance_rate for blk in blocks])
         metrics.update(
             chains=int(z.shape[0]), blocks=len(blocks), block_size=batch, diagnostic_chains=diagnostic.num_chains,
-            acceptance=float(acc.mean()), eps_mean=float(torch.cat([blk.chains.eps for blk in blocks]).mean()),
-            divergences=int(sum(int(blk.chains.divergences.sum()) for blk in blocks)),
-            frozen_chains=int(sum(int(blk.chains.frozen.sum()) for blk in blocks)),
+            acceptance=float(acc.mean()), eps_mean=float(torch.cat([blk.eps for blk in blocks]).mean()),
+            divergences=int(sum(int(blk.divergences.sum()) for blk in blocks)),
+            frozen_chains=int(sum(int(blk.frozen.sum()) for blk in blocks)),
         )
     if interrupted:
         metrics["interrupted"] = True
@@ -243,7 +256,8 @@ def refine(
     keep_warmup: bool = False,
     block_size: int | None = None,
     record_blocks: int | None = None,
-) -> Refinement:
+    distributed: bool | None = None,
+) -> Refinement | None:
     r"""Sample ``exp(-E)``, ``E(z) = beta s U(G(z)) + 0.5 |z|^2``, from ``chains`` prior draws; measure it.
 
     ``dataset`` (a built-in :class:`~latentmcmc.training.Dataset`) adds the data set's quality metrics
@@ -252,10 +266,14 @@ def refine(
 
     ``block_size``: run the chains in blocks of this many, one after the other.  Block ``b`` draws its
     starting points and noise from :func:`block_seed` ``(seed, b)`` and adapts its own step size, so a
-    blocked run gives the same draws however its blocks are scheduled (one process, or the ranks of
-    a distributed run, :mod:`latentmcmc.distributed`).  ``record_blocks=k`` records every draw of the
-    first ``k`` blocks only (they carry ESS and R-hat) and keeps just the final state of the others:
-    memory is then bounded by a block, and 10^6 chains of a small model run in a few hundred MB.
+    blocked run gives the same draws however its blocks are scheduled.  ``record_blocks=k`` records
+    every draw of the first ``k`` blocks only (they carry ESS and R-hat) and keeps just the final
+    state of the others, so memory beyond one block's working set is the chains' states.
+
+    ``distributed`` (default: when a ``torch.distributed`` process group of more than one process is
+    initialised, e.g. under torchrun): every rank calls ``refine``; the blocks (default size
+    ``ceil(chains / world size)``) are dealt over the ranks and gathered on rank 0, which returns the
+    result; the other ranks return ``None``.  See :mod:`latentmcmc.distributed`.
     """
     if chains < 1:
         raise ValueError(f"chains must be >= 1, got {chains}")
@@ -265,10 +283,21 @@ def refine(
         (p.device for p in generator.parameters()), torch.device("cpu"))
     energy = LatentEnergy(generator, critic, beta=beta, prior=prior, latent_shape=tuple(latent_shape),
                           critic_sign=critic_sign)
+    options = dict(sampler=sampler, eps=eps, steps=steps, warmup=warmup, adapt=adapt, schedule=schedule, thin=thin,
+                   seed=seed, progress=progress, keep_warmup=keep_warmup, device=device)
+    extra = {"beta": beta, "prior": prior, "critic_sign": critic_sign}
     t0 = time.perf_counter()
-    blocks, interrupted = run_blocks(
-        energy, tuple(latent_shape), chains, block_size, None, record_blocks, sampler, eps, steps, warmup, adapt,
-        schedule, thin, seed, progress, keep_warmup, device)
-    seconds = time.perf_counter() - t0
-    return assemble(blocks, generator, interrupted, dataset,
-                    {"beta": beta, "prior": prior, "critic_sign": critic_sign, "seconds": seconds})
+    from . import distributed as dist_mod
+
+    if distributed is None:
+        distributed = dist_mod.active()
+    if distributed:
+        gathered = dist_mod.run_sharded(energy, tuple(latent_shape), chains, block_size, record_blocks, options)
+        if gathered is None:
+            return None
+        (blocks, interrupted), extra["world_size"] = gathered, dist_mod.world_size()
+    else:
+        blocks, interrupted = run_blocks(energy, tuple(latent_shape), chains, block_size, None, record_blocks,
+                                         **options)
+    extra["seconds"] = time.perf_counter() - t0
+    return assemble(blocks, generator, interrupted, dataset, extra)

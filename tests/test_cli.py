@@ -45,6 +45,13 @@ def assert_one_line_error(code: int, err: str, *needles: str) -> None:
         assert needle.lower() in lines[0].lower(), (needle, lines[0])
 
 
+def copy_outputs(source: Path, folder: Path) -> Path:
+    folder.mkdir()
+    for p in source.iterdir():
+        (folder / p.name).write_bytes(p.read_bytes())
+    return folder
+
+
 def snapshot(folder: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(folder.iterdir())} if folder.exists() else {}
 
@@ -299,10 +306,7 @@ def _interrupt_after(monkeypatch, calls: int) -> None:
 
 
 def test_ctrl_c_during_warmup_leaves_earlier_outputs_intact(ckpt, refined, tmp_path, monkeypatch, capsys):
-    out = tmp_path / "run"
-    out.mkdir()
-    for p in refined.iterdir():
-        (out / p.name).write_bytes(p.read_bytes())
+    out = copy_outputs(refined, tmp_path / "run")
     before = snapshot(out)
     _interrupt_after(monkeypatch, 3)  # warm-up is 8 steps
     code, _, err = run_cli(capsys, "refine", ckpt, *FAST_REFINE, "--out", out)
@@ -322,10 +326,7 @@ def test_ctrl_c_while_sampling_writes_the_draws_so_far(ckpt, tmp_path, monkeypat
 def test_ctrl_c_while_writing_leaves_the_directory_as_it_was(ckpt, refined, tmp_path, monkeypatch, capsys):
     import latentmcmc.report as report
 
-    out = tmp_path / "run"
-    out.mkdir()
-    for p in refined.iterdir():
-        (out / p.name).write_bytes(p.read_bytes())
+    out = copy_outputs(refined, tmp_path / "run")
     before = snapshot(out)
 
     def interrupted_figure(*args, **kwargs):

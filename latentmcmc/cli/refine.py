@@ -118,17 +118,12 @@ def refine_command(
                    dataset=dataset, progress=progress_flag(quiet), device=dev, keep_warmup=keep_warmup,
                    block_size=block_size, record_blocks=record_blocks)
     try:
-        if distributed:
+        result = refine(g, u, shape, **options, distributed=distributed)
+        if result is None:  # a rank other than 0 of a torchrun job: rank 0 writes
             import torch.distributed as dist
 
-            from ..distributed import refine_distributed
-
-            result = refine_distributed(g, u, shape, **options)
-            if rank != 0:
-                dist.destroy_process_group()
-                return
-        else:
-            result = refine(g, u, shape, **options)
+            dist.destroy_process_group()
+            return
     except KeyboardInterrupt:
         typer.echo(f"interrupted during warm-up: nothing was written to {out}", err=True)
         raise typer.Exit(EXIT_INTERRUPTED)
