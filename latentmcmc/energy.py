@@ -14,7 +14,7 @@ from typing import Callable, Protocol, runtime_checkable
 import torch
 from torch import Tensor, nn
 
-__all__ = ["LatentEnergy", "Target", "as_target", "EnergyFn"]
+__all__ = ["LatentEnergy", "Target", "as_target", "compile_target", "EnergyFn"]
 
 EnergyFn = Callable[[Tensor], Tensor]
 
@@ -93,6 +93,31 @@ def as_target(energy: EnergyFn | Target | "LatentEnergy") -> Target:
         raise ValueError(f"energy must be callable (z -> (chains,) energies), got {type(energy).__name__}")
     vg = energy.value_and_grad if isinstance(energy, SupportsValueAndGrad) else None
     return Target(energy, vg)
+
+
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+
+def compile_target(target: Target, mode: bool | str = True) -> Target:
+    """The same target with its energy compiled by ``torch.compile`` (``mode`` True means "default").
+
+    The energy function is compiled and differentiated by autograd, so the backward pass is compiled
+    too (AOTAutograd).  ``"reduce-overhead"`` adds CUDA graphs on a GPU where the model allows
+    them.  Random numbers stay outside the compiled code, so a sampler with a compiled target draws
+    the same noise and makes the same accept decisions as the eager one for the same seed; states
+    agree to floating-point rounding (fused kernels may round differently), not bit for bit.  A
+    target that brings its own ``value_and_grad`` (other than a :class:`LatentEnergy`'s autograd
+    one) has that function compiled instead.
+    """
+    if mode is True:
+        mode = "default"
+    if mode not in COMPILE_MODES:
+        raise ValueError(f"compile must be True/False or one of {', '.join(COMPILE_MODES)}, got {mode!r}")
+    fn = target.fn
+    if target._value_and_grad is not None and not isinstance(fn, LatentEnergy):
+        return Target(fn, torch.compile(target._value_and_grad, mode=mode, dynamic=False))
+    compiled = torch.compile(fn, mode=mode, dynamic=False)
+    return Target(compiled, lambda z: _autograd_value_and_grad(compiled, z))
 
 
 class LatentEnergy:

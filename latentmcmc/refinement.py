@@ -45,16 +45,19 @@ class Refinement:
     reference: Tensor | None = None  # data the generator was trained on, for plots (when known)
 
 
-def make_sampler(name: str, energy: LatentEnergy, eps: float, schedule: str = "linear") -> Sampler:
-    """A sampler by its CLI name (``langevin``, ``mala``, ``annealed-langevin``, ``annealed-mala``)."""
+def make_sampler(name: str, energy: LatentEnergy, eps: float, schedule: str = "linear",
+                 compile: bool | str = False) -> Sampler:
+    """A sampler by its CLI name (``langevin``, ``mala``, ``annealed-langevin``, ``annealed-mala``).
+
+    ``compile``: see :func:`~latentmcmc.energy.compile_target`."""
     if name not in SAMPLERS:
         raise ValueError(f"unknown sampler {name!r}; choose one of {', '.join(SAMPLERS)}")
     if not (isinstance(eps, (int, float)) and math.isfinite(eps) and eps > 0):
         raise ValueError(f"eps must be a finite number > 0, got {eps}")
     cls = SAMPLERS[name]
     if name.startswith("annealed"):
-        return cls(energy, eps=eps, schedule=schedule)
-    return cls(energy, eps=eps)
+        return cls(energy, eps=eps, schedule=schedule, compile=compile)
+    return cls(energy, eps=eps, compile=compile)
 
 
 def run_metrics(chains: Chains) -> dict[str, Any]:
@@ -161,6 +164,8 @@ def run_blocks(
     progress: bool | None = None,
     keep_warmup: bool = False,
     device: torch.device | None = None,
+    compile: bool | str = False,
+    stream: int | None = None,
 ) -> tuple[list[BlockRun], bool]:
     """Run the blocks ``indices`` (default: all) of a blocked refinement; returns them and whether Ctrl-C stopped it.
 
@@ -170,7 +175,7 @@ def run_blocks(
     """
     ranges = _blocks(chains, block_size)
     indices = list(range(len(ranges))) if indices is None else list(indices)
-    mcmc = make_sampler(sampler, energy, eps, schedule)
+    mcmc = make_sampler(sampler, energy, eps, schedule, compile)
     done: list[BlockRun] = []
     for b in indices:
         start, stop = ranges[b]
@@ -180,7 +185,7 @@ def run_blocks(
         try:
             run = mcmc.run(z0, steps=steps, warmup=warmup, adapt=adapt and warmup > 0, thin=thin, seed=s,
                            progress=progress if len(indices) == 1 else False, keep_warmup=keep_warmup and full,
-                           record="full" if full else "last")
+                           record="full" if full else "last", stream=stream)
         except KeyboardInterrupt:
             if not done:
                 raise
@@ -257,6 +262,8 @@ def refine(
     block_size: int | None = None,
     record_blocks: int | None = None,
     distributed: bool | None = None,
+    compile: bool | str = False,
+    stream: int | None = None,
 ) -> Refinement | None:
     r"""Sample ``exp(-E)``, ``E(z) = beta s U(G(z)) + 0.5 |z|^2``, from ``chains`` prior draws; measure it.
 
@@ -274,6 +281,10 @@ def refine(
     initialised, e.g. under torchrun): every rank calls ``refine``; the blocks (default size
     ``ceil(chains / world size)``) are dealt over the ranks and gathered on rank 0, which returns the
     result; the other ranks return ``None``.  See :mod:`latentmcmc.distributed`.
+
+    ``compile`` (True or a ``torch.compile`` mode) compiles the energy; see
+    :func:`~latentmcmc.energy.compile_target`.  ``stream=k`` keeps recorded draws in (pinned) host
+    memory, copied from the device every ``k`` draws (see :meth:`Sampler.run`).
     """
     if chains < 1:
         raise ValueError(f"chains must be >= 1, got {chains}")
@@ -284,7 +295,8 @@ def refine(
     energy = LatentEnergy(generator, critic, beta=beta, prior=prior, latent_shape=tuple(latent_shape),
                           critic_sign=critic_sign)
     options = dict(sampler=sampler, eps=eps, steps=steps, warmup=warmup, adapt=adapt, schedule=schedule, thin=thin,
-                   seed=seed, progress=progress, keep_warmup=keep_warmup, device=device)
+                   seed=seed, progress=progress, keep_warmup=keep_warmup, device=device, compile=compile,
+                   stream=stream)
     extra = {"beta": beta, "prior": prior, "critic_sign": critic_sign}
     t0 = time.perf_counter()
     from . import distributed as dist_mod

@@ -76,7 +76,8 @@ def test_help_of_every_command_lists_its_options_with_defaults(capsys):
         "train": ["--data", "--entropy", "--steps", "--batch-size", "--device", "--seed", "--out", "--resume"],
         "refine": ["--sampler", "--eps", "--steps", "--warmup", "--adapt", "--no-adapt", "--chains", "--beta",
                    "--prior", "--no-prior", "--schedule", "--seed", "--device", "--out", "--generator", "--critic",
-                   "--latent-shape", "--critic-sign", "--quiet"],
+                   "--latent-shape", "--critic-sign", "--block-size", "--record-blocks", "--compile",
+                   "--stream-draws", "--quiet"],
         "diagnose": ["--max-rows", "--plots"],
         "demo": ["--out", "--chains", "--steps", "--quiet"],
     }
@@ -125,6 +126,17 @@ def test_refine_every_sampler_runs(ckpt, tmp_path, capsys):
         assert "acceptance" in out
     metrics = json.loads((tmp_path / "annealed-mala" / "metrics.json").read_text())
     assert "log_normalizer" in metrics
+
+
+def test_refine_streaming_draws_to_host_writes_the_same_run(ckpt, refined, tmp_path, capsys):
+    out = tmp_path / "streamed"
+    code, _, err = run_cli(capsys, "refine", ckpt, *FAST_REFINE, "--out", out, "--keep-warmup", "--stream-draws",
+                           "5", "--no-figures")
+    assert code == 0, err
+    for name in ("z0", "z", "x_before", "x_after"):
+        assert np.array_equal(np.load(out / "samples.npz")[name], np.load(refined / "samples.npz")[name]), name
+    assert json.loads((out / "metrics.json").read_text())["ess_bulk_energy"] == \
+        json.loads((refined / "metrics.json").read_text())["ess_bulk_energy"]
 
 
 def test_diagnose_prints_the_summary_and_writes_plots(refined, tmp_path, capsys):
@@ -237,6 +249,8 @@ def test_refine_error_cases_are_one_line_and_write_nothing(ckpt, exported, tmp_p
         ([ckpt, "--chains", "0"], ["chains"]),
         ([ckpt, "--steps", "abc"], ["steps"]),  # typer's own usage error, also one line
         ([ckpt, "--no-such-option"], ["no such option"]),
+        ([ckpt, "--compile", "fast"], ["--compile", "reduce-overhead"]),
+        ([ckpt, "--stream-draws", "0"], ["--stream-draws", ">= 1"]),
     ]
     if not torch.cuda.is_available():
         cases.append(([ckpt, "--device", "cuda"], ["cuda", "not available"]))

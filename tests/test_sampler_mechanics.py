@@ -83,7 +83,19 @@ def test_thinning_and_last_only_use_the_same_random_stream():
     torch.testing.assert_close(full.acceptance_rate, full.accept_prob.mean(1))
 
 
-def test_interrupt_returns_the_draws_so_far():
+@pytest.mark.parametrize("thin", [1, 3])
+def test_streaming_draws_to_host_keeps_every_draw(thin):
+    """Chunks of 7 kept draws (not a divisor of the 20 or 33 kept) through the buffer: nothing lost or moved."""
+    kw = dict(steps=100, warmup=60, seed=3, thin=thin, keep_warmup=True, adapt=True)
+    direct = MALA(ENERGY, eps=0.2).run(z0(), **kw)
+    streamed = MALA(ENERGY, eps=0.2).run(z0(), **kw, stream=7)
+    for name in ("draws", "energy", "accept_prob", "diverging", "warmup_draws", "warmup_eps", "warmup_diverging"):
+        assert torch.equal(getattr(streamed, name), getattr(direct, name)), name
+    assert streamed.draws.device.type == "cpu" and streamed.draws.shape[1] == 100 // thin
+
+
+@pytest.mark.parametrize("stream", [None, 10])
+def test_interrupt_returns_the_draws_so_far(stream):
     calls = {"n": 0}
 
     def energy(z):
@@ -93,8 +105,10 @@ def test_interrupt_returns_the_draws_so_far():
         return ENERGY(z)
 
     with pytest.warns(RuntimeWarning, match="interrupted after 24 of 100"):
-        chains = MALA(energy, eps=0.2).run(z0(), steps=100, warmup=10, seed=0)
+        chains = MALA(energy, eps=0.2).run(z0(), steps=100, warmup=10, seed=0, stream=stream)
     assert chains.extra["interrupted"] and chains.draws.shape == (16, 24, 3)
+    reference = MALA(ENERGY, eps=0.2).run(z0(), steps=24, warmup=10, seed=0)
+    assert torch.equal(chains.draws, reference.draws)  # 24 kept draws: the last 4 were still in the buffer of 10
     torch.testing.assert_close(chains.acceptance_rate, chains.accept_prob.mean(1))  # over 24 steps, not 100
 
 
@@ -185,6 +199,7 @@ def test_non_finite_energy_at_start_is_an_error():
         (lambda: MALA(ENERGY, eps=0.1).run(z0(), steps=2, record="some"), "record"),
         (lambda: MALA(ENERGY, eps=0.1).run(z0(), steps=2, adapt=True), "warmup"),
         (lambda: MALA(ENERGY, eps=0.1).run(z0(), steps=2, seed=-3), "seed"),
+        (lambda: MALA(ENERGY, eps=0.1).run(z0(), steps=2, stream=0), "stream"),
         (lambda: MALA(lambda z: z.sum(1, keepdim=True), eps=0.1).run(z0(), steps=2), "energy returned shape"),
         (lambda: MALA(lambda z: z.detach().sum(1), eps=0.1).run(z0(), steps=2), "not differentiable"),
         (lambda: MALA(42, eps=0.1), "callable"),

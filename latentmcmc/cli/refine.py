@@ -14,6 +14,7 @@ from .common import EXIT_INTERRUPTED, CommandError, app, check_device, parse_sha
 
 SAMPLER_NAMES = ("langevin", "mala", "annealed-langevin", "annealed-mala")
 SCHEDULES = ("linear", "geometric", "sigmoid")
+COMPILE_CHOICES = ("off", "default", "reduce-overhead", "max-autotune")
 
 
 def load_target(checkpoint: Optional[Path], generator: Optional[Path], critic: Optional[Path],
@@ -74,6 +75,11 @@ def refine_command(
     record_blocks: Optional[int] = typer.Option(None, help="Record every draw of the first N blocks only (bounded "
                                                            "memory; ESS/R-hat from them)  [default: all]",
                                                 show_default=False),
+    compile_mode: str = typer.Option("off", "--compile", help="Compile the energy's forward+backward with "
+                                     "torch.compile: off, default, reduce-overhead (CUDA graphs) or max-autotune."),
+    stream_draws: Optional[int] = typer.Option(None, help="Keep the recorded draws in host memory, copied from the "
+                                                         "GPU every N draws (GPU memory then holds N draws)  "
+                                                         "[default: on the device]", show_default=False),
     figures: bool = typer.Option(True, "--figures/--no-figures", help="Write the PNG figures."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
@@ -94,13 +100,16 @@ def refine_command(
     if schedule not in SCHEDULES:
         raise CommandError(f"unknown schedule {schedule!r}; choose one of {', '.join(SCHEDULES)}")
     for name, value, low in (("chains", chains, 1), ("steps", steps, 1), ("warmup", warmup, 0), ("thin", thin, 1),
-                             ("block-size", 1 if block_size is None else block_size, 1)):
+                             ("block-size", 1 if block_size is None else block_size, 1),
+                             ("stream-draws", 1 if stream_draws is None else stream_draws, 1)):
         if value < low:
             raise CommandError(f"--{name} must be >= {low}, got {value}")
     if sampler.startswith("annealed") and warmup < 1:
         raise CommandError("annealed samplers anneal during warm-up: give --warmup >= 1")
     if record_blocks is not None and record_blocks < 1:
         raise CommandError(f"--record-blocks must be >= 1, got {record_blocks}")
+    if compile_mode not in COMPILE_CHOICES:
+        raise CommandError(f"unknown --compile mode {compile_mode!r}; choose one of {', '.join(COMPILE_CHOICES)}")
     dev = check_device(device)
     check_writable(out)
     rank, distributed = 0, world_from_env() > 1
@@ -116,7 +125,8 @@ def refine_command(
     options = dict(chains=chains, sampler=sampler, eps=eps, steps=steps, warmup=warmup, adapt=adapt and warmup > 0,
                    beta=beta, prior=prior, schedule=schedule, thin=thin, seed=seed, critic_sign=critic_sign,
                    dataset=dataset, progress=progress_flag(quiet), device=dev, keep_warmup=keep_warmup,
-                   block_size=block_size, record_blocks=record_blocks)
+                   block_size=block_size, record_blocks=record_blocks,
+                   compile=False if compile_mode == "off" else compile_mode, stream=stream_draws)
     try:
         result = refine(g, u, shape, **options, distributed=distributed)
         if result is None:  # a rank other than 0 of a torchrun job: rank 0 writes

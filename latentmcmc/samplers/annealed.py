@@ -34,8 +34,9 @@ class _Annealed(Sampler):
     when ``z0`` is a draw from N(0, I) (e.g. ``torch.randn``).
     """
 
-    def __init__(self, energy: EnergyFn | Target, eps: float | Tensor = 0.01, schedule: Schedule = "linear") -> None:
-        super().__init__(energy, eps)
+    def __init__(self, energy: EnergyFn | Target, eps: float | Tensor = 0.01, schedule: Schedule = "linear",
+                 compile: bool | str = False) -> None:
+        super().__init__(energy, eps, compile)
         if isinstance(schedule, str):
             make_schedule(schedule, 1, torch.float64, torch.device("cpu"))  # fail early on an unknown name
         self.schedule = schedule

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from ..chains import Chains
-from ..energy import EnergyFn, Target, as_target
+from ..energy import EnergyFn, Target, as_target, compile_target
 from .adaptation import StepSizeAdapter, check_target_accept
 from .recording import PhaseRecorder
 from .state import SamplerState, StepInfo, acceptance_probability
@@ -40,14 +40,19 @@ class Sampler:
 
     Subclasses implement ``step(state, generator, eps, level) -> (state, StepInfo)``; annealed
     samplers also override :meth:`_levels` and :meth:`_log_weight_increment`.
+
+    ``compile`` (False, True or a ``torch.compile`` mode such as ``"reduce-overhead"`` for CUDA
+    graphs) compiles the energy's forward and backward pass; see :func:`~latentmcmc.energy.compile_target`
+    for what stays equal to the eager run.
     """
 
     metropolis: bool = True
     default_target_accept: float = 0.574
 
-    def __init__(self, energy: EnergyFn | Target, eps: float | Tensor = 0.01) -> None:
-        self.target = as_target(energy)
+    def __init__(self, energy: EnergyFn | Target, eps: float | Tensor = 0.01, compile: bool | str = False) -> None:
+        target = as_target(energy)
         self.eps = self._check_eps(eps)
+        self.target = compile_target(target, compile) if compile is not False else target
 
     # ------------------------------------------------------------------ validation
     @staticmethod
@@ -136,6 +141,7 @@ class Sampler:
         record: Literal["full", "last"] = "full",
         keep_warmup: bool = False,
         generator: torch.Generator | None = None,
+        stream: int | None = None,
     ) -> Chains:
         """Run ``warmup`` steps (adapting eps by dual averaging when ``adapt``), then ``steps`` recorded steps.
 
@@ -155,10 +161,15 @@ class Sampler:
             record: ``"full"`` keeps the (thinned) draws; ``"last"`` keeps only the final state.
             keep_warmup: also keep the (thinned) warm-up draws in ``chains.warmup_*``.
             generator: a torch.Generator to use instead of ``seed``.
+            stream: keep the recorded draws in host memory (pinned for CUDA chains) instead of on
+                the chains' device, copied over asynchronously every ``stream`` kept draws, so a
+                long GPU run is bounded by host memory; the draws are the same.
         """
         steps = _check_int("steps", steps, 1)
         warmup = _check_int("warmup", warmup, 0)
         thin = _check_int("thin", thin, 1)
+        if stream is not None:
+            stream = _check_int("stream", stream, 1)
         if record not in ("full", "last"):
             raise ValueError(f"record must be 'full' or 'last', got {record!r}")
         if record == "full" and thin > steps:
@@ -181,9 +192,9 @@ class Sampler:
         levels = self._levels(warmup, state.z)
         log_weights = torch.zeros_like(state.energy) if levels is not None else None
 
-        warm_rec = PhaseRecorder(state, warmup, thin, store=keep_warmup, store_eps=True)
+        warm_rec = PhaseRecorder(state, warmup, thin, store=keep_warmup, store_eps=True, stream=stream)
         main_rec = PhaseRecorder(state, steps, thin, store=record == "full", store_eps=False,
-                                 track_mh=not self.metropolis)
+                                 track_mh=not self.metropolis, stream=stream)
 
         total = warmup + steps
         bar = _progress_bar(total, progress, type(self).__name__)
@@ -233,6 +244,8 @@ class Sampler:
         finally:
             if bar is not None:
                 bar.close()
+            warm_rec.flush()
+            main_rec.flush()
 
         chains = self._finish(state, eps, warm_rec, main_rec, record, keep_warmup, run_seed, warmup, steps, thin,
                               log_weights)

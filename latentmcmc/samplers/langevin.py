@@ -94,6 +94,8 @@ class Langevin(Sampler):
         energy: the target: a callable ``z -> (chains,)`` energies or a :class:`LatentEnergy`.
         eps: step size (noise variance); a scalar is shared by all chains, a ``(chains,)`` tensor is
             per chain.
+        compile: compile the energy's forward and backward with ``torch.compile`` (True or a mode;
+            ``"reduce-overhead"`` uses CUDA graphs); same noise and accept decisions as eager.
     """
 
     metropolis = False

@@ -1,4 +1,4 @@
-"""Storage of a run's draws: full, thinned, or the last state only, preallocated on the chains' device."""
+"""Storage of a run's draws: full, thinned, or the last state only; on the chains' device or streamed to host."""
 
 from __future__ import annotations
 
@@ -15,24 +15,48 @@ class PhaseRecorder:
     the acceptance probability, the would-be MH acceptance and divergences cover every step, so
     rates stay exact under thinning or with nothing stored.  Nothing here reads values back to the
     host.
+
+    ``stream=k`` keeps the stored draws in host memory instead (pinned when the chains are on a
+    GPU): they are written into a device buffer of ``k`` kept draws, which is copied to the host
+    asynchronously each time it fills.  The copy is queued on the same CUDA stream as the sampler's
+    kernels, so the buffer is not overwritten before it has been read; :meth:`flush` copies what is
+    left and waits for the copies, after which the host tensors are complete.
     """
 
     def __init__(self, state: SamplerState, steps: int, thin: int, store: bool, store_eps: bool,
-                 track_mh: bool = False) -> None:
+                 track_mh: bool = False, stream: int | None = None) -> None:
         z = state.z
         chains = z.shape[0]
         self.thin = thin
         n = steps // thin if store else 0
-        self.draws = z.new_empty((chains, n) + tuple(z.shape[1:]))
-        self.energy = state.energy.new_empty((chains, n))
-        self.accept_prob = state.energy.new_empty((chains, n))
-        self.diverging = torch.zeros((chains, n), dtype=torch.bool, device=z.device)
-        self.eps = state.energy.new_empty((chains, n)) if store_eps else None
+        on_host = stream is not None and n > 0
+        where = dict(device="cpu", pin_memory=z.is_cuda) if on_host else dict(device=z.device)
+        per_draw = {  # name -> (trailing shape, dtype)
+            "draws": (tuple(z.shape[1:]), z.dtype),
+            "energy": ((), state.energy.dtype),
+            "accept_prob": ((), state.energy.dtype),
+            "diverging": ((), torch.bool),
+        }
+        if store_eps:
+            per_draw["eps"] = ((), state.energy.dtype)
+        self._stored = {name: torch.empty((chains, n) + shape, dtype=dtype, **where)
+                        for name, (shape, dtype) in per_draw.items()}
+        self.eps = self._stored.get("eps")
+        self._chunk = min(stream, n) if on_host else 0
+        self._buffer = {name: torch.empty((chains, self._chunk) + shape, dtype=dtype, device=z.device)
+                        for name, (shape, dtype) in per_draw.items()} if on_host else None
+        self._flushed = 0  # kept draws already copied to the host
+        self._kept = 0
         self.accept_sum = torch.zeros_like(state.energy)
         self.mh_accept_sum = torch.zeros_like(state.energy) if track_mh else None
         self.divergences = torch.zeros(chains, dtype=torch.int64, device=z.device)
         self.last_accept_prob = torch.ones_like(state.energy)
         self.count = 0  # steps recorded so far (fewer than ``steps`` after an interruption)
+
+    draws = property(lambda self: self._stored["draws"])
+    energy = property(lambda self: self._stored["energy"])
+    accept_prob = property(lambda self: self._stored["accept_prob"])
+    diverging = property(lambda self: self._stored["diverging"])
 
     def record(self, i: int, state: SamplerState, info: StepInfo, eps: Tensor) -> None:
         self.count += 1
@@ -41,14 +65,34 @@ class PhaseRecorder:
             self.mh_accept_sum += acceptance_probability(info.log_accept_ratio)
         self.divergences += info.diverging
         self.last_accept_prob = info.accept_prob
-        if (i + 1) % self.thin == 0 and self.draws.shape[1] > 0:
-            j = (i + 1) // self.thin - 1
-            self.draws[:, j] = state.z
-            self.energy[:, j] = state.energy
-            self.accept_prob[:, j] = info.accept_prob
-            self.diverging[:, j] = info.diverging
-            if self.eps is not None:
-                self.eps[:, j] = eps
+        if (i + 1) % self.thin == 0 and self._kept < self.draws.shape[1]:
+            values = {"draws": state.z, "energy": state.energy, "accept_prob": info.accept_prob,
+                      "diverging": info.diverging, "eps": eps}
+            if self._buffer is None:
+                for name, stored in self._stored.items():
+                    stored[:, self._kept] = values[name]
+            else:
+                for name, buffer in self._buffer.items():
+                    buffer[:, self._kept - self._flushed] = values[name]
+            self._kept += 1
+            if self._buffer is not None and self._kept - self._flushed == self._chunk:
+                self._copy_to_host()
+
+    def _copy_to_host(self) -> None:
+        k = self._kept - self._flushed
+        if k:
+            for name, buffer in self._buffer.items():
+                self._stored[name][:, self._flushed:self._kept].copy_(buffer[:, :k], non_blocking=True)
+            self._flushed = self._kept
+
+    def flush(self) -> None:
+        """Copy the draws still in the device buffer to the host and wait until every copy has landed."""
+        if self._buffer is None:
+            return
+        self._copy_to_host()
+        device = next(iter(self._buffer.values())).device
+        if device.type == "cuda":
+            torch.cuda.current_stream(device).synchronize()
 
     def rate(self, total: Tensor) -> Tensor:
         """Per-step mean of a running sum over the steps recorded so far."""
