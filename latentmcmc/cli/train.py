@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 
+from ..distributed import world_from_env
 from .common import EXIT_INTERRUPTED, CommandError, app, check_device, progress_flag
 
 DATA_NAMES = ("gaussians25", "ring8", "swissroll", "digits", "stacked-digits")
@@ -38,6 +39,8 @@ def train_command(
 
     U minimises E_data[U(x)] - E_z[U(G(z))] + lambda E_data|grad_x U(x)|^2; G minimises
     E_z[U(G(z))] - I(X; Z). Ctrl-C stops; the last periodic checkpoint stays intact (--resume continues).
+    Under torchrun (torchrun --nproc-per-node K -m latentmcmc train ...) the networks train with
+    DistributedDataParallel, each rank on a 1/K slice of the global --batch-size; rank 0 writes OUT.
     """
     from ..checkpoint import load_checkpoint
     from ..training import TrainConfig, Trainer
@@ -51,7 +54,11 @@ def train_command(
             raise CommandError(f"--{name} must be >= 1, got {value}")
     if checkpoint_every < 0:
         raise CommandError(f"--checkpoint-every must be >= 0, got {checkpoint_every}")
-    check_device(device)
+    dev = check_device(device)
+    if world_from_env() > 1:  # launched by torchrun: DistributedDataParallel over the ranks, rank 0 writes
+        from ..distributed import init_distributed
+
+        device = str(init_distributed(dev)[2])
     if out.exists() and out.is_dir():
         raise CommandError(f"--out {out} is a directory; give a file name such as {out}/ckpt.pt")
     if resume and out.exists():
@@ -74,6 +81,8 @@ def train_command(
                  if checkpoint_every and trainer.step >= checkpoint_every else f"nothing was written to {out}")
         typer.echo(f"interrupted at step {trainer.step}: {saved}", err=True)
         raise typer.Exit(EXIT_INTERRUPTED)
+    if trainer.rank:
+        return
     last = trainer.history[-1] if trainer.history else {}
     typer.echo(f"trained {trainer.config.data} ({trainer.config.entropy}) to step {trainer.step}: "
                f"critic loss {last.get('critic_loss', float('nan')):.4f}, generator loss "

@@ -12,15 +12,26 @@ __all__ = ["critic_loss", "gradient_penalty", "generator_loss", "dim_mi_loss", "
 def gradient_penalty(critic: nn.Module, x_real: Tensor) -> Tensor:
     r"""Zero-centred gradient penalty on real data: ``mean_i |grad_x U(x_i)|^2`` (differentiable)."""
     x = x_real.detach().requires_grad_(True)
-    (grad,) = torch.autograd.grad(critic(x).sum(), x, create_graph=True)
-    return grad.reshape(grad.shape[0], -1).square().sum(1).mean()
+    return _penalty(critic(x), x)
+
+
+def _penalty(u_real: Tensor, x: Tensor) -> Tensor:
+    """``mean_i |grad_x u_i|^2`` for energies ``u_real`` computed from ``x`` (keeps the graph)."""
+    (grad,) = torch.autograd.grad(u_real.sum(), x, create_graph=True)
+    return grad.reshape(x.shape[0], -1).square().sum(1).mean()
 
 
 def critic_loss(critic: nn.Module, x_real: Tensor, x_fake: Tensor, gp_weight: float) -> tuple[Tensor, dict[str, float]]:
-    r"""``E_data[U(x)] - E_z[U(G(z))] + lambda E_data[|grad_x U(x)|^2]``: lower energy on data than on fakes."""
-    u_real = critic(x_real).mean()
-    u_fake = critic(x_fake.detach()).mean()
-    penalty = gradient_penalty(critic, x_real)
+    r"""``E_data[U(x)] - E_z[U(G(z))] + lambda E_data[|grad_x U(x)|^2]``: lower energy on data than on fakes.
+
+    Real and fake batches go through the critic in one forward pass (one pass is also what
+    DistributedDataParallel expects per backward); the penalty differentiates the real half.
+    """
+    x = x_real.detach().requires_grad_(True)
+    u = critic(torch.cat([x, x_fake.detach()])).reshape(-1)
+    n = x.shape[0]
+    u_real, u_fake = u[:n].mean(), u[n:].mean()
+    penalty = _penalty(u[:n], x)
     loss = u_real - u_fake + gp_weight * penalty
     return loss, {"u_real": float(u_real.detach()), "u_fake": float(u_fake.detach()), "penalty": float(penalty.detach())}
 

@@ -85,9 +85,17 @@ class Trainer:
     E_z[U(G(z))] + lambda2 |z - Enc(G(z))|^2`` (``"encoder"``), or ``min_G E_z[U(G(z))]`` (``"none"``).
     Adam(lr, betas) for every network.  All randomness (batches, latents, shuffles) comes from one CPU
     generator whose state is checkpointed, so a resumed run continues exactly.
+
+    Inside a ``torch.distributed`` process group of ``W > 1`` processes (torchrun; ``distributed=None``
+    detects it) every trained network is wrapped in :class:`~torch.nn.parallel.DistributedDataParallel`
+    and ``batch_size`` stays the global batch: every rank draws the same global batch from the same
+    seeded generator and trains on its ``1/W`` slice, and DDP averages the gradients, so the losses
+    are the single-process ones (the Deep-InfoMax shuffle pairs latents within a rank's slice).  Rank
+    0 writes the checkpoints; a checkpoint resumes with any number of processes.
     """
 
-    def __init__(self, config: TrainConfig | dict | None = None, dataset: Dataset | None = None) -> None:
+    def __init__(self, config: TrainConfig | dict | None = None, dataset: Dataset | None = None,
+                 distributed: bool | None = None) -> None:
         config = TrainConfig.from_dict(config) if isinstance(config, dict) else (config or TrainConfig())
         config.validate()
         self.dataset = dataset or load_dataset(config.data)
@@ -99,6 +107,11 @@ class Trainer:
         self.nets = {k: v.to(self.device) for k, v in nets.items()}
         c = self.config
         self.opt = {k: torch.optim.Adam(v.parameters(), lr=c.lr, betas=c.betas) for k, v in self.nets.items()}
+        self.rank, self.world = _process_group(distributed)
+        if c.batch_size % self.world:
+            raise ValueError(f"batch_size={c.batch_size} must be divisible by the {self.world} processes")
+        self._local = slice(self.rank * c.batch_size // self.world, (self.rank + 1) * c.batch_size // self.world)
+        self.trained = self.nets if self.world == 1 else {k: _ddp(v, self.device) for k, v in self.nets.items()}
         self.rng = torch.Generator().manual_seed(c.seed)
         self.step = 0
         self.history: list[dict[str, float]] = []
@@ -111,28 +124,31 @@ class Trainer:
     def critic(self):
         return self.nets["critic"]
 
-    def _latent(self, n: int) -> Tensor:
-        return torch.randn(n, self.config.latent_dim, generator=self.rng).to(self.device)
+    def _latent(self) -> Tensor:
+        """This process's slice of a global batch of latents."""
+        return torch.randn(self.config.batch_size, self.config.latent_dim, generator=self.rng)[self._local].to(self.device)
 
     def train_step(self) -> dict[str, float]:
-        """One generator step preceded by ``critic_steps`` critic steps; returns the losses."""
+        """One generator step preceded by ``critic_steps`` critic steps; returns the losses (this rank's)."""
         c, G, U = self.config, self.generator, self.critic
         G.train(), U.train()
         for _ in range(c.critic_steps):
-            x_real = self.dataset.batch(c.batch_size, self.rng).to(self.device)
+            x_real = self.dataset.batch(c.batch_size, self.rng)[self._local].to(self.device)
             with torch.no_grad():
-                x_fake = G(self._latent(c.batch_size))
-            loss_u, stats_u = critic_loss(U, x_real, x_fake, c.gp_weight)
+                x_fake = G(self._latent())
+            loss_u, stats_u = critic_loss(self.trained["critic"], x_real, x_fake, c.gp_weight)
             self.opt["critic"].zero_grad(set_to_none=True)
             loss_u.backward()
             self.opt["critic"].step()
-        z = self._latent(c.batch_size)
-        perm = torch.randperm(c.batch_size, generator=self.rng).to(self.device)
+        z = self._latent()
+        # a random permutation of this rank's slice, drawn with the same random numbers for any world size
+        perm = torch.rand(c.batch_size, generator=self.rng)[self._local].argsort().to(self.device)
         aux_name = {"dim": "mi", "encoder": "encoder"}.get(c.entropy)
-        aux = self.nets.get(aux_name) if aux_name else None
-        U.requires_grad_(False)
+        aux = self.trained.get(aux_name) if aux_name else None
+        U.requires_grad_(False)  # the plain critic: no DDP reduction is expected for it in this step
         try:
-            loss_g, stats_g = generator_loss(U, G(z), z, c.entropy, aux, perm, c.encoder_weight)
+            loss_g, stats_g = generator_loss(U, self.trained["generator"](z), z, c.entropy, aux, perm,
+                                             c.encoder_weight)
             trained = ["generator"] + ([aux_name] if aux_name else [])
             for name in trained:
                 self.opt[name].zero_grad(set_to_none=True)
@@ -158,7 +174,7 @@ class Trainer:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=steps, initial=self.step, desc=f"train {self.config.data}", unit="step",
-                   disable=None if progress is None else not progress)
+                   disable=True if self.rank else (None if progress is None else not progress))
         try:
             while self.step < steps:
                 rec = self.train_step()
@@ -174,7 +190,9 @@ class Trainer:
         return self.history
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Checkpoint everything needed to sample from the models or to resume exactly."""
+        """Checkpoint everything needed to sample from the models or to resume exactly (rank 0 writes)."""
+        if self.rank:
+            return Path(path)
         return save_checkpoint(
             path,
             {
@@ -188,13 +206,13 @@ class Trainer:
         )
 
     @classmethod
-    def resume(cls, path: str | os.PathLike, device: str | None = None) -> "Trainer":
+    def resume(cls, path: str | os.PathLike, device: str | None = None, distributed: bool | None = None) -> "Trainer":
         """A trainer restored from a checkpoint, ready to continue where it stopped."""
         data = load_checkpoint(path)
         config = dict(data["config"])
         if device is not None:
             config["device"] = device
-        trainer = cls(config)
+        trainer = cls(config, distributed=distributed)
         try:
             for k, net in trainer.nets.items():
                 net.load_state_dict(data["models"][k])
@@ -213,6 +231,24 @@ class Trainer:
         z = torch.randn(n, self.config.latent_dim, generator=torch.Generator().manual_seed(seed)).to(self.device)
         self.generator.eval()
         return self.generator(z)
+
+
+def _process_group(distributed: bool | None) -> tuple[int, int]:
+    """``(rank, world size)`` of the training job: ``(0, 1)`` unless it runs distributed."""
+    import torch.distributed as dist
+
+    active = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+    if distributed and not active:
+        raise ValueError("distributed=True needs an initialised torch.distributed process group (run under torchrun)")
+    if distributed is False or not active:
+        return 0, 1
+    return dist.get_rank(), dist.get_world_size()
+
+
+def _ddp(net: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(net, device_ids=[device] if device.type == "cuda" else None)
 
 
 def train(config: TrainConfig | dict | None = None, steps: int = 2000, checkpoint: str | os.PathLike | None = None,
