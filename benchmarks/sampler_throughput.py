@@ -7,6 +7,13 @@ per-chain baseline) and, if installed, BlackJAX's jitted MALA on the same MLP (B
 ``step_size`` = eps / 2).
 
     python benchmarks/sampler_throughput.py [--device cpu|cuda] [--seconds 2]
+    python benchmarks/sampler_throughput.py --model dcgan --device cuda --latents 128 \
+        --chains 1024 8192 65536 --compile --no-peers
+
+``--model dcgan``: a DCGAN-size generator (latent -> 4x4x512 -> 8x8x256 -> 16x16x128 -> 32x32x3,
+transposed convolutions) and critic (32x32x3 -> 64 -> 128 -> 256 channels, stride-2 convolutions,
+linear head).  ``--compile`` adds MALA with the compiled energy (``MALA(..., compile=True)``, or
+``--compile-mode reduce-overhead`` for CUDA graphs) against the floor of the same compiled energy.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import torch
 from torch import nn
 
 from latentmcmc import MALA, LatentEnergy, Langevin
+from latentmcmc.energy import as_target, compile_target
 
 HIDDEN, DATA_DIM = 256, 64
 
@@ -29,11 +37,31 @@ def mlp(sizes: list[int]) -> nn.Sequential:
     return nn.Sequential(*layers[:-1])
 
 
-def make_energy(latent: int, device: str) -> LatentEnergy:
+def dcgan(latent: int) -> tuple[nn.Module, nn.Module]:
+    """DCGAN-size generator ``(n, latent) -> (n, 3, 32, 32)`` and critic ``(n, 3, 32, 32) -> (n,)``."""
+    generator = nn.Sequential(
+        nn.Unflatten(1, (latent, 1, 1)),
+        nn.ConvTranspose2d(latent, 512, 4), nn.ReLU(),  # 4x4
+        nn.ConvTranspose2d(512, 256, 4, 2, 1), nn.ReLU(),  # 8x8
+        nn.ConvTranspose2d(256, 128, 4, 2, 1), nn.ReLU(),  # 16x16
+        nn.ConvTranspose2d(128, 3, 4, 2, 1), nn.Tanh(),  # 32x32
+    )
+    critic = nn.Sequential(
+        nn.Conv2d(3, 64, 4, 2, 1), nn.LeakyReLU(0.2),  # 16x16
+        nn.Conv2d(64, 128, 4, 2, 1), nn.LeakyReLU(0.2),  # 8x8
+        nn.Conv2d(128, 256, 4, 2, 1), nn.LeakyReLU(0.2),  # 4x4
+        nn.Flatten(), nn.Linear(256 * 16, 1),
+    )
+    return generator, critic
+
+
+def make_energy(latent: int, device: str, model: str = "mlp") -> LatentEnergy:
     torch.manual_seed(0)
-    generator = mlp([latent, HIDDEN, HIDDEN, DATA_DIM]).to(device)
-    critic = mlp([DATA_DIM, HIDDEN, HIDDEN, 1]).to(device)
-    return LatentEnergy(generator, critic)
+    if model == "dcgan":
+        generator, critic = dcgan(latent)
+    else:
+        generator, critic = mlp([latent, HIDDEN, HIDDEN, DATA_DIM]), mlp([DATA_DIM, HIDDEN, HIDDEN, 1])
+    return LatentEnergy(generator.to(device), critic.to(device))
 
 
 def sync(device: str) -> None:
@@ -86,11 +114,12 @@ def floor_step(energy: LatentEnergy, z: torch.Tensor, gen: torch.Generator, fres
     return step
 
 
-def sampler_run(cls, energy, z0, steps: int = 50):
+def sampler_run(cls, energy, z0, steps: int = 50, compile: bool | str = False):
     """One call = ``cls.run`` of ``steps`` steps (init included, as users pay it), last state kept."""
+    sampler = cls(energy, eps=1e-3, compile=compile)
 
     def call():
-        cls(energy, eps=1e-3).run(z0, steps=steps, record="last", progress=False, seed=0)
+        sampler.run(z0, steps=steps, record="last", progress=False, seed=0)
 
     return call
 
@@ -168,31 +197,40 @@ def main() -> None:
     parser.add_argument("--latents", type=int, nargs="+", default=[16, 128])
     parser.add_argument("--chains", type=int, nargs="+", default=[1024, 64])
     parser.add_argument("--no-peers", action="store_true")
+    parser.add_argument("--model", choices=["mlp", "dcgan"], default="mlp")
+    parser.add_argument("--steps", type=int, default=100, help="steps per timed sampler run")
+    parser.add_argument("--compile", action="store_true", help="also time MALA with the compiled energy")
+    parser.add_argument("--compile-mode", default="default", help="torch.compile mode (reduce-overhead: CUDA graphs)")
     args = parser.parse_args()
     dev = args.device
+    shape = (f"MLP G: latent-{HIDDEN}-{HIDDEN}-{DATA_DIM}, U: {DATA_DIM}-{HIDDEN}-{HIDDEN}-1" if args.model == "mlp"
+             else "DCGAN G: latent -> 32x32x3, U: 32x32x3 -> 1")
     print(f"device {dev} ({torch.cuda.get_device_name() if dev.startswith('cuda') else f'{torch.get_num_threads()} threads'}), "
-          f"torch {torch.__version__}; MLP G: latent-{HIDDEN}-{HIDDEN}-{DATA_DIM}, U: {DATA_DIM}-{HIDDEN}-{HIDDEN}-1, float32")
+          f"torch {torch.__version__}; {shape}, float32")
+    if args.model == "dcgan" or dev != "cpu":
+        args.no_peers = True  # the peers re-implement the MLP only, and Pyro's HMC runs one chain on the CPU
     header = (f"{'latent':>6} {'chains':>6} {'floor':>10} {'floor-new':>10} {'MALA':>10} {'ratio':>11} "
               f"{'Langevin':>10} {'ratio':>11} {'BlackJAX':>10} {'ratio':>6} {'Pyro HMC(1)':>11}")
     print("chain-steps per second; ratios against floor / floor-new (fixed input / a new input each step)")
     print(header)
     for latent in args.latents:
-        energy = make_energy(latent, dev)
+        energy = make_energy(latent, dev, args.model)
         pyro_rate = None if args.no_peers or dev != "cpu" else pyro_hmc_steps_per_second(energy, latent, args.seconds)
         for chains in args.chains:
             z = torch.randn(chains, latent, device=dev)
             gen = torch.Generator(device=dev).manual_seed(0)
-            steps = 100
-            med = interleaved_best(
-                {
-                    "floor": floor_step(energy, z, gen, fresh=False),
-                    "floor_fresh": floor_step(energy, z, gen, fresh=True),
-                    "mala": sampler_run(MALA, energy, z, steps),
-                    "ula": sampler_run(Langevin, energy, z, steps),
-                },
-                3 * args.seconds,
-                dev,
-            )
+            steps = args.steps
+            candidates = {
+                "floor": floor_step(energy, z, gen, fresh=False),
+                "floor_fresh": floor_step(energy, z, gen, fresh=True),
+                "mala": sampler_run(MALA, energy, z, steps),
+                "ula": sampler_run(Langevin, energy, z, steps),
+            }
+            if args.compile:
+                compiled = compile_target(as_target(energy), args.compile_mode)
+                candidates["floor_compiled"] = floor_step(compiled, z, gen, fresh=True)
+                candidates["mala_compiled"] = sampler_run(MALA, energy, z, steps, compile=args.compile_mode)
+            med = interleaved_best(candidates, 3 * args.seconds, dev)
             floor = chains / med["floor"]
             floor_fresh = chains / med["floor_fresh"]
             mala = chains * steps / med["mala"]
@@ -203,6 +241,10 @@ def main() -> None:
             print(f"{latent:6d} {chains:6d} {floor:10.0f} {floor_fresh:10.0f} {mala:10.0f} "
                   f"{mala / floor:5.2f}/{mala / floor_fresh:5.2f} {ula:10.0f} {ula / floor:5.2f}/{ula / floor_fresh:5.2f} "
                   f"{bj_txt} {pyro_txt}")
+            if args.compile:
+                fc, mc = chains / med["floor_compiled"], chains * steps / med["mala_compiled"]
+                print(f"{'':13} compiled ({args.compile_mode}): floor {fc:.0f}, MALA {mc:.0f} chain-steps/s, "
+                      f"MALA/compiled floor {mc / fc:.2f}, MALA compiled/eager {mc / mala:.2f}")
 
 
 if __name__ == "__main__":

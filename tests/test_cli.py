@@ -87,6 +87,12 @@ def test_help_of_every_command_lists_its_options_with_defaults(capsys):
         for option in options:
             assert option in out, (command, option)
         assert "default" in out.lower()
+    # defaults written into the help text by hand (options whose default is None) are shown too
+    for command, needles in (("train", ["[default: gaussians25]", "[default: dim]", "[default: 2 for 2-D data"]),
+                             ("refine", ["[default: one block", "[default: all]", "[default: on the device]"])):
+        out = " ".join(run_cli(capsys, command, "--help")[1].replace("│", " ").split())  # unwrap the table
+        for needle in needles:
+            assert needle in out, (command, needle)
 
 
 def test_train_writes_a_checkpoint_and_resume_continues(ckpt, tmp_path, capsys):

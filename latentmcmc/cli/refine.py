@@ -70,16 +70,16 @@ def refine_command(
                                                 "-1: a discriminator logit (higher = more real), as in DDLS."),
     keep_warmup: bool = typer.Option(False, help="Also record the warm-up (shown in the figures)."),
     block_size: Optional[int] = typer.Option(None, help="Run the chains in blocks of this many, each seeded by "
-                                                        "(seed, block)  [default: one block; under torchrun "
+                                                        "(seed, block)  \\[default: one block; under torchrun "
                                                         "chains / world size]", show_default=False),
     record_blocks: Optional[int] = typer.Option(None, help="Record every draw of the first N blocks only (bounded "
-                                                           "memory; ESS/R-hat from them)  [default: all]",
+                                                           "memory; ESS/R-hat from them)  \\[default: all]",
                                                 show_default=False),
     compile_mode: str = typer.Option("off", "--compile", help="Compile the energy's forward+backward with "
                                      "torch.compile: off, default, reduce-overhead (CUDA graphs) or max-autotune."),
     stream_draws: Optional[int] = typer.Option(None, help="Keep the recorded draws in host memory, copied from the "
                                                          "GPU every N draws (GPU memory then holds N draws)  "
-                                                         "[default: on the device]", show_default=False),
+                                                         "\\[default: on the device]", show_default=False),
     figures: bool = typer.Option(True, "--figures/--no-figures", help="Write the PNG figures."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:

@@ -16,17 +16,17 @@ ENTROPY_NAMES = ("dim", "encoder", "none")
 
 @app.command("train")
 def train_command(
-    data: Optional[str] = typer.Option(None, help=f"Built-in data set: {', '.join(DATA_NAMES)}  [default: gaussians25]",
+    data: Optional[str] = typer.Option(None, help=f"Built-in data set: {', '.join(DATA_NAMES)}  \\[default: gaussians25]",
                                        show_default=False),
     entropy: Optional[str] = typer.Option(None, help="Entropy term of G: dim (Deep-InfoMax MI), encoder "
-                                                     "(|z - Enc(G(z))|^2 bound) or none  [default: dim]",
+                                                     "(|z - Enc(G(z))|^2 bound) or none  \\[default: dim]",
                                           show_default=False),
     steps: int = typer.Option(2000, help="Generator steps in total (a resumed run counts its earlier steps)."),
     batch_size: int = typer.Option(256, help="Batch size of data and latents."),
     critic_steps: int = typer.Option(5, help="Critic steps per generator step."),
     lr: float = typer.Option(1e-4, help="Adam learning rate of every network (betas 0.5, 0.9)."),
     width: int = typer.Option(512, help="Hidden units per layer of every MLP."),
-    latent_dim: Optional[int] = typer.Option(None, help="Latent size  [default: 2 for 2-D data, 32 digits, 64 stacked digits]",
+    latent_dim: Optional[int] = typer.Option(None, help="Latent size  \\[default: 2 for 2-D data, 32 digits, 64 stacked digits]",
                                              show_default=False),
     device: str = typer.Option("cpu", help="cpu, cuda or cuda:N."),
     seed: int = typer.Option(0, help="Seed of initialisation, batches and latents."),
