@@ -27,7 +27,9 @@ class Chains:
 
     Warm-up is excluded from ``draws``, ``energy``, ``accept_prob`` and ``diverging``; with
     ``keep_warmup=True`` it is kept in the ``warmup_*`` fields.  ``acceptance_rate`` and
-    ``divergences`` count every post-warm-up step, thinned or not.
+    ``divergences`` count every post-warm-up step, thinned or not.  A run with ``stream=k`` keeps the
+    per-draw fields (``draws``, ``energy``, ``accept_prob``, ``diverging``, ``warmup_*``) in host
+    memory and the per-chain fields on the chains' device.
     """
 
     draws: Tensor  # (chains, draws, *latent_shape)

@@ -8,6 +8,7 @@ that computes both in one forward and one backward pass.
 
 from __future__ import annotations
 
+import functools
 import warnings
 from typing import Callable, Protocol, runtime_checkable
 
@@ -105,7 +106,8 @@ def compile_target(target: Target, mode: bool | str = True) -> Target:
     too (AOTAutograd).  ``"reduce-overhead"`` adds CUDA graphs on a GPU where the model allows
     them.  Random numbers stay outside the compiled code, so a sampler with a compiled target draws
     the same noise and makes the same accept decisions as the eager one for the same seed; states
-    agree to floating-point rounding (fused kernels may round differently), not bit for bit.  A
+    agree to floating-point rounding (fused kernels may round differently), not bit for bit.  With
+    CUDA graphs the energy and gradient are copied out of the graph's memory after each call.  A
     target that brings its own ``value_and_grad`` (other than a :class:`LatentEnergy`'s autograd
     one) has that function compiled instead.
     """
@@ -115,9 +117,21 @@ def compile_target(target: Target, mode: bool | str = True) -> Target:
         raise ValueError(f"compile must be True/False or one of {', '.join(COMPILE_MODES)}, got {mode!r}")
     fn = target.fn
     if target._value_and_grad is not None and not isinstance(fn, LatentEnergy):
-        return Target(fn, torch.compile(target._value_and_grad, mode=mode, dynamic=False))
-    compiled = torch.compile(fn, mode=mode, dynamic=False)
-    return Target(compiled, lambda z: _autograd_value_and_grad(compiled, z))
+        compiled, value_and_grad = fn, torch.compile(target._value_and_grad, mode=mode, dynamic=False)
+    else:
+        compiled = torch.compile(fn, mode=mode, dynamic=False)
+        value_and_grad = functools.partial(_autograd_value_and_grad, compiled)
+    if mode not in ("reduce-overhead", "max-autotune"):
+        return Target(compiled, value_and_grad)
+
+    def replayed(z: Tensor) -> tuple[Tensor, Tensor]:
+        # CUDA graphs reuse their output memory on the next replay, but a sampler keeps the current
+        # state's energy and gradient while it evaluates the proposal: copy them out
+        torch.compiler.cudagraph_mark_step_begin()
+        energy, grad = value_and_grad(z)
+        return energy.clone(), grad.clone()
+
+    return Target(compiled, replayed)
 
 
 class LatentEnergy:
