@@ -30,3 +30,29 @@ def test_compiled_energy_on_cuda_gives_the_eager_draws(mode):
     compiled = MALA(energy, eps=0.3, compile=mode).run(z0, steps=40, warmup=20, seed=5)
     assert torch.equal(moves(compiled), moves(eager))
     torch.testing.assert_close(compiled.draws, eager.draws, rtol=0, atol=1e-4)
+
+
+def test_the_step_loop_does_not_synchronise_with_the_host():
+    """A step, its recording (streamed to host too) and step-size adaptation queue work only:
+    CUDA's sync debug mode turns any device-to-host synchronisation into an error."""
+    from latentmcmc.samplers.adaptation import StepSizeAdapter
+    from latentmcmc.samplers.recording import PhaseRecorder
+
+    sampler = MALA(ENERGY, eps=0.2)
+    state = sampler.init(torch.randn(128, 3, device="cuda"))
+    generator = torch.Generator("cuda").manual_seed(0)
+    eps = sampler._eps_vector(state.z)
+    adapter = StepSizeAdapter(eps, 0.574, shared=True)
+    recorders = [PhaseRecorder(state, 10, 1, store=True, store_eps=True),
+                 PhaseRecorder(state, 10, 1, store=True, store_eps=True, stream=4)]
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for i in range(10):
+            state, info = sampler.step(state, generator, eps)
+            for recorder in recorders:
+                recorder.record(i, state, info, eps)
+            eps = adapter.update(info.accept_prob, ~state.frozen)
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    recorders[1].flush()
+    assert torch.equal(recorders[1].draws, recorders[0].draws.cpu())
