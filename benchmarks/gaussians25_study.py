@@ -53,6 +53,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--steps", type=int, default=4000)
     p.add_argument("--width", type=int, default=128)
+    p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--entropy", nargs="+", default=["dim", "none", "encoder"])
     p.add_argument("--out", default="runs/g25")
     p.add_argument("--samples", type=int, default=2000)
@@ -67,12 +68,13 @@ def main() -> None:
         t0 = time.perf_counter()
         trained = not ckpt.exists()
         if trained:
-            Trainer(TrainConfig(data="gaussians25", entropy=entropy, width=args.width)).train(args.steps, ckpt, progress=False)
+            config = TrainConfig(data="gaussians25", entropy=entropy, width=args.width, lr=args.lr)
+            Trainer(config).train(args.steps, ckpt, progress=False)
         minutes = (time.perf_counter() - t0) / 60 if trained else None
         rows = evaluate(ckpt, args.samples, args.betas, [0.5, 0.7], args.mala_warmup, args.mala_steps)
         results[entropy] = {"train_minutes": minutes, "rows": rows}
         took = f"{minutes:.1f} min" if minutes is not None else f"existing checkpoint {ckpt}"
-        print(f"\n== entropy={entropy}: {args.steps} generator steps, width {args.width}, {took}")
+        print(f"\n== entropy={entropy}: {args.steps} generator steps, width {args.width}, lr {args.lr:g}, {took}")
         print(f"{'method':>22} {'HQ':>6} {'modes':>5} {'KL':>6}")
         for r in rows:
             extra = f"  eps {r['eps']:.3g}, acc {r['acceptance']:.2f}" if "eps" in r else ""

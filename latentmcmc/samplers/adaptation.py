@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
-from pyro.ops.dual_averaging import DualAveraging
 from torch import Tensor
+
+with warnings.catch_warnings():
+    # importing pyro imports tqdm.autonotebook for pyro's own MCMC progress bars, which in a notebook
+    # without ipywidgets warns "IProgress not found" about bars we never show
+    warnings.filterwarnings("ignore", message="IProgress not found")
+    from pyro.ops.dual_averaging import DualAveraging
 
 __all__ = ["StepSizeAdapter"]
 

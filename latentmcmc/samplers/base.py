@@ -10,6 +10,7 @@ from torch import Tensor
 
 from ..chains import Chains
 from ..energy import EnergyFn, Target, as_target, compile_target
+from ..progress import progress_bar
 from .adaptation import StepSizeAdapter, check_target_accept
 from .recording import PhaseRecorder
 from .state import SamplerState, StepInfo, acceptance_probability
@@ -197,7 +198,7 @@ class Sampler:
                                  track_mh=not self.metropolis, stream=stream)
 
         total = warmup + steps
-        bar = _progress_bar(total, progress, type(self).__name__)
+        bar = progress_bar(total, progress, type(self).__name__)
         refresh = max(1, total // 100)
         level_prev = torch.zeros((), dtype=state.z.dtype, device=device) if levels is not None else None
         interrupted = False
@@ -320,12 +321,3 @@ def _warn_divergences(chains: Chains) -> None:
             RuntimeWarning,
             stacklevel=3,
         )
-
-
-def _progress_bar(total: int, progress: bool | None, name: str):
-    if progress is False:
-        return None
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=total, desc=name, unit="step", disable=None if progress is None else False, leave=True)
-    return None if bar.disable else bar

@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 
 from ..checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from ..progress import progress_bar
 from .data import DATASETS, Dataset, load_dataset
 from .networks import build_networks
 from .objectives import critic_loss, generator_loss
@@ -171,20 +172,20 @@ class Trainer:
         """
         if steps < self.step:
             raise ValueError(f"steps={steps} is below the {self.step} steps already trained")
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=steps, initial=self.step, desc=f"train {self.config.data}", unit="step",
-                   disable=True if self.rank else (None if progress is None else not progress))
+        bar = progress_bar(steps, False if self.rank else progress, f"train {self.config.data}", initial=self.step)
         try:
             while self.step < steps:
                 rec = self.train_step()
-                bar.update(1)
-                if self.step % 20 == 0 or self.step == steps:
-                    bar.set_postfix(critic=f"{rec['critic_loss']:.3f}", gen=f"{rec['generator_loss']:.3f}", refresh=False)
+                if bar is not None:
+                    bar.update(1)
+                    if self.step % 20 == 0 or self.step == steps:
+                        bar.set_postfix(critic=f"{rec['critic_loss']:.3f}", gen=f"{rec['generator_loss']:.3f}",
+                                        refresh=False)
                 if checkpoint is not None and checkpoint_every and self.step % checkpoint_every == 0:
                     self.save(checkpoint)
         finally:
-            bar.close()
+            if bar is not None:
+                bar.close()
         if checkpoint is not None:
             self.save(checkpoint)
         return self.history
