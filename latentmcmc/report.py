@@ -119,6 +119,17 @@ def write_report(result: Refinement, out: str | os.PathLike, figures: bool = Tru
     return out
 
 
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def _cell(value: float | int | None) -> str:
+    """A 10-wide table cell: integers as they are, floats to 3 decimals, NaN or None as n/a."""
+    if isinstance(value, int):
+        return f"{value:>10d}"
+    return f"{value:>10.3f}" if _finite(value) else f"{'n/a':>10}"
+
+
 def format_table(metrics: dict[str, Any]) -> str:
     """The short before/after table the CLI prints at the end of a run."""
     lines = [
@@ -146,9 +157,9 @@ def format_table(metrics: dict[str, Any]) -> str:
     if quality:
         lines.append(f"{'quality (' + quality['data'] + ')':<28}{'before':>10}{'after':>10}")
         for key, value in quality["before"].items():
-            after = quality["after"][key]
-            fmt = "{:>10d}" if isinstance(value, int) else "{:>10.3f}"
-            lines.append(f"{'  ' + key:<28}" + fmt.format(value) + fmt.format(after))
+            lines.append(f"{'  ' + key:<28}" + _cell(value) + _cell(quality["after"][key]))
+        if any("kl" in quality[when] and not _finite(quality[when]["kl"]) for when in ("before", "after")):
+            lines.append("  (kl n/a: no high-quality sample, so there is no mode histogram)")
     if metrics.get("interrupted"):
         lines.append("(interrupted: the run was stopped early; the outputs hold the draws completed so far)")
     return "\n".join(lines)

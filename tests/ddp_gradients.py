@@ -25,4 +25,5 @@ if __name__ == "__main__":
         torch.save({f"{net}.{name}": p.grad for net, module in trainer.nets.items()
                     for name, p in module.named_parameters()}, sys.argv[1])
     if dist.is_initialized():
+        dist.barrier()  # no rank tears the group down while another still uses it
         dist.destroy_process_group()

@@ -20,6 +20,19 @@ def _warning_line(message, category, filename, lineno, file=None, line=None) -> 
     print(f"warning: {_one_line(str(message))}", file=sys.stderr)
 
 
+def _leave_process_group() -> None:
+    """Under torchrun: wait for every rank, then tear the process group down.
+
+    A rank that exits while the group's threads still run aborts ("terminate called without an
+    active exception"), and torchrun then reports the whole job failed.
+    """
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; expected failures print one ``error:`` line on stderr and return 2 (no traceback).
 
@@ -44,4 +57,5 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_ERROR
     finally:
         warnings.showwarning = showwarning
+        _leave_process_group()
     return int(result) if isinstance(result, int) else 0

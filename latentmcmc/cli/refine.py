@@ -129,10 +129,7 @@ def refine_command(
                    compile=False if compile_mode == "off" else compile_mode, stream=stream_draws)
     try:
         result = refine(g, u, shape, **options, distributed=distributed)
-        if result is None:  # a rank other than 0 of a torchrun job: rank 0 writes
-            import torch.distributed as dist
-
-            dist.destroy_process_group()
+        if result is None:  # a rank other than 0 of a torchrun job: rank 0 writes (main() then leaves the group)
             return
     except KeyboardInterrupt:
         typer.echo(f"interrupted during warm-up: nothing was written to {out}", err=True)
@@ -150,10 +147,6 @@ def refine_command(
         raise typer.Exit(EXIT_INTERRUPTED)
     typer.echo(format_table(result.metrics))
     typer.echo(f"wrote {out}/ (samples.npz, run.nc, metrics.json" + (", figures)" if figures else ")"))
-    if distributed:
-        import torch.distributed as dist
-
-        dist.destroy_process_group()
     if result.metrics.get("interrupted"):
         sys.stdout.flush()
         raise typer.Exit(EXIT_INTERRUPTED)

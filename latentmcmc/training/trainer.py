@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -139,7 +140,11 @@ class Trainer:
                 x_fake = G(self._latent())
             loss_u, stats_u = critic_loss(self.trained["critic"], x_real, x_fake, c.gp_weight)
             self.opt["critic"].zero_grad(set_to_none=True)
-            loss_u.backward()
+            with warnings.catch_warnings():
+                # DDP flags the gradient of a (1, k) weight that the penalty's double backward gives
+                # strides (1, 1) instead of (k, 1): the same memory layout, a false alarm
+                warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
+                loss_u.backward()
             self.opt["critic"].step()
         z = self._latent()
         # a random permutation of this rank's slice, drawn with the same random numbers for any world size
@@ -249,7 +254,8 @@ def _process_group(distributed: bool | None) -> tuple[int, int]:
 def _ddp(net: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     from torch.nn.parallel import DistributedDataParallel
 
-    return DistributedDataParallel(net, device_ids=[device] if device.type == "cuda" else None)
+    return DistributedDataParallel(net, device_ids=[device] if device.type == "cuda" else None,
+                                   gradient_as_bucket_view=True)  # gradients are views of DDP's buckets: no copy
 
 
 def train(config: TrainConfig | dict | None = None, steps: int = 2000, checkpoint: str | os.PathLike | None = None,
