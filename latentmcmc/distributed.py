@@ -8,15 +8,13 @@ recorded chains.  With the default block size ``ceil(chains / W)`` each rank run
 result equals a one-process run with ``block_size=ceil(chains / W)`` and the same seed.
 
 Use it through :func:`latentmcmc.refinement.refine`, which shards by itself inside an initialised
-process group.  Backends: NCCL when the chains live on CUDA (each rank on ``cuda:LOCAL_RANK``), Gloo
-on CPU.
+process group (:mod:`latentmcmc.process_group`: NCCL on CUDA, Gloo on CPU).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-import os
 
 import torch
 import torch.distributed as dist
@@ -26,31 +24,7 @@ from .chains import Chains
 from .energy import LatentEnergy
 from .refinement import BlockRun, block_ranges, run_blocks
 
-__all__ = ["world_from_env", "init_distributed", "active", "world_size", "run_sharded"]
-
-
-def world_from_env() -> int:
-    """``WORLD_SIZE`` set by torchrun (1 when not launched by it)."""
-    return int(os.environ.get("WORLD_SIZE", "1"))
-
-
-def init_distributed(device: torch.device) -> tuple[int, int, torch.device]:
-    """Join the job torchrun started (once); returns ``(rank, world_size, this rank's device)``."""
-    if device.type == "cuda":
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        torch.cuda.set_device(device)
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return dist.get_rank(), dist.get_world_size(), device
-
-
-def active() -> bool:
-    """Whether a process group of more than one process is initialised."""
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
-
-
-def world_size() -> int:
-    return dist.get_world_size() if active() else 1
+__all__ = ["run_sharded"]
 
 
 def _to(chains: Chains, device: torch.device) -> Chains:

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from .chains import Chains
+from . import process_group
 from .energy import LatentEnergy
 from .samplers import MALA, AnnealedLangevin, AnnealedMALA, Langevin, Sampler
 
@@ -299,15 +300,15 @@ def refine(
                    stream=stream)
     extra = {"beta": beta, "prior": prior, "critic_sign": critic_sign}
     t0 = time.perf_counter()
-    from . import distributed as dist_mod
-
     if distributed is None:
-        distributed = dist_mod.active()
+        distributed = process_group.active()
     if distributed:
-        gathered = dist_mod.run_sharded(energy, tuple(latent_shape), chains, block_size, record_blocks, options)
+        from .distributed import run_sharded  # imports this module
+
+        gathered = run_sharded(energy, tuple(latent_shape), chains, block_size, record_blocks, options)
         if gathered is None:
             return None
-        (blocks, interrupted), extra["world_size"] = gathered, dist_mod.world_size()
+        (blocks, interrupted), extra["world_size"] = gathered, process_group.rank_and_world()[1]
     else:
         blocks, interrupted = run_blocks(energy, tuple(latent_shape), chains, block_size, None, record_blocks,
                                          **options)

@@ -10,7 +10,7 @@ import sys
 import torch
 import torch.distributed as dist
 
-from latentmcmc.distributed import world_from_env
+from latentmcmc.process_group import leave, world_from_env
 from latentmcmc.training import TrainConfig, Trainer
 
 if __name__ == "__main__":
@@ -24,6 +24,4 @@ if __name__ == "__main__":
     if trainer.rank == 0:
         torch.save({f"{net}.{name}": p.grad for net, module in trainer.nets.items()
                     for name, p in module.named_parameters()}, sys.argv[1])
-    if dist.is_initialized():
-        dist.barrier()  # no rank tears the group down while another still uses it
-        dist.destroy_process_group()
+    leave()  # no rank tears the group down while another still uses it

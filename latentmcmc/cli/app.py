@@ -7,6 +7,7 @@ import sys
 import warnings
 
 from . import demo, diagnose, refine, train  # noqa: F401  (the commands register themselves on ``app``)
+from ..process_group import leave
 from .common import EXIT_ERROR, EXIT_INTERRUPTED, app
 
 __all__ = ["app", "main"]
@@ -18,19 +19,6 @@ def _one_line(text: str) -> str:
 
 def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:
     print(f"warning: {_one_line(str(message))}", file=sys.stderr)
-
-
-def _leave_process_group() -> None:
-    """Under torchrun: wait for every rank, then tear the process group down.
-
-    A rank that exits while the group's threads still run aborts ("terminate called without an
-    active exception"), and torchrun then reports the whole job failed.
-    """
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
-        dist.destroy_process_group()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,5 +45,5 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_ERROR
     finally:
         warnings.showwarning = showwarning
-        _leave_process_group()
+        leave()  # under torchrun: every rank waits for the others, then the group is torn down
     return int(result) if isinstance(result, int) else 0

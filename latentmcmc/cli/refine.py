@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from ..distributed import world_from_env
+from ..process_group import world_from_env
 from .common import EXIT_INTERRUPTED, CommandError, app, check_device, parse_shape, progress_flag
 
 SAMPLER_NAMES = ("langevin", "mala", "annealed-langevin", "annealed-mala")
@@ -114,7 +114,7 @@ def refine_command(
     check_writable(out)
     rank, distributed = 0, world_from_env() > 1
     if distributed:  # launched by torchrun: shard the chains over the ranks, rank 0 writes
-        from ..distributed import init_distributed
+        from ..process_group import init_distributed
 
         rank, _, dev = init_distributed(dev)
     g, u, shape, dataset = load_target(checkpoint, generator, critic, latent_shape, dev)

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from ..distributed import world_from_env
+from ..process_group import world_from_env
 from .common import EXIT_INTERRUPTED, CommandError, app, check_device, progress_flag
 
 DATA_NAMES = ("gaussians25", "ring8", "swissroll", "digits", "stacked-digits")
@@ -56,7 +56,7 @@ def train_command(
         raise CommandError(f"--checkpoint-every must be >= 0, got {checkpoint_every}")
     dev = check_device(device)
     if world_from_env() > 1:  # launched by torchrun: DistributedDataParallel over the ranks, rank 0 writes
-        from ..distributed import init_distributed
+        from ..process_group import init_distributed
 
         device = str(init_distributed(dev)[2])
     if out.exists() and out.is_dir():

@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 from ..checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from ..process_group import active, rank_and_world
 from ..progress import progress_bar
 from .data import DATASETS, Dataset, load_dataset
 from .networks import build_networks
@@ -155,11 +156,11 @@ class Trainer:
         try:
             loss_g, stats_g = generator_loss(U, self.trained["generator"](z), z, c.entropy, aux, perm,
                                              c.encoder_weight)
-            trained = ["generator"] + ([aux_name] if aux_name else [])
-            for name in trained:
+            updated = ["generator"] + ([aux_name] if aux_name else [])
+            for name in updated:
                 self.opt[name].zero_grad(set_to_none=True)
             loss_g.backward()
-            for name in trained:
+            for name in updated:
                 self.opt[name].step()
         finally:
             U.requires_grad_(True)
@@ -241,14 +242,9 @@ class Trainer:
 
 def _process_group(distributed: bool | None) -> tuple[int, int]:
     """``(rank, world size)`` of the training job: ``(0, 1)`` unless it runs distributed."""
-    import torch.distributed as dist
-
-    active = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
-    if distributed and not active:
+    if distributed and not active():
         raise ValueError("distributed=True needs an initialised torch.distributed process group (run under torchrun)")
-    if distributed is False or not active:
-        return 0, 1
-    return dist.get_rank(), dist.get_world_size()
+    return (0, 1) if distributed is False else rank_and_world()
 
 
 def _ddp(net: torch.nn.Module, device: torch.device) -> torch.nn.Module:
