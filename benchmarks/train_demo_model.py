@@ -1,10 +1,11 @@
 """Train the small 25-Gaussians model that ships as ``latentmcmc/assets/demo_gaussians25.pt``.
 
-Width-256 MLPs, the DIM entropy term and the reference optimiser settings; the shipped file keeps
+Width-256 MLPs, the DIM entropy term, Adam at lr 2e-4 (betas 0.5, 0.9), 8,000 generator steps (about
+5 minutes on 2 CPU cores; the generator covers all 25 modes); the shipped file keeps
 the generator, the critic and the config (no optimiser states, MI network or history), so it is
 small.  Prints the quality of prior samples and of latent MALA at the demo's settings.
 
-    python benchmarks/train_demo_model.py --steps 3000
+    python benchmarks/train_demo_model.py --steps 8000 --lr 2e-4
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from latentmcmc.training import TrainConfig, Trainer, load_dataset
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--steps", type=int, default=3000)
+    p.add_argument("--steps", type=int, default=8000)
+    p.add_argument("--lr", type=float, default=2e-4)
     p.add_argument("--width", type=int, default=256)
     p.add_argument("--entropy", default="dim")
     p.add_argument("--seed", type=int, default=0)
@@ -29,7 +31,7 @@ def main() -> None:
     p.add_argument("--full", type=Path, default=Path("runs/demo-full.pt"), help="full checkpoint (resumable)")
     args = p.parse_args()
     t0 = time.perf_counter()
-    config = TrainConfig(data="gaussians25", entropy=args.entropy, width=args.width, seed=args.seed)
+    config = TrainConfig(data="gaussians25", entropy=args.entropy, width=args.width, seed=args.seed, lr=args.lr)
     trainer = Trainer.resume(args.full) if args.full.exists() else Trainer(config)
     trainer.train(args.steps, args.full, checkpoint_every=500, progress=False)
     print(f"trained {trainer.step} steps in {(time.perf_counter() - t0) / 60:.1f} min")

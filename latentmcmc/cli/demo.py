@@ -16,7 +16,7 @@ def demo_command(
     chains: int = typer.Option(2000, help="Number of chains."),
     steps: int = typer.Option(300, help="Recorded MALA steps per chain."),
     warmup: int = typer.Option(200, help="Warm-up steps (step-size adaptation)."),
-    beta: float = typer.Option(10.0, help="Inverse temperature on the critic."),
+    beta: float = typer.Option(3.0, help="Inverse temperature on the critic (higher: sharper, fewer modes)."),
     train_steps: int = typer.Option(0, help="Train a fresh model for this many generator steps instead of using "
                                             "the shipped one (0: shipped)."),
     seed: int = typer.Option(0, help="Seed."),
