@@ -8,6 +8,9 @@ from torch._dynamo.utils import counters
 from latentmcmc import MALA, LatentEnergy
 from latentmcmc.energy import Target
 
+# torch.compile's own imports use torch.jit.script_method, which torch 2.13 deprecates
+pytestmark = pytest.mark.filterwarnings("ignore:.*torch.jit.script_method.*:DeprecationWarning")
+
 
 def small_latent_energy() -> LatentEnergy:
     torch.manual_seed(0)
