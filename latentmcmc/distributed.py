@@ -20,24 +20,25 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from .chains import Chains
 from .energy import LatentEnergy
 from .refinement import BlockRun, block_ranges, run_blocks
 
 __all__ = ["run_sharded"]
 
 
-def _to(chains: Chains, device: torch.device) -> Chains:
-    moved = {f.name: getattr(chains, f.name).to(device) for f in dataclasses.fields(Chains)
-             if isinstance(getattr(chains, f.name), Tensor)}
-    extra = {k: v.to(device) if isinstance(v, Tensor) else v for k, v in chains.extra.items()}
-    return dataclasses.replace(chains, **moved, extra=extra)
+def _to(obj, device: torch.device):
+    """A copy of a dataclass (a :class:`BlockRun`, its :class:`Chains`) with every tensor on ``device``:
+    tensor fields, tensors in dict fields, and nested dataclasses."""
+    def move(value):
+        if isinstance(value, Tensor):
+            return value.to(device)
+        if dataclasses.is_dataclass(value):
+            return _to(value, device)
+        if isinstance(value, dict):
+            return {k: move(v) for k, v in value.items()}
+        return value
 
-
-def _block_to(block: BlockRun, device: torch.device) -> BlockRun:
-    moved = {f.name: getattr(block, f.name).to(device) for f in dataclasses.fields(BlockRun)
-             if isinstance(getattr(block, f.name), Tensor)}
-    return dataclasses.replace(block, **moved, chains=None if block.chains is None else _to(block.chains, device))
+    return dataclasses.replace(obj, **{f.name: move(getattr(obj, f.name)) for f in dataclasses.fields(obj)})
 
 
 def run_sharded(energy: LatentEnergy, latent_shape: tuple[int, ...], chains: int, block_size: int | None,
@@ -49,11 +50,11 @@ def run_sharded(energy: LatentEnergy, latent_shape: tuple[int, ...], chains: int
     options = {**options, "progress": options.get("progress") if rank == 0 else False}
     done, interrupted = (run_blocks(energy, latent_shape, chains, block_size, mine, record_blocks, **options)
                          if mine else ([], False))
-    payload = ([_block_to(blk, torch.device("cpu")) for blk in done], interrupted)
+    payload = ([_to(blk, torch.device("cpu")) for blk in done], interrupted)
     gathered: list | None = [None] * world if rank == 0 else None
     dist.gather_object(payload, gathered, dst=0)
     if rank != 0:
         return None
     device = options.get("device") or torch.device("cpu")
-    blocks = [_block_to(blk, device) for part, _ in gathered for blk in part]
+    blocks = [_to(blk, device) for part, _ in gathered for blk in part]
     return blocks, any(flag for _, flag in gathered)
