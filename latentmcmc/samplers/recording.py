@@ -41,10 +41,10 @@ class PhaseRecorder:
             per_draw["eps"] = ((), state.energy.dtype)
         self._stored = {name: torch.empty((chains, n) + shape, dtype=dtype, **where)
                         for name, (shape, dtype) in per_draw.items()}
-        self.eps = self._stored.get("eps")
         self._chunk = min(stream, n) if on_host else 0
         self._buffer = {name: torch.empty((chains, self._chunk) + shape, dtype=dtype, device=z.device)
                         for name, (shape, dtype) in per_draw.items()} if on_host else None
+        self._device = z.device
         self._flushed = 0  # kept draws already copied to the host
         self._kept = 0
         self.accept_sum = torch.zeros_like(state.energy)
@@ -57,6 +57,7 @@ class PhaseRecorder:
     energy = property(lambda self: self._stored["energy"])
     accept_prob = property(lambda self: self._stored["accept_prob"])
     diverging = property(lambda self: self._stored["diverging"])
+    eps = property(lambda self: self._stored.get("eps"))
 
     def record(self, i: int, state: SamplerState, info: StepInfo, eps: Tensor) -> None:
         self.count += 1
@@ -68,12 +69,9 @@ class PhaseRecorder:
         if (i + 1) % self.thin == 0 and self._kept < self.draws.shape[1]:
             values = {"draws": state.z, "energy": state.energy, "accept_prob": info.accept_prob,
                       "diverging": info.diverging, "eps": eps}
-            if self._buffer is None:
-                for name, stored in self._stored.items():
-                    stored[:, self._kept] = values[name]
-            else:
-                for name, buffer in self._buffer.items():
-                    buffer[:, self._kept - self._flushed] = values[name]
+            slots = self._stored if self._buffer is None else self._buffer  # nothing is flushed without a buffer
+            for name, slot in slots.items():
+                slot[:, self._kept - self._flushed] = values[name]
             self._kept += 1
             if self._buffer is not None and self._kept - self._flushed == self._chunk:
                 self._copy_to_host()
@@ -90,9 +88,8 @@ class PhaseRecorder:
         if self._buffer is None:
             return
         self._copy_to_host()
-        device = next(iter(self._buffer.values())).device
-        if device.type == "cuda":
-            torch.cuda.current_stream(device).synchronize()
+        if self._device.type == "cuda":
+            torch.cuda.current_stream(self._device).synchronize()
 
     def rate(self, total: Tensor) -> Tensor:
         """Per-step mean of a running sum over the steps recorded so far."""
