@@ -17,8 +17,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .chains import Chains
 from . import process_group
+from .chains import Chains
 from .energy import LatentEnergy
 from .samplers import MALA, AnnealedLangevin, AnnealedMALA, Langevin, Sampler
 

@@ -11,9 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch.distributed as dist
-
 import torch
+import torch.distributed as dist
 
 from latentmcmc.cli import main
 
@@ -80,8 +79,8 @@ def test_ddp_gradients_on_two_ranks_equal_one_process(entropy, tmp_path):
 def test_ddp_training_under_torchrun_writes_one_checkpoint(tmp_path):
     from latentmcmc.checkpoint import load_checkpoint
 
-    torchrun("-m", "latentmcmc", "train", "--data", "ring8", "--steps", "3", "--width", "16", "--batch-size", "32", "--critic-steps", "1",
-             "-q", "--out", str(tmp_path / "ddp.pt"))
+    torchrun("-m", "latentmcmc", "train", "--data", "ring8", "--steps", "3", "--width", "16", "--batch-size", "32",
+             "--critic-steps", "1", "-q", "--out", str(tmp_path / "ddp.pt"))
     assert load_checkpoint(tmp_path / "ddp.pt")["step"] == 3
     # an odd global batch cannot be split over 2 ranks: a clear error
     proc = torchrun("-m", "latentmcmc", "train", "--data", "ring8", "--steps", "1", "--batch-size", "33", "-q",
