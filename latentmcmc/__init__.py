@@ -5,6 +5,7 @@ the noise variance of the Langevin proposal ``z' = z - (eps/2) grad E(z) + sqrt(
 the leading dimension.
 """
 
+from ._version import __version__
 from .chains import Chains, LogNormalizer
 from .energy import LatentEnergy, Target, as_target
 from .samplers import (
@@ -16,8 +17,6 @@ from .samplers import (
     SamplerState,
     StepInfo,
 )
-
-__version__ = "0.1.0"
 
 __all__ = [
     "LatentEnergy", "Target", "as_target", "Langevin", "MALA", "AnnealedLangevin", "AnnealedMALA",

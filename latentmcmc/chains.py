@@ -4,21 +4,32 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
 
-__all__ = ["Chains", "LogNormalizer"]
+from .io import arviz as arviz_io
+
+__all__ = ["Chains", "LogNormalizer", "load_run"]
 
 
 class LogNormalizer(NamedTuple):
-    """AIS estimate of ``log Z`` with its Monte Carlo standard error and the weights' effective size."""
+    """AIS estimate of ``log Z`` with its Monte Carlo standard error and the weights' effective sample size."""
 
     estimate: float
     stderr: float
-    ess: float
+    importance_ess: float  # (sum w)^2 / sum w^2 over the chains' importance weights
+
+    @property
+    def ess(self) -> float:
+        """Deprecated name (latentmcmc 0.1) of :attr:`importance_ess`."""
+        warnings.warn("LogNormalizer.ess is now LogNormalizer.importance_ess; .ess will be removed in latentmcmc 0.3",
+                      DeprecationWarning, stacklevel=2)
+        return self.importance_ess
 
 
 @dataclass
@@ -96,22 +107,16 @@ class Chains:
 
     def to_inference_data(self, kind: str | None = None):
         """This run as ArviZ data: ``InferenceData`` on ArviZ 0.x, ``xarray.DataTree`` on 1.x."""
-        from .export import to_inference_data
-
-        return to_inference_data(self, kind)
+        return arviz_io.to_inference_data(self, kind)
 
     def save(self, path, kind: str | None = None):
         """Write the run to NetCDF (or Zarr for a ``.zarr`` path) atomically; see :func:`load`."""
-        from .export import save_run
-
-        return save_run(self, path, kind)
+        return arviz_io.save_run(self, path, kind)
 
     @staticmethod
-    def load(path, device="cpu") -> "Chains":
-        """Read a run written by :meth:`save`."""
-        from .export import load_run
-
-        return load_run(path, device)
+    def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> "Chains":
+        """Read a run written by :meth:`save` (NetCDF or Zarr, either ArviZ flavour)."""
+        return Chains(**arviz_io.read_run(path, device))
 
     @staticmethod
     def concat(runs: "list[Chains]") -> "Chains":
@@ -152,3 +157,8 @@ class Chains:
             f"latent_shape={self.latent_shape}, warmup={self.warmup}, thin={self.thin}, "
             f"acceptance={acc:.3f}, divergences={int(self.divergences.sum())}, device={self.draws.device})"
         )
+
+
+def load_run(path: str | os.PathLike, device: str | torch.device = "cpu") -> Chains:
+    """Read a run written by :meth:`Chains.save` (the same as :meth:`Chains.load`)."""
+    return Chains.load(path, device)

@@ -74,7 +74,7 @@ def load_models(path: str | os.PathLike, device: str | torch.device = "cpu") -> 
 
     ``LatentEnergy(*load_models("ckpt.pt")[:2])`` is then the latent target of the trained model.
     """
-    from .training.networks import build_networks
+    from .training.build import build_networks
 
     data = load_checkpoint(path, map_location=device)
     config = data["config"]

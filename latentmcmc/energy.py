@@ -15,9 +15,15 @@ from typing import Callable, Protocol, runtime_checkable
 import torch
 from torch import Tensor, nn
 
-__all__ = ["LatentEnergy", "Target", "as_target", "compile_target", "EnergyFn"]
+__all__ = ["LatentEnergy", "Target", "as_target", "compile_target", "prior_energy", "EnergyFn", "COMPILE_MODES"]
 
 EnergyFn = Callable[[Tensor], Tensor]
+
+
+def prior_energy(z: Tensor) -> Tensor:
+    """``0.5 |z|^2`` per chain (all trailing dimensions): the energy of the N(0, I) prior, up to a constant."""
+    flat = z.reshape(z.shape[0], -1)
+    return 0.5 * torch.linalg.vecdot(flat, flat)
 
 
 @runtime_checkable
@@ -61,6 +67,13 @@ class Target:
                 )
             return energy, grad
         return _autograd_value_and_grad(self.fn, z)
+
+    def potential(self, z: Tensor, energy: Tensor, grad: Tensor) -> tuple[Tensor, Tensor]:
+        """The energy and gradient a kernel uses at ``z``, from ``E``'s own values there: ``E`` itself.
+
+        A tempered target (:class:`~latentmcmc.samplers.tempering.TemperedTarget`) maps them to its level.
+        """
+        return energy, grad
 
     def check_independent_chains(self, z: Tensor) -> None:
         """Raise if the energy of one chain depends on another chain's state.
@@ -210,7 +223,7 @@ class LatentEnergy:
             )
         energy = (self.beta * self.critic_sign) * u.reshape(z.shape[0])
         if self.prior:
-            energy = energy + 0.5 * z.reshape(z.shape[0], -1).square().sum(1)
+            energy = energy + prior_energy(z)
         return energy
 
     def value_and_grad(self, z: Tensor) -> tuple[Tensor, Tensor]:

@@ -9,7 +9,7 @@ from torch import Tensor
 
 __all__ = [
     "mixture_quality", "kl_to_uniform", "frechet_distance", "DigitClassifier", "load_digit_classifier",
-    "digit_quality", "swissroll_quality", "dataset_quality",
+    "digit_quality", "swissroll_quality", "dataset_quality", "QUALITY_METRICS",
 ]
 
 
@@ -128,18 +128,33 @@ def swissroll_quality(x: Tensor, noise: float = 0.25, scale: float = 7.5, n_std:
     return {"hq_fraction": float((d < n_std * noise / scale).double().mean())}
 
 
-def dataset_quality(dataset, samples: Tensor, reference_size: int = 5000) -> dict[str, float] | None:
-    """The quality metrics that fit a built-in data set (``latentmcmc.training.Dataset``), or None.
+def _mixture(dataset, samples: Tensor) -> dict[str, float]:
+    min_count = max(1, round(20 * samples.shape[0] / 10_000))
+    return mixture_quality(samples, dataset.modes, dataset.mode_std, min_count=min_count)
 
-    2-D mixtures: :func:`mixture_quality` (a mode counts with 20 high-quality samples per 10,000,
-    at least 1); swiss roll: :func:`swissroll_quality`; digits and stacked digits:
-    :func:`digit_quality` against up to ``reference_size`` training images.
-    """
-    if dataset.modes is not None:
-        min_count = max(1, round(20 * samples.shape[0] / 10_000))
-        return mixture_quality(samples, dataset.modes, dataset.mode_std, min_count=min_count)
-    if dataset.name == "swissroll":
-        return swissroll_quality(samples)
-    if dataset.name in ("digits", "stacked-digits"):
-        return digit_quality(samples, dataset.x[:reference_size])
-    return None
+
+def _swissroll(dataset, samples: Tensor) -> dict[str, float]:
+    return swissroll_quality(samples)
+
+
+def _digits(dataset, samples: Tensor, reference_size: int = 5000) -> dict[str, float]:
+    return digit_quality(samples, dataset.x[:reference_size])
+
+
+QUALITY_METRICS = {
+    "mixture": _mixture,
+    "swissroll": _swissroll,
+    "digits": _digits,
+}
+"""Quality metric families by name: ``(dataset, samples) -> {metric: value}``.  A built-in data set
+names its family in its table entry (:data:`latentmcmc.training.DATASETS`).
+
+* ``mixture``: :func:`mixture_quality` (a mode counts with 20 high-quality samples per 10,000, at least 1);
+* ``swissroll``: :func:`swissroll_quality`;
+* ``digits``: :func:`digit_quality` against up to 5,000 training images.
+"""
+
+
+def dataset_quality(dataset, samples: Tensor) -> dict[str, float] | None:
+    """The quality metrics that fit a built-in data set (``latentmcmc.training.Dataset``), or None."""
+    return dataset.quality(samples)

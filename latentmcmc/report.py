@@ -82,8 +82,6 @@ def _save_figure(fig, path: Path) -> None:
 def write_report(result: Refinement, out: str | os.PathLike, figures: bool = True, target_accept: float | None = None,
                  extra_metrics: dict[str, Any] | None = None) -> Path:
     """Write the outputs of ``result`` into ``out`` (created if needed); returns ``out``."""
-    from .export import save_run
-
     out = check_writable(out)
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
@@ -97,7 +95,7 @@ def write_report(result: Refinement, out: str | os.PathLike, figures: bool = Tru
             x_before=result.before.detach().cpu().numpy(),
             x_after=result.after.detach().cpu().numpy(),
         )
-        save_run(result.chains, staging / "run.nc")
+        result.chains.save(staging / "run.nc")
         metrics = {**result.metrics, **(extra_metrics or {})}
         (staging / "metrics.json").write_text(json.dumps(_json_safe(metrics), indent=2) + "\n")
         if figures:

@@ -5,6 +5,7 @@ Learning rates are set to 0, so the networks stay at their initial values and th
 both runs are taken at the same point and on the same global batches.
 """
 
+import gc
 import sys
 
 import torch
@@ -24,4 +25,8 @@ if __name__ == "__main__":
     if trainer.rank == 0:
         torch.save({f"{net}.{name}": p.grad for net, module in trainer.nets.items()
                     for name, p in module.named_parameters()}, sys.argv[1])
+    # the DDP wrappers must go before the process group: a reducer destroyed after it (at interpreter
+    # exit, as a module-level object would be) aborted the process (SIGABRT) about one run in ten
+    del trainer
+    gc.collect()
     leave()  # no rank tears the group down while another still uses it

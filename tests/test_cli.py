@@ -25,7 +25,7 @@ from torch import nn
 from latentmcmc import checkpoint as checkpoint_module
 from latentmcmc.cli import main
 from latentmcmc.report import OUTPUT_FILES
-from latentmcmc.samplers import MALA
+from latentmcmc.samplers import MetropolisHastings
 
 TINY = ["--width", "16", "--batch-size", "32", "--critic-steps", "1", "-q"]
 FAST_REFINE = ["--chains", "64", "--steps", "12", "--warmup", "8", "-q"]
@@ -319,7 +319,8 @@ def test_other_commands_report_errors_in_one_line(tmp_path, capsys):
 
 # ----------------------------------------------------------------------------- Ctrl-C
 def _interrupt_after(monkeypatch, calls: int) -> None:
-    original = MALA.step
+    """Ctrl-C at the kernel's step number ``calls + 1`` (the driver calls the kernel's step once per step)."""
+    original = MetropolisHastings.step
     count = {"n": 0}
 
     def step(self, *args, **kwargs):
@@ -328,7 +329,7 @@ def _interrupt_after(monkeypatch, calls: int) -> None:
             raise KeyboardInterrupt
         return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(MALA, "step", step)
+    monkeypatch.setattr(MetropolisHastings, "step", step)
 
 
 def test_ctrl_c_during_warmup_leaves_earlier_outputs_intact(ckpt, refined, tmp_path, monkeypatch, capsys):

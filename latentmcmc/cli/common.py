@@ -52,3 +52,20 @@ def parse_shape(text: str) -> tuple[int, ...]:
 def progress_flag(quiet: bool) -> bool | None:
     """``--quiet`` turns progress bars off; otherwise they show when stderr is a terminal."""
     return False if quiet else None
+
+
+def choices(table) -> str:
+    """``a, b, c``: the names of a table of choices (a dict or a tuple), for help texts and errors."""
+    return ", ".join(table)
+
+
+def described(table) -> str:
+    """``a (summary), b (summary)``: a table's names with the ``summary`` of each entry, for help texts."""
+    return "; ".join(f"{name} ({entry.summary})" for name, entry in table.items())
+
+
+def check_choice(option: str, value: str, table, what: str) -> str:
+    """``value`` if it names an entry of ``table``; else a CommandError listing the choices."""
+    if value not in table:
+        raise CommandError(f"unknown {what} {value!r} for {option}; choose one of {choices(table)}")
+    return value

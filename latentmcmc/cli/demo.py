@@ -30,7 +30,7 @@ def demo_command(
     figures into OUT, as 'latentmcmc refine' does.
     """
     from ..demo import demo_checkpoint
-    from ..refinement import refine
+    from ..refinement import RefineOptions, refine
     from ..report import check_writable, format_table, write_report
     from ..training import Trainer, load_dataset
 
@@ -51,9 +51,9 @@ def demo_command(
 
             g, u, _ = load_models(demo_checkpoint(), dev)
             source = f"shipped checkpoint {demo_checkpoint().name}"
-        result = refine(g, u, (2,), chains=chains, sampler="mala", eps=0.01, steps=steps, warmup=warmup, beta=beta,
-                        seed=seed, dataset=load_dataset("gaussians25"), progress=progress_flag(quiet), device=dev,
-                        keep_warmup=True)
+        options = RefineOptions(num_chains=chains, sampler="mala", steps=steps, warmup=warmup, beta=beta, seed=seed,
+                                progress=progress_flag(quiet), device=dev, keep_warmup=True).replace(eps=0.01)
+        result = refine(g, u, (2,), options, dataset=load_dataset("gaussians25"))
         write_report(result, out, target_accept=0.574, extra_metrics={"source": source, "device": str(dev)})
     except KeyboardInterrupt:
         typer.echo(f"interrupted: {out} was left as it was", err=True)

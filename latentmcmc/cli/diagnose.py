@@ -25,12 +25,12 @@ def diagnose_command(
     import pandas as pd
 
     from ..diagnostics import acceptance_summary, summary
-    from ..export import load_run
+    from ..chains import Chains
 
     if not run.exists():
         raise CommandError(f"no saved run at {run}")
     try:
-        chains = load_run(run)
+        chains = Chains.load(run)
     except (OSError, ValueError, KeyError) as err:
         raise CommandError(f"{run} is not a run saved by latentmcmc ({' '.join(str(err).split())})") from err
     if max_rows < 1:
@@ -82,7 +82,7 @@ def _arviz_figures(chains, folder: Path) -> list[Path]:
 
     import matplotlib.pyplot as plt
 
-    from ..export import installed_arviz_kind
+    from ..io.arviz import installed_arviz_kind
 
     data = chains.to_inference_data()
     keep = {"chain": slice(0, 8)}

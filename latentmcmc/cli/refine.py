@@ -10,18 +10,17 @@ from typing import Optional
 import typer
 
 from ..process_group import world_from_env
-from .common import EXIT_INTERRUPTED, CommandError, app, check_device, parse_shape, progress_flag
-
-SAMPLER_NAMES = ("langevin", "mala", "annealed-langevin", "annealed-mala")
-SCHEDULES = ("linear", "geometric", "sigmoid")
-COMPILE_CHOICES = ("off", "default", "reduce-overhead", "max-autotune")
+from ..samplers.registry import COMPILE_CHOICES, SAMPLERS
+from ..samplers.schedules import SCHEDULES
+from .common import (EXIT_INTERRUPTED, CommandError, app, check_choice, check_device, choices, described, parse_shape,
+                     progress_flag)
 
 
 def load_target(checkpoint: Optional[Path], generator: Optional[Path], critic: Optional[Path],
                 latent_shape: Optional[str], device):
     """``(generator, critic, latent_shape, dataset)`` from a latentmcmc checkpoint or two exported programs."""
     from ..checkpoint import load_models
-    from ..exported import check_latent_shape, load_exported
+    from ..io.torch_export import check_latent_shape, load_exported
 
     if checkpoint is not None and (generator is not None or critic is not None):
         raise CommandError("give either a checkpoint or --generator and --critic, not both")
@@ -49,7 +48,7 @@ def load_target(checkpoint: Optional[Path], generator: Optional[Path], critic: O
 @app.command("refine")
 def refine_command(
     checkpoint: Optional[Path] = typer.Argument(None, help="A checkpoint written by 'latentmcmc train'.", show_default=False),
-    sampler: str = typer.Option("mala", help=f"One of: {', '.join(SAMPLER_NAMES)}."),
+    sampler: str = typer.Option("mala", help=f"The sampler: {described(SAMPLERS)}."),
     eps: float = typer.Option(0.01, help="Step size: the noise variance of z' = z - (eps/2) grad E + sqrt(eps) xi "
                                           "(the starting value when adapting)."),
     steps: int = typer.Option(500, help="Recorded steps per chain after warm-up."),
@@ -58,7 +57,7 @@ def refine_command(
     chains: int = typer.Option(1000, help="Number of chains (each starts from its own z ~ N(0, I))."),
     beta: float = typer.Option(1.0, help="Inverse temperature on the critic: E(z) = beta U(G(z)) + 0.5|z|^2."),
     prior: bool = typer.Option(True, "--prior/--no-prior", help="Keep the 0.5|z|^2 prior term of E."),
-    schedule: str = typer.Option("linear", help=f"Annealing schedule of annealed samplers: {', '.join(SCHEDULES)}."),
+    schedule: str = typer.Option("linear", help=f"Annealing schedule of annealed samplers: {choices(SCHEDULES)}."),
     thin: int = typer.Option(1, help="Keep every thin-th draw."),
     seed: int = typer.Option(0, help="Seed of the starting points and of the sampler."),
     device: str = typer.Option("cpu", help="cpu, cuda or cuda:N."),
@@ -76,7 +75,7 @@ def refine_command(
                                                            "memory; ESS/R-hat from them)  \\[default: all]",
                                                 show_default=False),
     compile_mode: str = typer.Option("off", "--compile", help="Compile the energy's forward+backward with "
-                                     "torch.compile: off, default, reduce-overhead (CUDA graphs) or max-autotune."),
+                                     f"torch.compile: {choices(COMPILE_CHOICES)} (reduce-overhead: CUDA graphs)."),
     stream_draws: Optional[int] = typer.Option(None, help="Keep the recorded draws in host memory, copied from the "
                                                          "GPU every N draws (GPU memory then holds N draws)  "
                                                          "\\[default: on the device]", show_default=False),
@@ -90,26 +89,23 @@ def refine_command(
     samples.png, energy.png and acceptance.png; then prints a short table. Ctrl-C after warm-up
     stops sampling and writes the draws completed so far (metrics.json says "interrupted").
     """
-    from ..refinement import SAMPLERS, refine
+    from ..refinement import RefineOptions, refine
     from ..report import check_writable, format_table, write_report
 
-    if sampler not in SAMPLER_NAMES:
-        raise CommandError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLER_NAMES)}")
+    check_choice("--sampler", sampler, SAMPLERS, "sampler")
     if not eps > 0 or eps == float("inf"):
         raise CommandError(f"--eps must be a finite number > 0, got {eps}")
-    if schedule not in SCHEDULES:
-        raise CommandError(f"unknown schedule {schedule!r}; choose one of {', '.join(SCHEDULES)}")
+    check_choice("--schedule", schedule, SCHEDULES, "schedule")
     for name, value, low in (("chains", chains, 1), ("steps", steps, 1), ("warmup", warmup, 0), ("thin", thin, 1),
                              ("block-size", 1 if block_size is None else block_size, 1),
                              ("stream-draws", 1 if stream_draws is None else stream_draws, 1)):
         if value < low:
             raise CommandError(f"--{name} must be >= {low}, got {value}")
-    if sampler.startswith("annealed") and warmup < 1:
+    if SAMPLERS[sampler].anneals and warmup < 1:
         raise CommandError("annealed samplers anneal during warm-up: give --warmup >= 1")
     if record_blocks is not None and record_blocks < 1:
         raise CommandError(f"--record-blocks must be >= 1, got {record_blocks}")
-    if compile_mode not in COMPILE_CHOICES:
-        raise CommandError(f"unknown --compile mode {compile_mode!r}; choose one of {', '.join(COMPILE_CHOICES)}")
+    check_choice("--compile", compile_mode, COMPILE_CHOICES, "mode")
     dev = check_device(device)
     check_writable(out)
     rank, distributed = 0, world_from_env() > 1
@@ -122,13 +118,13 @@ def refine_command(
         warnings.filterwarnings("ignore", message=r"LatentEnergy\(prior=False\)")
         typer.echo("warning: --no-prior: the latent target can be improper (chains may drift where G extrapolates)",
                    err=True)
-    options = dict(chains=chains, sampler=sampler, eps=eps, steps=steps, warmup=warmup, adapt=adapt and warmup > 0,
-                   beta=beta, prior=prior, schedule=schedule, thin=thin, seed=seed, critic_sign=critic_sign,
-                   dataset=dataset, progress=progress_flag(quiet), device=dev, keep_warmup=keep_warmup,
-                   block_size=block_size, record_blocks=record_blocks,
-                   compile=False if compile_mode == "off" else compile_mode, stream=stream_draws)
+    options = RefineOptions(
+        num_chains=chains, sampler=sampler, steps=steps, warmup=warmup, adapt=adapt and warmup > 0, thin=thin, seed=seed,
+        beta=beta, prior=prior, critic_sign=critic_sign, block_size=block_size, record_blocks=record_blocks,
+        keep_warmup=keep_warmup, stream=stream_draws, progress=progress_flag(quiet), device=dev,
+    ).replace(eps=eps, schedule=schedule, compile=False if compile_mode == "off" else compile_mode)
     try:
-        result = refine(g, u, shape, **options, distributed=distributed)
+        result = refine(g, u, shape, options, dataset=dataset, distributed=distributed)
         if result is None:  # a rank other than 0 of a torchrun job: rank 0 writes (main() then leaves the group)
             return
     except KeyboardInterrupt:

@@ -8,18 +8,16 @@ from typing import Optional
 import typer
 
 from ..process_group import world_from_env
-from .common import EXIT_INTERRUPTED, CommandError, app, check_device, progress_flag
-
-DATA_NAMES = ("gaussians25", "ring8", "swissroll", "digits", "stacked-digits")
-ENTROPY_NAMES = ("dim", "encoder", "none")
+from ..training.data import DATASETS
+from ..training.entropy import ENTROPY_TERMS
+from .common import EXIT_INTERRUPTED, CommandError, app, check_choice, check_device, described, progress_flag
 
 
 @app.command("train")
 def train_command(
-    data: Optional[str] = typer.Option(None, help=f"Built-in data set: {', '.join(DATA_NAMES)}  \\[default: gaussians25]",
+    data: Optional[str] = typer.Option(None, help=f"Built-in data set: {described(DATASETS)}  \\[default: gaussians25]",
                                        show_default=False),
-    entropy: Optional[str] = typer.Option(None, help="Entropy term of G: dim (Deep-InfoMax MI), encoder "
-                                                     "(|z - Enc(G(z))|^2 bound) or none  \\[default: dim]",
+    entropy: Optional[str] = typer.Option(None, help=f"Entropy term of G: {described(ENTROPY_TERMS)}  \\[default: dim]",
                                           show_default=False),
     steps: int = typer.Option(2000, help="Generator steps in total (a resumed run counts its earlier steps)."),
     batch_size: int = typer.Option(256, help="Batch size of data and latents."),
@@ -45,10 +43,10 @@ def train_command(
     from ..checkpoint import load_checkpoint
     from ..training import TrainConfig, Trainer
 
-    if data is not None and data not in DATA_NAMES:
-        raise CommandError(f"unknown data set {data!r}; choose one of {', '.join(DATA_NAMES)}")
-    if entropy is not None and entropy not in ENTROPY_NAMES:
-        raise CommandError(f"unknown entropy term {entropy!r}; choose one of {', '.join(ENTROPY_NAMES)}")
+    if data is not None:
+        check_choice("--data", data, DATASETS, "data set")
+    if entropy is not None:
+        check_choice("--entropy", entropy, ENTROPY_TERMS, "entropy term")
     for name, value in (("steps", steps), ("batch-size", batch_size), ("critic-steps", critic_steps), ("width", width)):
         if value < 1:
             raise CommandError(f"--{name} must be >= 1, got {value}")

@@ -1,14 +1,19 @@
-"""Batched gradient-based MCMC samplers on an energy E(z)."""
+"""Batched MCMC samplers on an energy E(z): kernels (``kernel``, ``metropolis``, one module each), the
+driver that runs them, and the table of named samplers (``registry``)."""
 
 from .adaptation import StepSizeAdapter
 from .annealed import AnnealedLangevin, AnnealedMALA
 from .base import Sampler
-from .langevin import Langevin
+from .kernel import Kernel, SamplerState, StepInfo
+from .langevin import Langevin, LangevinProposer
 from .mala import MALA
-from .schedules import geometric_schedule, linear_schedule, make_schedule, sigmoid_schedule
-from .state import SamplerState, StepInfo
+from .metropolis import MetropolisHastings, Uncalibrated, mh_accept
+from .registry import SAMPLERS, SamplerEntry, SamplerOptions, make_sampler
+from .schedules import SCHEDULES, geometric_schedule, linear_schedule, make_schedule, sigmoid_schedule
+from .tempering import TemperedTarget
 
 __all__ = [
-    "Sampler", "Langevin", "MALA", "AnnealedLangevin", "AnnealedMALA", "SamplerState", "StepInfo",
-    "StepSizeAdapter", "linear_schedule", "geometric_schedule", "sigmoid_schedule", "make_schedule",
+    "Sampler", "Langevin", "MALA", "AnnealedLangevin", "AnnealedMALA", "SamplerState", "StepInfo", "Kernel",
+    "LangevinProposer", "MetropolisHastings", "Uncalibrated", "mh_accept", "TemperedTarget",
+    "SAMPLERS", "SamplerEntry", "SamplerOptions", "make_sampler", "StepSizeAdapter", "SCHEDULES", "linear_schedule", "geometric_schedule", "sigmoid_schedule", "make_schedule",
 ]

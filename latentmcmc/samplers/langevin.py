@@ -1,80 +1,55 @@
-"""Unadjusted Langevin: the proposal every sampler here shares, and the sampler that accepts it always."""
+"""The Langevin proposal, and unadjusted Langevin: the sampler that takes every proposal."""
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor
 
-from ..energy import Target
 from .base import Sampler
-from .state import SamplerState, StepInfo, divergent
+from .kernel import SamplerState, broadcast_chains
+from .metropolis import Proposal, Uncalibrated
 
-__all__ = ["Langevin", "LangevinProposal", "propose", "bridge"]
-
-
-def _sq_norm(x: Tensor) -> Tensor:
-    flat = x.reshape(x.shape[0], -1)
-    return torch.linalg.vecdot(flat, flat)
+__all__ = ["LangevinProposer", "Langevin", "gradient_state"]
 
 
-def bridge(z: Tensor, energy: Tensor, grad: Tensor, level: Tensor | None) -> tuple[Tensor, Tensor]:
-    r"""Energy and gradient on the path from the prior to the target.
-
-    ``E_l(z) = (1 - l) * 0.5|z|^2 + l * E(z)``; ``level=None`` means ``l = 1`` (the target itself).
-    """
-    if level is None:
-        return energy, grad
-    prior = 0.5 * _sq_norm(z)
-    return prior + level * (energy - prior), z + level * (grad - z)
+def gradient_state(target, z: Tensor) -> SamplerState:
+    """Energy and gradient of ``target`` at ``z`` (one forward and one backward pass), no chain frozen."""
+    energy, grad = target.value_and_grad(z)
+    return SamplerState(z.clone(), energy, grad, torch.zeros(z.shape[0], dtype=torch.bool, device=z.device))
 
 
-class LangevinProposal:
-    """A proposed move ``z' = z - (eps/2) grad E(z) + sqrt(eps) xi`` and its MH log ratio."""
+class LangevinProposer:
+    r"""The Langevin proposal ``z' = z - (eps/2) grad E(z) + sqrt(eps) xi``, ``xi ~ N(0, I)``.
 
-    __slots__ = ("z", "energy", "grad", "log_accept_ratio")
-
-    def __init__(self, z: Tensor, energy: Tensor, grad: Tensor, log_accept_ratio: Tensor):
-        self.z, self.energy, self.grad, self.log_accept_ratio = z, energy, grad, log_accept_ratio
-
-
-def propose(
-    target: Target, state: SamplerState, eps: Tensor, generator: torch.Generator | None, level: Tensor | None = None
-) -> LangevinProposal:
-    r"""Draw the Langevin proposal for every chain and its Metropolis-Hastings log ratio.
-
-    With ``xi ~ N(0, I)`` and the proposal density ``q(z'|z) = N(z'; z - (eps/2) g(z), eps I)``:
+    Its Metropolis-Hastings log ratio, with ``q(z'|z) = N(z'; z - (eps/2) g(z), eps I)``, is
 
     .. math::
         \log\alpha = E(z) - E(z') + \log q(z|z') - \log q(z'|z)
                    = E(z) - E(z') + s\cdot(\xi - s/2),\quad s = \tfrac{\sqrt{\epsilon}}{2}(g(z) + g(z'))
 
     (the Gaussian log densities written in terms of ``xi`` so that nothing cancels when eps is
-    small).  ``eps`` has shape ``(chains,)``.  Energies at ``level`` follow :func:`bridge`.
+    small).  ``eps`` has shape ``(chains,)``.  The energies in the ratio are the target's
+    :meth:`~latentmcmc.energy.Target.potential` (a tempered target during annealing).
     """
-    z = state.z
-    b_shape = (-1,) + (1,) * (z.dim() - 1)
-    half_eps = (0.5 * eps).reshape(b_shape)
-    sqrt_eps = eps.sqrt().reshape(b_shape)
-    energy_l, grad_l = bridge(z, state.energy, state.grad, level)
-    xi = torch.randn(z.shape, generator=generator, device=z.device, dtype=z.dtype)
-    z_new = torch.addcmul(torch.addcmul(z, half_eps, grad_l, value=-1.0), sqrt_eps, xi)
-    energy_new, grad_new = target.value_and_grad(z_new)
-    energy_new_l, grad_new_l = bridge(z_new, energy_new, grad_new, level)
-    s = (0.5 * sqrt_eps) * (grad_l + grad_new_l)
-    log_q_ratio = torch.linalg.vecdot(s.reshape(z.shape[0], -1), torch.add(xi, s, alpha=-0.5).reshape(z.shape[0], -1))
-    log_ratio = energy_l - energy_new_l + log_q_ratio
-    return LangevinProposal(z_new, energy_new, grad_new, log_ratio)
 
+    def init(self, target, z: Tensor) -> SamplerState:
+        return gradient_state(target, z)
 
-def move(state: SamplerState, proposal: LangevinProposal, take: Tensor, frozen: Tensor) -> SamplerState:
-    """Move the chains where ``take`` is true to the proposal; keep the others."""
-    take_b = take.reshape((-1,) + (1,) * (state.z.dim() - 1))
-    return SamplerState(
-        torch.where(take_b, proposal.z, state.z),
-        torch.where(take, proposal.energy, state.energy),
-        torch.where(take_b, proposal.grad, state.grad),
-        frozen,
-    )
+    def draw_noise(self, state: SamplerState, rng: torch.Generator | None) -> Tensor:
+        z = state.z
+        return torch.randn(z.shape, generator=rng, device=z.device, dtype=z.dtype)
+
+    def propose(self, target, state: SamplerState, eps: Tensor, xi: Tensor) -> Proposal:
+        z = state.z
+        half_eps = broadcast_chains(0.5 * eps, z)
+        sqrt_eps = broadcast_chains(eps.sqrt(), z)
+        energy_l, grad_l = target.potential(z, state.energy, state.grad)
+        z_new = torch.addcmul(torch.addcmul(z, half_eps, grad_l, value=-1.0), sqrt_eps, xi)
+        energy_new, grad_new = target.value_and_grad(z_new)
+        energy_new_l, grad_new_l = target.potential(z_new, energy_new, grad_new)
+        s = (0.5 * sqrt_eps) * (grad_l + grad_new_l)
+        log_q_ratio = torch.linalg.vecdot(s.reshape(z.shape[0], -1), torch.add(xi, s, alpha=-0.5).reshape(z.shape[0], -1))
+        return Proposal(z_new, energy_new, grad_new, energy_l - energy_new_l + log_q_ratio)
 
 
 class Langevin(Sampler):
@@ -98,21 +73,7 @@ class Langevin(Sampler):
             ``"reduce-overhead"`` uses CUDA graphs); same noise and accept decisions as eager.
     """
 
-    metropolis = False
     default_target_accept = 0.9
 
-    def step(
-        self, state: SamplerState, generator: torch.Generator | None = None, eps: Tensor | float | None = None,
-        level: Tensor | None = None, in_warmup: bool = False,
-    ) -> tuple[SamplerState, StepInfo]:
-        """One ULA step.  A divergent proposal (non-finite, or an energy error above 1000) freezes its
-        chain; during warm-up (``in_warmup``) it is only rejected, so that a trial step size that is too
-        large cannot throw a chain where the unadjusted dynamics never return."""
-        eps_t = self._eps_for(state, eps)
-        proposal = propose(self.target, state, eps_t, generator, level)
-        bad = divergent(proposal.log_accept_ratio)
-        frozen = state.frozen if in_warmup else state.frozen | bad
-        take = ~bad & ~frozen
-        new_state = move(state, proposal, take, frozen)
-        ones = torch.ones_like(state.energy)
-        return new_state, StepInfo(ones, take, bad & ~state.frozen, proposal.log_accept_ratio)
+    def make_kernel(self) -> Uncalibrated:
+        return Uncalibrated(LangevinProposer())

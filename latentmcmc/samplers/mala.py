@@ -1,13 +1,10 @@
-"""Metropolis-adjusted Langevin algorithm."""
+"""Metropolis-adjusted Langevin: the Langevin proposal made exact by a Metropolis-Hastings accept."""
 
 from __future__ import annotations
 
-import torch
-from torch import Tensor
-
 from .base import Sampler
-from .langevin import move, propose
-from .state import SamplerState, StepInfo, acceptance_probability, divergent
+from .langevin import LangevinProposer
+from .metropolis import MetropolisHastings
 
 __all__ = ["MALA"]
 
@@ -24,6 +21,7 @@ class MALA(Sampler):
     with a non-finite energy or gradient is rejected and counted as a divergence, as is (rejected by
     the test itself) one whose log ratio is below -1000, Stan's energy-error threshold.  Energy and
     gradient of the current state are cached: one step costs one forward and one backward pass.
+    The kernel is ``MetropolisHastings(LangevinProposer())``.
 
     Args:
         energy: the target: a callable ``z -> (chains,)`` energies or a :class:`LatentEnergy`.
@@ -33,18 +31,5 @@ class MALA(Sampler):
             ``"reduce-overhead"`` uses CUDA graphs); same noise and accept decisions as eager.
     """
 
-    metropolis = True
-
-    def step(
-        self, state: SamplerState, generator: torch.Generator | None = None, eps: Tensor | float | None = None,
-        level: Tensor | None = None, in_warmup: bool = False,
-    ) -> tuple[SamplerState, StepInfo]:
-        eps_t = self._eps_for(state, eps)
-        proposal = propose(self.target, state, eps_t, generator, level)
-        log_ratio = proposal.log_accept_ratio
-        finite = torch.isfinite(log_ratio)
-        exp_draw = torch.empty_like(log_ratio).exponential_(generator=generator)  # -log U
-        accepted = finite & (log_ratio > -exp_draw)
-        accept_prob = acceptance_probability(log_ratio)
-        new_state = move(state, proposal, accepted, state.frozen)
-        return new_state, StepInfo(accept_prob, accepted, divergent(log_ratio, finite), log_ratio)
+    def make_kernel(self) -> MetropolisHastings:
+        return MetropolisHastings(LangevinProposer())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .state import SamplerState, StepInfo, acceptance_probability
+from .kernel import SamplerState, StepInfo, acceptance_probability
 
 
 class PhaseRecorder:

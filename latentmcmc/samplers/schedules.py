@@ -8,7 +8,7 @@ from typing import Callable, Sequence, Union
 import torch
 from torch import Tensor
 
-__all__ = ["linear_schedule", "geometric_schedule", "sigmoid_schedule", "make_schedule", "Schedule"]
+__all__ = ["linear_schedule", "geometric_schedule", "sigmoid_schedule", "make_schedule", "Schedule", "SCHEDULES"]
 
 Schedule = Union[str, Callable[[int], Sequence[float] | Tensor], Sequence[float], Tensor]
 
@@ -37,7 +37,7 @@ def sigmoid_schedule(n: int, sharpness: float = 4.0) -> Tensor:
     return ((s - s[0]) / (s[-1] - s[0]))[1:]
 
 
-_NAMED = {"linear": linear_schedule, "geometric": geometric_schedule, "sigmoid": sigmoid_schedule}
+SCHEDULES = {"linear": linear_schedule, "geometric": geometric_schedule, "sigmoid": sigmoid_schedule}
 
 
 def make_schedule(schedule: Schedule, n: int, dtype: torch.dtype, device: torch.device) -> Tensor:
@@ -47,9 +47,9 @@ def make_schedule(schedule: Schedule, n: int, dtype: torch.dtype, device: torch.
     from the target.
     """
     if isinstance(schedule, str):
-        if schedule not in _NAMED:
-            raise ValueError(f"unknown schedule {schedule!r}; choose one of {sorted(_NAMED)} or pass levels")
-        levels = _NAMED[schedule](n)
+        if schedule not in SCHEDULES:
+            raise ValueError(f"unknown schedule {schedule!r}; choose one of {sorted(SCHEDULES)} or pass levels")
+        levels = SCHEDULES[schedule](n)
     elif callable(schedule):
         levels = torch.as_tensor(schedule(n), dtype=torch.float64)
     else:

@@ -12,7 +12,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-__all__ = ["MLP", "Generator", "Critic", "StatisticsNetwork", "Encoder", "build_networks"]
+__all__ = ["MLP", "Generator", "Critic", "StatisticsNetwork", "Encoder"]
 
 
 class MLP(nn.Sequential):
@@ -75,18 +75,3 @@ class Encoder(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x.reshape(x.shape[0], -1))
-
-
-def build_networks(config: dict) -> dict[str, nn.Module]:
-    """The networks a training config names: ``generator``, ``critic`` and ``mi`` or ``encoder``."""
-    shape = tuple(config["data_shape"])
-    latent, width, depth = config["latent_dim"], config["width"], config["depth"]
-    nets: dict[str, nn.Module] = {
-        "generator": Generator(latent, shape, width, depth),
-        "critic": Critic(shape, width, depth),
-    }
-    if config["entropy"] == "dim":
-        nets["mi"] = StatisticsNetwork(shape, latent, width, depth)
-    elif config["entropy"] == "encoder":
-        nets["encoder"] = Encoder(shape, latent, width, depth)
-    return nets

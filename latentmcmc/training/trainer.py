@@ -15,13 +15,11 @@ from ..checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from ..process_group import active, rank_and_world
 from ..progress import progress_bar
 from .data import DATASETS, Dataset, load_dataset
-from .networks import build_networks
+from .build import build_networks
+from .entropy import entropy_term
 from .objectives import critic_loss, generator_loss
 
 __all__ = ["TrainConfig", "Trainer", "train"]
-
-ENTROPY_TERMS = ("dim", "encoder", "none")
-
 
 @dataclass
 class TrainConfig:
@@ -55,9 +53,8 @@ class TrainConfig:
 
     def validate(self) -> None:
         if self.data not in DATASETS:
-            raise ValueError(f"unknown data set {self.data!r}; choose one of {sorted(DATASETS)}")
-        if self.entropy not in ENTROPY_TERMS:
-            raise ValueError(f"unknown entropy term {self.entropy!r}; choose one of {ENTROPY_TERMS}")
+            raise ValueError(f"unknown data set {self.data!r}; choose one of {', '.join(DATASETS)}")
+        entropy_term(self.entropy)  # raises on an unknown name
         for name in ("width", "depth", "critic_steps", "batch_size"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -150,7 +147,7 @@ class Trainer:
         z = self._latent()
         # a random permutation of this rank's slice, drawn with the same random numbers for any world size
         perm = torch.rand(c.batch_size, generator=self.rng)[self._local].argsort().to(self.device)
-        aux_name = {"dim": "mi", "encoder": "encoder"}.get(c.entropy)
+        aux_name = entropy_term(c.entropy).aux_name
         aux = self.trained.get(aux_name) if aux_name else None
         U.requires_grad_(False)  # the plain critic: no DDP reduction is expected for it in this step
         try:

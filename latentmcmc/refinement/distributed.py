@@ -1,11 +1,11 @@
 """Chains sharded over the processes of a ``torch.distributed`` job (``torchrun``), gathered on rank 0.
 
-A refinement of ``chains`` chains is cut into blocks (:func:`latentmcmc.refinement.block_ranges`);
-block ``b`` is defined by its seed :func:`~latentmcmc.refinement.block_seed` ``(seed, b)``, so it gives
+A refinement of ``num_chains`` chains is cut into blocks (:func:`~latentmcmc.refinement.blocks.block_ranges`);
+block ``b`` is defined by its seed :func:`~latentmcmc.refinement.blocks.block_seed` ``(seed, b)``, so it gives
 the same draws wherever it runs.  Rank ``r`` of ``W`` runs blocks ``r, r + W, r + 2W, ...``; rank 0
 gathers every block (``gather_object``) and computes ESS, R-hat and the quality metrics over all
-recorded chains.  With the default block size ``ceil(chains / W)`` each rank runs one block, and the
-result equals a one-process run with ``block_size=ceil(chains / W)`` and the same seed.
+recorded chains.  With the default block size ``ceil(num_chains / W)`` each rank runs one block, and the
+result equals a one-process run with ``block_size=ceil(num_chains / W)`` and the same seed.
 
 Use it through :func:`latentmcmc.refinement.refine`, which shards by itself inside an initialised
 process group (:mod:`latentmcmc.process_group`: NCCL on CUDA, Gloo on CPU).
@@ -20,8 +20,9 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from .energy import LatentEnergy
-from .refinement import BlockRun, block_ranges, run_blocks
+from ..energy import LatentEnergy
+from .blocks import BlockRun, block_ranges, run_blocks
+from .options import RefineOptions
 
 __all__ = ["run_sharded"]
 
@@ -41,20 +42,18 @@ def _to(obj, device: torch.device):
     return dataclasses.replace(obj, **{f.name: move(getattr(obj, f.name)) for f in dataclasses.fields(obj)})
 
 
-def run_sharded(energy: LatentEnergy, latent_shape: tuple[int, ...], chains: int, block_size: int | None,
-                record_blocks: int | None, options: dict) -> tuple[list[BlockRun], bool] | None:
+def run_sharded(energy: LatentEnergy, latent_shape: tuple[int, ...], options: RefineOptions,
+                device: torch.device) -> tuple[list[BlockRun], bool] | None:
     """Run this rank's blocks and gather all blocks on rank 0: ``(blocks, interrupted)`` there, None elsewhere."""
     rank, world = dist.get_rank(), dist.get_world_size()
-    block_size = block_size or math.ceil(chains / world)
-    mine = list(range(rank, len(block_ranges(chains, block_size)), world))
-    options = {**options, "progress": options.get("progress") if rank == 0 else False}
-    done, interrupted = (run_blocks(energy, latent_shape, chains, block_size, mine, record_blocks, **options)
-                         if mine else ([], False))
+    options = options.replace(block_size=options.block_size or math.ceil(options.num_chains / world),
+                              progress=options.progress if rank == 0 else False)
+    mine = list(range(rank, len(block_ranges(options.num_chains, options.block_size)), world))
+    done, interrupted = run_blocks(energy, latent_shape, options, mine, device) if mine else ([], False)
     payload = ([_to(blk, torch.device("cpu")) for blk in done], interrupted)
     gathered: list | None = [None] * world if rank == 0 else None
     dist.gather_object(payload, gathered, dst=0)
     if rank != 0:
         return None
-    device = options.get("device") or torch.device("cpu")
     blocks = [_to(blk, device) for part, _ in gathered for blk in part]
     return blocks, any(flag for _, flag in gathered)

@@ -1,0 +1,144 @@
+"""Load generators and critics trained elsewhere, saved as ``torch.export`` programs (``.pt2``).
+
+``torch.export.save`` writes a zip archive: the program as JSON, most weights as raw bytes described
+by JSON configs, and some payloads (example inputs, weights it chose to pickle, custom objects) as
+pickles.  ``torch.export.load`` unpickles some of those with ``weights_only=False`` (or plain
+``pickle.loads``), so a crafted archive could run code.  :func:`load_exported` reads the file once,
+checks every pickled payload with ``torch.load(weights_only=True)`` itself and refuses custom-object
+payloads, and only then deserialises the program from the same bytes: a file that would need
+unrestricted unpickling is refused before anything in it runs.
+
+Export the models with a dynamic batch dimension so that any number of chains can be run::
+
+    batch = torch.export.Dim("batch")
+    torch.export.save(torch.export.export(G, (torch.randn(2, 128),), dynamic_shapes=({0: batch},)), "g.pt2")
+    torch.export.save(torch.export.export(U, (G(torch.randn(2, 128)),), dynamic_shapes=({0: batch},)), "u.pt2")
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import zipfile
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from ..checkpoint import CheckpointError
+
+__all__ = ["load_exported", "ExportedModule", "check_latent_shape"]
+
+
+def _pickled_entries(archive: zipfile.ZipFile, names: list[str], path: Path) -> list[str]:
+    """Archive entries that ``torch.export.load`` would unpickle; refuse custom-object payloads outright."""
+    entries = {n for n in names if n.endswith(".pt")}  # example inputs, legacy state dicts and constants
+    for config_name in (n for n in names if n.endswith("_config.json") and "/data/" in f"/{n}"):
+        folder = config_name.rsplit("/", 1)[0]
+        try:
+            config = json.loads(archive.read(config_name)).get("config", {})
+        except (ValueError, AttributeError) as err:
+            raise CheckpointError(f"{path}: {config_name} is not valid JSON ({err})") from err
+        for fqn, meta in config.items():
+            file_name = str(meta.get("path_name", ""))
+            if file_name.startswith(("custom_obj", "opaque_obj")):
+                raise CheckpointError(
+                    f"{path} was refused: constant {fqn!r} is a custom object that can only be loaded by "
+                    "unpickling (which could run code)"
+                )
+            if meta.get("use_pickle"):
+                entries.add(f"{folder}/{file_name}")
+    return sorted(entries)
+
+
+class ExportedModule(nn.Module):
+    """An exported program as a module: ``forward(x) = program(x)``, moved to one device.
+
+    ``static_batch`` is the batch size the program was exported with when that dimension is not
+    dynamic (``None`` when any batch size works).
+    """
+
+    def __init__(self, program: "torch.export.ExportedProgram", name: str, device: torch.device) -> None:
+        super().__init__()
+        self.name = name
+        self.static_batch = _static_batch(program)
+        self.program = program.module().to(device)
+
+    def train(self, mode: bool = True) -> "ExportedModule":
+        """No-op: an exported program has its train/eval behaviour fixed at export (export in eval mode)."""
+        self.training = mode
+        return self
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.static_batch is not None and x.shape[0] != self.static_batch:
+            raise ValueError(
+                f"{self.name} was exported with a fixed batch size of {self.static_batch} and cannot run "
+                f"{x.shape[0]} chains; export it with a dynamic batch dimension "
+                "(dynamic_shapes={0: torch.export.Dim('batch')}) or use that many chains"
+            )
+        return self.program(x)
+
+
+def _static_batch(program: "torch.export.ExportedProgram") -> int | None:
+    """The fixed leading dimension of the program's (single) user input, or None when it is symbolic."""
+    user_inputs = set(program.graph_signature.user_inputs)
+    for node in program.graph.nodes:
+        if node.op == "placeholder" and node.name in user_inputs:
+            val = node.meta.get("val")
+            shape = getattr(val, "shape", None)
+            if shape is not None and len(shape) and isinstance(shape[0], int):
+                return int(shape[0])
+            return None
+    return None
+
+
+def load_exported(path: str | os.PathLike, device: str | torch.device = "cpu", name: str | None = None) -> ExportedModule:
+    """Load a ``torch.export.save`` program without running any pickled code; raise :class:`CheckpointError`."""
+    path = Path(path)
+    name = name or path.name
+    if not path.is_file():
+        raise CheckpointError(f"no exported program at {path}")
+    raw = path.read_bytes()
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(raw))
+        names = archive.namelist()
+    except zipfile.BadZipFile as err:
+        raise CheckpointError(f"{path} is not a torch.export program (.pt2 archive): {err}") from err
+    if not any(n.endswith(("archive_format", "serialized_exported_program.json")) for n in names):
+        raise CheckpointError(f"{path} is a zip archive but not a torch.export program")
+    for entry in _pickled_entries(archive, names, path):
+        try:
+            torch.load(io.BytesIO(archive.read(entry)), weights_only=True)
+        except Exception as err:
+            raise CheckpointError(
+                f"{path} was refused: {entry} holds objects other than tensors and plain data "
+                "(loading it could run code)"
+            ) from err
+    try:
+        program = torch.export.load(io.BytesIO(raw))
+    except Exception as err:  # version skew, truncated JSON, unknown operators...
+        raise CheckpointError(f"{path} could not be loaded as a torch.export program ({type(err).__name__}: {err})") from err
+    return ExportedModule(program, name, torch.device(device))
+
+
+def check_latent_shape(generator: nn.Module, critic: nn.Module, latent_shape: tuple[int, ...],
+                       device: str | torch.device = "cpu", chains: int = 2) -> tuple[int, ...]:
+    """Run ``critic(generator(z))`` on a probe batch; return the data shape or raise a clear ValueError."""
+    if not latent_shape or any(int(d) < 1 for d in latent_shape):
+        raise ValueError(f"latent shape must be positive integers, got {tuple(latent_shape)}")
+    z = torch.zeros(chains, *latent_shape, device=device)
+    with torch.no_grad():
+        try:
+            x = generator(z)
+        except Exception as err:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ValueError(f"latent shape {tuple(latent_shape)} does not fit the generator: {first}") from err
+        try:
+            u = critic(x)
+        except Exception as err:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ValueError(f"the critic cannot read the generator's output of shape {tuple(x.shape)}: {first}") from err
+    if tuple(u.shape) not in ((chains,), (chains, 1)):
+        raise ValueError(f"the critic returned shape {tuple(u.shape)} for {chains} samples; expected one energy per sample")
+    return tuple(x.shape[1:])

@@ -1,0 +1,87 @@
+"""Refine a generator's samples: run a latent sampler and measure the run and the samples it gives.
+
+This is what ``latentmcmc refine`` and ``latentmcmc demo`` do, as one Python call::
+
+    result = refine(generator, critic, (128,), RefineOptions(num_chains=1000, sampler="mala", steps=500))
+    result = refine(generator, critic, (128,), num_chains=1000, eps=0.01)   # the same, as keywords
+    result.after          # G(z) at the chains' final states
+    result.metrics        # acceptance, ESS, R-hat, divergences, quality before/after
+
+Modules: :mod:`.options` (the typed options), :mod:`.blocks` (seeds, starting points and runs of
+blocks of chains), :mod:`.distributed` (blocks over torchrun ranks), :mod:`.summary` (assembling the
+result and its numbers).
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from typing import Any
+
+import torch
+from torch import nn
+
+from .. import process_group
+from ..energy import LatentEnergy
+from ..samplers.registry import SAMPLERS, SamplerOptions
+from ..samplers.registry import make_sampler as _make_sampler
+from .blocks import BlockRun, block_ranges, block_seed, prior_draws, run_blocks
+from .options import RefineOptions
+from .summary import Refinement, assemble, run_metrics
+
+__all__ = ["SAMPLERS", "RefineOptions", "Refinement", "BlockRun", "refine", "run_blocks", "assemble", "block_ranges",
+           "block_seed", "prior_draws", "make_sampler", "run_metrics"]
+
+
+def make_sampler(name: str, energy, eps: float = 0.01, schedule: str = "linear", compile: bool | str = False):
+    """Deprecated (latentmcmc 0.1): use :func:`latentmcmc.samplers.make_sampler` with :class:`SamplerOptions`."""
+    warnings.warn("latentmcmc.refinement.make_sampler is deprecated; use latentmcmc.samplers.make_sampler(name, "
+                  "energy, SamplerOptions(...))", DeprecationWarning, stacklevel=2)
+    return _make_sampler(name, energy, SamplerOptions(eps=eps, schedule=schedule, compile=compile))
+
+
+def refine(generator: nn.Module, critic: nn.Module, latent_shape: tuple[int, ...], options: RefineOptions | None = None,
+           *, dataset=None, distributed: bool | None = None, **overrides: Any) -> Refinement | None:
+    r"""Sample ``exp(-E)``, ``E(z) = beta s U(G(z)) + 0.5 |z|^2``, from prior draws; measure it.
+
+    ``options`` (:class:`RefineOptions`) say what to run; keywords override its fields (the
+    :class:`~latentmcmc.samplers.SamplerOptions` fields ``eps``, ``schedule``, ``compile`` may be given
+    flat): ``refine(G, U, (2,), num_chains=2000, eps=0.02)``.  ``dataset`` (a built-in
+    :class:`~latentmcmc.training.Dataset`) adds the data set's quality metrics before and after
+    refinement.  The chains start from ``z0 ~ N(0, I)`` drawn from ``seed`` on the CPU, so a seed gives
+    the same starting points on every device; sampling uses ``seed`` too.
+
+    ``block_size``: run the chains in blocks of this many, one after the other.  Block ``b`` draws its
+    starting points and noise from :func:`block_seed` ``(seed, b)`` and adapts its own step size, so a
+    blocked run gives the same draws however its blocks are scheduled.  ``record_blocks=k`` records
+    every draw of the first ``k`` blocks only (they carry ESS and R-hat) and keeps just the final
+    state of the others, so memory beyond one block's working set is the chains' states.
+
+    ``distributed`` (default: when a ``torch.distributed`` process group of more than one process is
+    initialised, e.g. under torchrun): every rank calls ``refine``; the blocks (default size
+    ``ceil(num_chains / world size)``) are dealt over the ranks and gathered on rank 0, which returns
+    the result; the other ranks return ``None``.  See :mod:`latentmcmc.refinement.distributed`.
+
+    ``compile`` (True or a ``torch.compile`` mode) compiles the energy; see
+    :func:`~latentmcmc.energy.compile_target`.  ``stream=k`` keeps recorded draws in (pinned) host
+    memory, copied from the device every ``k`` draws (see :meth:`~latentmcmc.samplers.Sampler.run`).
+    """
+    options = (options or RefineOptions()).replace(**overrides) if overrides else (options or RefineOptions())
+    device = options.resolved_device(generator)
+    energy = LatentEnergy(generator, critic, beta=options.beta, prior=options.prior, latent_shape=tuple(latent_shape),
+                          critic_sign=options.critic_sign)
+    extra: dict[str, Any] = {"beta": options.beta, "prior": options.prior, "critic_sign": options.critic_sign}
+    t0 = time.perf_counter()
+    if distributed is None:
+        distributed = process_group.active()
+    if distributed:
+        from .distributed import run_sharded
+
+        gathered = run_sharded(energy, tuple(latent_shape), options, device)
+        if gathered is None:
+            return None
+        (blocks, interrupted), extra["world_size"] = gathered, process_group.rank_and_world()[1]
+    else:
+        blocks, interrupted = run_blocks(energy, tuple(latent_shape), options, None, device)
+    extra["seconds"] = time.perf_counter() - t0
+    return assemble(blocks, generator, interrupted, dataset, extra)

@@ -1,0 +1,90 @@
+"""Chains in blocks: each block's seed, starting points and run; the unit of chunking and of torchrun sharding."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from ..chains import Chains
+from ..energy import LatentEnergy
+from ..samplers.registry import make_sampler
+from .options import RefineOptions
+
+__all__ = ["BlockRun", "block_seed", "block_ranges", "prior_draws", "run_blocks"]
+
+
+def block_seed(seed: int, block: int) -> int:
+    """Seed of block ``block`` of a blocked run: a hash of ``(seed, block)`` (NumPy's SeedSequence)."""
+    import numpy as np
+
+    words = np.random.SeedSequence([int(seed), int(block)]).generate_state(2, dtype=np.uint32)
+    return (int(words[0]) << 31) ^ int(words[1])
+
+
+def prior_draws(num_chains: int, latent_shape: tuple[int, ...], seed: int, device: torch.device) -> Tensor:
+    """``z0 ~ N(0, I)`` drawn on the CPU from ``seed`` (the same starting points on every device)."""
+    rng = torch.Generator().manual_seed(seed)
+    return torch.randn(num_chains, *latent_shape, generator=rng).to(device)
+
+
+def block_ranges(num_chains: int, block_size: int | None) -> list[tuple[int, int]]:
+    """``[(start, stop), ...]`` of the blocks of ``num_chains`` chains (one block when ``block_size`` is None)."""
+    if block_size is None or block_size >= num_chains:
+        return [(0, num_chains)]
+    if block_size < 1:
+        raise ValueError(f"block_size must be >= 1, got {block_size}")
+    return [(start, min(start + block_size, num_chains)) for start in range(0, num_chains, block_size)]
+
+
+@dataclass
+class BlockRun:
+    """One block of a blocked refinement: its index, start and final states, per-chain statistics.
+
+    ``chains`` is the recorded run for blocks that record their draws, ``None`` for the others
+    (only what the outputs need is kept, so memory beyond a block's working set is the states).
+    """
+
+    index: int
+    z0: Tensor
+    z: Tensor
+    acceptance_rate: Tensor
+    divergences: Tensor
+    frozen: Tensor
+    eps: Tensor
+    chains: Chains | None = None
+
+
+def run_blocks(energy: LatentEnergy, latent_shape: tuple[int, ...], options: RefineOptions,
+               indices: list[int] | None = None, device: torch.device | None = None) -> tuple[list[BlockRun], bool]:
+    """Run the blocks ``indices`` (default: all) of a blocked refinement; returns them and whether Ctrl-C stopped it.
+
+    Block ``b`` starts from ``z0 ~ N(0, I)`` drawn from its seed and samples with the same seed: ``seed``
+    itself for an unblocked run, :func:`block_seed` ``(seed, b)`` otherwise.  Blocks ``b <
+    record_blocks`` (all when None) record every draw; the others keep only their final state.
+    """
+    o = options
+    ranges = block_ranges(o.num_chains, o.block_size)
+    indices = list(range(len(ranges))) if indices is None else list(indices)
+    device = device if device is not None else (torch.device(o.device) if o.device is not None else None)
+    mcmc = make_sampler(o.sampler, energy, o.sampler_options)
+    done: list[BlockRun] = []
+    for b in indices:
+        start, stop = ranges[b]
+        seed = o.seed if len(ranges) == 1 else block_seed(o.seed, b)
+        z0 = prior_draws(stop - start, tuple(latent_shape), seed, device)
+        full = o.record_blocks is None or b < o.record_blocks
+        try:
+            run = mcmc.run(z0, steps=o.steps, warmup=o.warmup, adapt=o.adapt and o.warmup > 0, thin=o.thin, seed=seed,
+                           progress=o.progress if len(indices) == 1 else False, keep_warmup=o.keep_warmup and full,
+                           record="full" if full else "last", stream=o.stream)
+        except KeyboardInterrupt:
+            if not done:
+                raise
+            return done, True  # keep the blocks completed so far
+        done.append(BlockRun(b, z0, run.last, run.acceptance_rate, run.divergences, run.frozen, run.eps,
+                             run if full else None))
+        if run.extra.get("interrupted"):
+            return done, True
+    return done, False

@@ -1,0 +1,91 @@
+"""The typed options of a refinement run (what ``refine``, ``run_blocks``, torchrun sharding and the CLI pass)."""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from ..samplers.registry import SAMPLERS, SamplerOptions
+
+__all__ = ["RefineOptions"]
+
+_RENAMED = {"chains": "num_chains"}  # latentmcmc 0.1 keyword -> field
+
+
+@dataclass(frozen=True)
+class RefineOptions:
+    r"""Everything that defines a refinement besides the models and the data set.
+
+    The target is ``E(z) = beta s U(G(z)) + 0.5|z|^2`` (``s = critic_sign``; no prior term when
+    ``prior`` is False); ``num_chains`` chains start from ``z0 ~ N(0, I)`` drawn from ``seed`` and run
+    ``warmup`` then ``steps`` steps of ``sampler`` with ``sampler_options`` (eps, schedule, compile).
+    ``block_size``/``record_blocks`` cut the chains into blocks (see :func:`~latentmcmc.refinement.refine`).
+    """
+
+    num_chains: int = 1000
+    sampler: str = "mala"
+    sampler_options: SamplerOptions = field(default_factory=SamplerOptions)
+    steps: int = 500
+    warmup: int = 500
+    adapt: bool = True
+    thin: int = 1
+    seed: int = 0
+    beta: float = 1.0
+    prior: bool = True
+    critic_sign: float = 1.0
+    block_size: int | None = None
+    record_blocks: int | None = None
+    keep_warmup: bool = False
+    stream: int | None = None
+    progress: bool | None = None
+    device: str | torch.device | None = None
+
+    def __post_init__(self) -> None:
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"unknown sampler {self.sampler!r}; choose one of {', '.join(SAMPLERS)}")
+        for name, minimum in (("num_chains", 1), ("steps", 1), ("warmup", 0), ("thin", 1)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+        for name in ("block_size", "record_blocks", "stream"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"{name} must be an integer >= 1 (or None), got {value!r}")
+        if SAMPLERS[self.sampler].anneals and self.warmup < 1:
+            raise ValueError(f"{self.sampler} anneals from the prior during warm-up: warmup must be >= 1")
+
+    @property
+    def eps(self) -> float:
+        return self.sampler_options.eps
+
+    def replace(self, **changes: Any) -> "RefineOptions":
+        """A copy with ``changes``; :class:`SamplerOptions` fields (eps, schedule, compile) may be given flat.
+
+        ``chains=`` (latentmcmc 0.1) is accepted for ``num_chains`` with a DeprecationWarning.
+        """
+        for old, new in _RENAMED.items():
+            if old in changes:
+                warnings.warn(f"refine(..., {old}=) is now {new}=; {old}= will be removed in latentmcmc 0.3",
+                              DeprecationWarning, stacklevel=3)
+                changes[new] = changes.pop(old)
+        sampler_fields = {f.name for f in dataclasses.fields(SamplerOptions)}
+        own_fields = {f.name for f in dataclasses.fields(self)}
+        unknown = set(changes) - sampler_fields - own_fields
+        if unknown:
+            raise TypeError(f"unknown refinement option(s) {', '.join(sorted(unknown))}; valid: "
+                            f"{', '.join(sorted(own_fields | sampler_fields))}")
+        sampler_changes = {k: changes.pop(k) for k in list(changes) if k in sampler_fields}
+        if sampler_changes:
+            changes["sampler_options"] = dataclasses.replace(changes.get("sampler_options", self.sampler_options),
+                                                             **sampler_changes)
+        return dataclasses.replace(self, **changes)
+
+    def resolved_device(self, generator: torch.nn.Module) -> torch.device:
+        """``device``, or the device of the generator's parameters (CPU for a module without any)."""
+        if self.device is not None:
+            return torch.device(self.device)
+        return next((p.device for p in generator.parameters()), torch.device("cpu"))

@@ -1,0 +1,102 @@
+"""A refinement's result: blocks assembled into final states, samples and the run's numbers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..chains import Chains
+from .blocks import BlockRun
+
+__all__ = ["Refinement", "run_metrics", "assemble"]
+
+
+@dataclass
+class Refinement:
+    """A refinement run: the recorded chains, the starting and final latents and samples, and its metrics."""
+
+    chains: Chains  # the recorded run (the blocks that recorded their draws)
+    z0: Tensor  # (num_chains, *latent_shape) prior draws every chain started from
+    z: Tensor  # (num_chains, *latent_shape) every chain's final state
+    before: Tensor  # G(z0)
+    after: Tensor  # G(z)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    reference: Tensor | None = None  # data the generator was trained on, for plots (when known)
+
+
+def run_metrics(chains: Chains) -> dict[str, Any]:
+    """Acceptance, step size, divergences, ESS (bulk/tail, energy and worst coordinate) and R-hat of a run."""
+    from ..diagnostics import ess, rhat
+
+    m: dict[str, Any] = {
+        "sampler": chains.sampler,
+        "chains": chains.num_chains,
+        "warmup": chains.warmup,
+        "draws": chains.num_draws,
+        "thin": chains.thin,
+        "eps_mean": float(chains.eps.mean()),
+        "acceptance": float(chains.acceptance_rate.mean()),
+        "divergences": int(chains.divergences.sum()),
+        "frozen_chains": int(chains.frozen.sum()),
+    }
+    if chains.mh_accept_rate is not None:
+        m["mh_accept_rate"] = float(chains.mh_accept_rate.mean())
+    if chains.num_draws >= 4:  # split chains need at least two draws per half
+        flat = chains.draws.reshape(chains.num_chains, chains.num_draws, -1)
+        m.update(
+            ess_bulk_energy=float(ess(chains.energy)),
+            ess_tail_energy=float(ess(chains.energy, method="tail")),
+            rhat_energy=float(rhat(chains.energy)),
+            ess_bulk_z_min=float(ess(flat).min()),
+            ess_tail_z_min=float(ess(flat, method="tail").min()),
+            rhat_z_max=float(rhat(flat).max()),
+        )
+    if chains.log_weights is not None:
+        est = chains.log_normalizer()
+        m.update(log_normalizer=est.estimate, log_normalizer_stderr=est.stderr, importance_ess=est.importance_ess)
+    if chains.extra.get("interrupted"):
+        m["interrupted"] = True
+    return m
+
+
+@torch.no_grad()
+def _generate(generator: nn.Module, z: Tensor, batch: int) -> Tensor:
+    return torch.cat([generator(z[i:i + batch]) for i in range(0, z.shape[0], batch)])
+
+
+def assemble(blocks: list[BlockRun], generator: nn.Module, interrupted: bool = False, dataset=None,
+             extra_metrics: dict[str, Any] | None = None) -> Refinement:
+    """Blocks (in index order) -> one :class:`Refinement`: all final states, samples, metrics.
+
+    ESS and R-hat are computed over every chain of the blocks that recorded their draws.
+    """
+    blocks = sorted(blocks, key=lambda blk: blk.index)
+    z0 = torch.cat([blk.z0 for blk in blocks])
+    z = torch.cat([blk.z for blk in blocks])
+    recorded = [blk.chains for blk in blocks if blk.chains is not None]
+    if not recorded:
+        raise ValueError("no block recorded its draws (block 0 always does): pass the blocks in full")
+    diagnostic = Chains.concat(recorded) if len(recorded) > 1 else recorded[0]
+    batch = blocks[0].z0.shape[0]
+    before, after = _generate(generator, z0, batch), _generate(generator, z, batch)
+    metrics = {**run_metrics(diagnostic), **(extra_metrics or {})}
+    if len(blocks) > 1:
+        acc = torch.cat([blk.acceptance_rate for blk in blocks])
+        metrics.update(
+            chains=int(z.shape[0]), blocks=len(blocks), block_size=batch, diagnostic_chains=diagnostic.num_chains,
+            acceptance=float(acc.mean()), eps_mean=float(torch.cat([blk.eps for blk in blocks]).mean()),
+            divergences=int(sum(int(blk.divergences.sum()) for blk in blocks)),
+            frozen_chains=int(sum(int(blk.frozen.sum()) for blk in blocks)),
+        )
+    if interrupted:
+        metrics["interrupted"] = True
+    reference = None
+    if dataset is not None:
+        q_before, q_after = dataset.quality(before), dataset.quality(after)
+        if q_before is not None:
+            metrics["quality"] = {"data": dataset.name, "before": q_before, "after": q_after}
+        reference = dataset.x
+    return Refinement(diagnostic, z0, z, before, after, metrics, reference)

@@ -1,0 +1,93 @@
+"""The kernel contract: what every transition kernel is, carries and reports.
+
+A kernel is a small pure step (after BlackJAX's ``init``/``step`` pairs and TFP's transition kernels):
+
+* ``init(target, z) -> state``: the state of every chain at ``z`` (for gradient kernels: energy and
+  gradient, one forward and one backward pass);
+* ``draw_noise(state, rng) -> noise``: every random number one step needs, drawn from the run's
+  ``torch.Generator`` (so a seed fixes the draws, and a fused block can take pre-drawn noise);
+* ``step(target, state, eps, noise) -> (state, info)``: a function of its arguments only.
+
+``calibrated`` says whether the step leaves ``exp(-E)`` invariant (a Metropolis-Hastings kernel) or
+not (unadjusted Langevin), as TFP's ``is_calibrated``.  Kernels know nothing of warm-up, step-size
+adaptation, annealing, recording, progress or interrupts: the driver (:mod:`.driver`) owns those.
+Annealing reaches a kernel only as a different target (:mod:`.tempering`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple, Protocol, runtime_checkable
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "Kernel", "SamplerState", "StepInfo", "DIVERGENCE_THRESHOLD", "acceptance_probability", "divergent",
+    "broadcast_chains",
+]
+
+DIVERGENCE_THRESHOLD = 1000.0
+"""A step is divergent when its Metropolis-Hastings log ratio is non-finite or below minus this
+(Stan's threshold on the energy error): the discretisation has broken down there."""
+
+
+def acceptance_probability(log_accept_ratio: Tensor) -> Tensor:
+    """``min(1, exp(log_ratio))`` per chain, 0 where the log ratio is NaN or infinite."""
+    r = log_accept_ratio
+    return torch.where(torch.isfinite(r), r.clamp(max=0.0).exp(), torch.zeros_like(r))
+
+
+def divergent(log_accept_ratio: Tensor, finite: Tensor | None = None) -> Tensor:
+    """``(chains,)`` bool: the log ratio is NaN, infinite, or below ``-DIVERGENCE_THRESHOLD``.
+
+    ``finite`` (``isfinite(log_accept_ratio)``) may be passed when the caller already has it.
+    """
+    if finite is None:
+        finite = torch.isfinite(log_accept_ratio)
+    return ~(finite & (log_accept_ratio > -DIVERGENCE_THRESHOLD))
+
+
+def broadcast_chains(per_chain: Tensor, like: Tensor) -> Tensor:
+    """A ``(chains,)`` tensor viewed as ``(chains, 1, ..., 1)`` to broadcast against ``like``."""
+    return per_chain.reshape((-1,) + (1,) * (like.dim() - 1))
+
+
+class SamplerState(NamedTuple):
+    """Current position of every chain with its cached energy and gradient.
+
+    ``energy`` and ``grad`` are those of the run's target ``E`` at ``z`` (also while annealing: a
+    tempered target derives its own values from them without another model call), so a gradient
+    step costs one forward and one backward pass.  ``frozen`` marks chains stopped by the driver
+    after a divergent step of an uncalibrated kernel.
+    """
+
+    z: Tensor  # (chains, *latent_shape)
+    energy: Tensor  # (chains,)
+    grad: Tensor  # (chains, *latent_shape)
+    frozen: Tensor  # (chains,) bool
+
+
+class StepInfo(NamedTuple):
+    """What one transition did, per chain.
+
+    ``log_accept_ratio`` is the Metropolis-Hastings log ratio of the step's proposal; an uncalibrated
+    kernel computes it too (the acceptance MH would have had drives its step-size adaptation).
+    """
+
+    accept_prob: Tensor  # (chains,) min(1, exp(log_accept_ratio)); 1 for an uncalibrated kernel
+    accepted: Tensor  # (chains,) bool, the chain moved
+    diverging: Tensor  # (chains,) bool, the proposal was divergent (see :func:`divergent`)
+    log_accept_ratio: Tensor  # (chains,)
+
+
+@runtime_checkable
+class Kernel(Protocol):
+    """A transition kernel: ``init``, ``draw_noise`` and a pure ``step`` (see the module docstring)."""
+
+    calibrated: bool
+
+    def init(self, target: Any, z: Tensor) -> SamplerState: ...
+
+    def draw_noise(self, state: SamplerState, rng: torch.Generator) -> Any: ...
+
+    def step(self, target: Any, state: SamplerState, eps: Tensor, noise: Any) -> tuple[SamplerState, StepInfo]: ...

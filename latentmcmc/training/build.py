@@ -1,0 +1,25 @@
+"""The networks a training config names (used by the trainer and by checkpoint loading)."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from .entropy import entropy_term
+from .networks import Critic, Generator
+
+__all__ = ["build_networks"]
+
+
+def build_networks(config: dict) -> dict[str, nn.Module]:
+    """``generator``, ``critic`` and the auxiliary network of the config's entropy term (if it has one)."""
+    shape = tuple(config["data_shape"])
+    latent, width, depth = config["latent_dim"], config["width"], config["depth"]
+    nets: dict[str, nn.Module] = {
+        "generator": Generator(latent, shape, width, depth),
+        "critic": Critic(shape, width, depth),
+    }
+    term = entropy_term(config["entropy"])
+    aux = term.build(shape, latent, width, depth)
+    if aux is not None:
+        nets[term.aux_name] = aux
+    return nets
