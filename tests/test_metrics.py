@@ -6,7 +6,7 @@ import torch
 
 from latentmcmc.metrics import frechet_distance, kl_to_uniform, mixture_quality
 from latentmcmc.training import load_dataset
-from mc import z_threshold
+from helpers.mc import z_threshold
 
 
 def test_exact_mixture_samples_score_as_the_theory_says():

@@ -16,6 +16,7 @@ def test_there_are_three_tutorials():
     assert [p.name[:2] for p in TUTORIALS] == ["01", "02", "03"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", TUTORIALS, ids=lambda p: p.stem)
 def test_tutorial_executes(path, tmp_path, monkeypatch):
     monkeypatch.setenv("LATENTMCMC_TUTORIAL_SMALL", "1")

@@ -157,6 +157,7 @@ def test_diagnose_prints_the_summary_and_writes_plots(refined, tmp_path, capsys)
         assert (tmp_path / "plots" / name).read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.slow
 def test_demo_refines_the_shipped_model(tmp_path, capsys):
     n = 2000
     code, out, err = run_cli(capsys, "demo", "--chains", str(n), "--steps", "60", "--warmup", "60", "--out",
@@ -368,6 +369,7 @@ def test_ctrl_c_while_writing_leaves_the_directory_as_it_was(ckpt, refined, tmp_
     assert code == 130 and not (tmp_path / "fresh").exists()
 
 
+@pytest.mark.slow
 def test_sigint_to_the_real_process(ckpt, tmp_path):
     """A real SIGINT: exit 130, and the output is either the complete set marked interrupted or absent."""
     out = tmp_path / "run"
@@ -386,6 +388,7 @@ def test_sigint_to_the_real_process(ckpt, tmp_path):
         assert json.loads((out / "metrics.json").read_text())["interrupted"] is True
 
 
+@pytest.mark.slow
 def test_console_script_and_module_entry_points(tmp_path):
     for cmd in (["latentmcmc"], [sys.executable, "-m", "latentmcmc"]):
         exe = Path(sys.executable).parent / "latentmcmc" if cmd == ["latentmcmc"] else None

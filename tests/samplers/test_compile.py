@@ -7,23 +7,13 @@ from torch._dynamo.utils import counters
 
 from latentmcmc import MALA, LatentEnergy
 from latentmcmc.energy import Target
+from helpers.models import moves, small_latent_energy
 
 # torch.compile's own imports use torch.jit.script_method, which torch 2.13 deprecates
 pytestmark = pytest.mark.filterwarnings("ignore:.*torch.jit.script_method.*:DeprecationWarning")
 
 
-def small_latent_energy() -> LatentEnergy:
-    torch.manual_seed(0)
-    generator = nn.Sequential(nn.Linear(4, 32), nn.Tanh(), nn.Linear(32, 2))
-    critic = nn.Sequential(nn.Linear(2, 32), nn.Softplus(), nn.Linear(32, 1))
-    return LatentEnergy(generator, critic, beta=2.0)
-
-
-def moves(chains) -> torch.Tensor:
-    """Which recorded steps moved each chain (a rejected proposal repeats the state exactly)."""
-    return (chains.draws[:, 1:] != chains.draws[:, :-1]).any(-1)
-
-
+@pytest.mark.slow
 def test_compiled_energy_gives_the_eager_draws():
     energy = small_latent_energy()
     z0 = torch.randn(64, 4, generator=torch.Generator().manual_seed(1))

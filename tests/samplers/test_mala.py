@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from latentmcmc import MALA, Langevin
-from mc import (
+from helpers.mc import (
     assert_gaussian_moments,
     exact_draws,
     gaussian_energy,

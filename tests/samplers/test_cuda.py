@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from latentmcmc import MALA
-from test_compile import moves, small_latent_energy
+from helpers.models import moves, small_latent_energy
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
@@ -40,7 +40,7 @@ def test_the_step_loop_does_not_synchronise_with_the_host():
 
     sampler = MALA(ENERGY, eps=0.2)
     state = sampler.init(torch.randn(128, 3, device="cuda"))
-    generator = torch.Generator("cuda").manual_seed(0)
+    rng = torch.Generator("cuda").manual_seed(0)
     eps = sampler._eps_vector(state.z)
     adapter = StepSizeAdapter(eps, 0.574, shared=True)
     recorders = [PhaseRecorder(state, 10, 1, store=True, store_eps=True),
@@ -48,7 +48,7 @@ def test_the_step_loop_does_not_synchronise_with_the_host():
     torch.cuda.set_sync_debug_mode("error")
     try:
         for i in range(10):
-            state, info = sampler.step(state, generator, eps)
+            state, info = sampler.step(state, rng, eps)
             for recorder in recorders:
                 recorder.record(i, state, info, eps)
             eps = adapter.update(info.accept_prob, ~state.frozen)

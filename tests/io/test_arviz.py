@@ -121,3 +121,18 @@ def test_load_refuses_what_is_not_a_run(tmp_path):
         Chains.load(tmp_path / "missing.nc")
     with pytest.raises(ValueError, match="kind"):
         MALA(lambda z: z.square().sum(1), eps=0.1).run(torch.randn(2, 2), steps=4).to_inference_data("pickle")
+
+
+def test_runs_saved_by_0_1_with_step_size_still_load(run, tmp_path):
+    """latentmcmc 0.1 stored the step size as ``step_size``; it is ``eps`` now (our convention, not
+    BlackJAX's step_size = eps / 2).  Old files load with the same values."""
+    idata = run.to_inference_data("inference_data")
+    assert "eps" in idata.sample_stats and "step_size" not in idata.sample_stats
+    old = idata.copy()
+    for group in ("sample_stats", "warmup_sample_stats"):
+        old[group] = old[group].rename({"eps": "step_size"})
+    for group in ("sample_stats", "warmup_sample_stats"):
+        old[group].attrs.pop("chain_eps", None)  # 0.1 files kept eps per chain too; the fallback reads the draws
+    old.to_netcdf(tmp_path / "old.nc", engine="h5netcdf")
+    loaded = Chains.load(tmp_path / "old.nc")
+    assert torch.equal(loaded.eps, run.eps) and torch.equal(loaded.warmup_eps, run.warmup_eps)

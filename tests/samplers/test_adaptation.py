@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from latentmcmc import MALA, Langevin
-from mc import across_chain_mean, exact_draws, gaussian_energy, random_gaussian
+from helpers.mc import across_chain_mean, exact_draws, gaussian_energy, random_gaussian
 
 TARGET = 0.574
 # Dual averaging converges to eps* with E[accept(eps*)] = target only as warm-up grows; the

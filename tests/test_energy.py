@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from latentmcmc import MALA, LatentEnergy
-from mc import assert_gaussian_moments, exact_draws
+from helpers.mc import assert_gaussian_moments, exact_draws
 
 
 class QuadraticCritic(nn.Module):

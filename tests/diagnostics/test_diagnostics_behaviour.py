@@ -8,7 +8,7 @@ import torch
 
 from latentmcmc import MALA
 from latentmcmc.diagnostics import acceptance_summary, ess, hdi, mcse, rhat, running_acceptance, summary
-from mc import z_threshold
+from helpers.mc import z_threshold
 
 
 def ar1(phi, chains, draws, params, seed):

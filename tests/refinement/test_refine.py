@@ -44,7 +44,7 @@ def test_blocked_run_samples_the_target():
 
 def test_each_block_is_the_run_its_seed_defines():
     """Block b = MALA from block_seed(seed, b): the draws do not depend on how blocks are scheduled."""
-    result = refine(nn.Identity(), Shifted(1.0), (2,), chains=10, block_size=4, steps=5, warmup=5, seed=11,
+    result = refine(nn.Identity(), Shifted(1.0), (2,), num_chains=10, block_size=4, steps=5, warmup=5, seed=11,
                     progress=False)
     assert result.z.shape == (10, 2)
     s = block_seed(11, 2)
@@ -57,9 +57,9 @@ def test_each_block_is_the_run_its_seed_defines():
 
 
 def test_recorded_blocks_carry_the_diagnostics():
-    result = refine(nn.Identity(), Shifted(0.0), (3,), chains=50, block_size=20, steps=8, warmup=4, progress=False)
+    result = refine(nn.Identity(), Shifted(0.0), (3,), num_chains=50, block_size=20, steps=8, warmup=4, progress=False)
     assert result.chains.draws.shape == (50, 8, 3)  # every block recorded: diagnostics over all chains
-    result = refine(nn.Identity(), Shifted(0.0), (3,), chains=50, block_size=20, record_blocks=1, steps=8, warmup=4,
+    result = refine(nn.Identity(), Shifted(0.0), (3,), num_chains=50, block_size=20, record_blocks=1, steps=8, warmup=4,
                     progress=False)
     assert result.chains.draws.shape == (20, 8, 3)  # bounded memory: only block 0 keeps its draws
     assert result.metrics["diagnostic_chains"] == 20 and result.metrics["chains"] == 50
@@ -72,4 +72,4 @@ def test_refine_rejects_bad_arguments():
     with pytest.raises(ValueError, match="eps"):
         refine(nn.Identity(), Shifted(0.0), (2,), eps=0.0, progress=False)
     with pytest.raises(ValueError, match="block_size"):
-        refine(nn.Identity(), Shifted(0.0), (2,), chains=10, block_size=0, progress=False)
+        refine(nn.Identity(), Shifted(0.0), (2,), num_chains=10, block_size=0, progress=False)

@@ -63,7 +63,7 @@ def test_step_api():
     sampler = MALA(ENERGY, eps=0.2)
     state = sampler.init(z0())
     g = torch.Generator().manual_seed(0)
-    new, info = sampler.step(state, generator=g)
+    new, info = sampler.step(state, rng=g)
     assert new.z.shape == state.z.shape and info.accept_prob.shape == (16,)
     assert info.accepted.dtype == torch.bool
     moved = (new.z != state.z).any(1)
