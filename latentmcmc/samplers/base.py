@@ -2,30 +2,19 @@
 
 from __future__ import annotations
 
-import warnings
 from typing import Literal
 
 import torch
 from torch import Tensor
 
 from ..chains import Chains
+from ..deprecation import resolve_rng
 from ..energy import EnergyFn, Target, as_target, compile_target
 from .driver import RunSettings, check_start, freeze_divergent, init_state, make_rng, sample
 from .kernel import Kernel, SamplerState, StepInfo
 from .tempering import TemperedTarget
 
-__all__ = ["Sampler", "resolve_rng"]
-
-
-def resolve_rng(rng: torch.Generator | None, generator: torch.Generator | None, stacklevel: int = 3) -> torch.Generator | None:
-    """``rng``, or the deprecated ``generator=`` keyword of latentmcmc 0.1 (with a DeprecationWarning)."""
-    if generator is not None:
-        warnings.warn("the random-number generator argument is now called rng=; generator= will be removed "
-                      "in latentmcmc 0.3", DeprecationWarning, stacklevel=stacklevel)
-        if rng is not None:
-            raise ValueError("give rng= only (generator= is its deprecated name)")
-        return generator
-    return rng
+__all__ = ["Sampler"]
 
 
 class Sampler:

@@ -15,6 +15,8 @@ from typing import Callable
 import torch
 from torch import Tensor
 
+from ..deprecation import resolve_rng
+
 __all__ = ["Dataset", "DatasetEntry", "load_dataset", "DATASETS", "gaussians25", "ring8", "swissroll", "digits",
            "stacked_digits"]
 
@@ -42,32 +44,32 @@ class Dataset:
     def shape(self) -> tuple[int, ...]:
         return tuple(self.x.shape[1:])
 
-    def batch(self, size: int, generator: torch.Generator) -> Tensor:
-        """A batch drawn with replacement, reproducibly from ``generator``."""
-        idx = torch.randint(0, self.x.shape[0], (size,), generator=generator)
+    def batch(self, size: int, rng: torch.Generator | None = None, *, generator: torch.Generator | None = None) -> Tensor:
+        """A batch drawn with replacement, reproducibly from ``rng`` (``generator=``: its deprecated 0.1 name)."""
+        idx = torch.randint(0, self.x.shape[0], (size,), generator=resolve_rng(rng, generator))
         return self.x[idx]
 
 
-def _mixture(centres: Tensor, std: float, n: int, g: torch.Generator) -> Tensor:
-    idx = torch.randint(0, centres.shape[0], (n,), generator=g)
-    return centres[idx] + std * torch.randn(n, 2, generator=g)
+def _mixture(centres: Tensor, std: float, n: int, rng: torch.Generator) -> Tensor:
+    idx = torch.randint(0, centres.shape[0], (n,), generator=rng)
+    return centres[idx] + std * torch.randn(n, 2, generator=rng)
 
 
 def gaussians25(n: int = 100_000, seed: int = 0) -> Dataset:
-    g = torch.Generator().manual_seed(seed)
+    rng = torch.Generator().manual_seed(seed)
     grid = torch.arange(-2, 3, dtype=torch.float32) * 2.0
     centres = torch.cartesian_prod(grid, grid)
     scale = 2.828
-    x = _mixture(centres, 0.05, n, g) / scale
+    x = _mixture(centres, 0.05, n, rng) / scale
     return Dataset("gaussians25", x, centres / scale, 0.05 / scale, metric="mixture")
 
 
 def ring8(n: int = 100_000, seed: int = 0) -> Dataset:
-    g = torch.Generator().manual_seed(seed)
+    rng = torch.Generator().manual_seed(seed)
     angle = torch.arange(8, dtype=torch.float32) * (2 * math.pi / 8)
     centres = 2.0 * torch.stack([angle.cos(), angle.sin()], 1)
     scale = 1.414
-    x = _mixture(centres, 0.02, n, g) / scale
+    x = _mixture(centres, 0.02, n, rng) / scale
     return Dataset("ring8", x, centres / scale, 0.02 / scale, metric="mixture")
 
 
@@ -95,8 +97,8 @@ def digits() -> Dataset:
 def stacked_digits(n: int = 50_000, seed: int = 0) -> Dataset:
     """Three independently drawn digits as the three channels of one 3x8x8 image (1,000 modes)."""
     x, y = _digit_images()
-    g = torch.Generator().manual_seed(seed)
-    idx = torch.randint(0, x.shape[0], (n, 3), generator=g)
+    rng = torch.Generator().manual_seed(seed)
+    idx = torch.randint(0, x.shape[0], (n, 3), generator=rng)
     return Dataset("stacked-digits", x[idx, 0], labels=y[idx], metric="digits")
 
 

@@ -30,7 +30,7 @@ def test_blocked_run_samples_the_target():
     the variance's standard error is sqrt(2 / (n - 1)) sigma^2 (normal draws).
     """
     n, m = 4000, 1.5
-    result = refine(nn.Identity(), Shifted(m), (2,), chains=n, block_size=1000, steps=60, warmup=100, seed=3,
+    result = refine(nn.Identity(), Shifted(m), (2,), num_chains=n, block_size=1000, steps=60, warmup=100, seed=3,
                     progress=False)
     assert result.z.shape == (n, 2) and result.metrics["blocks"] == 4
     z = result.z.double()
