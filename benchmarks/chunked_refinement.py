@@ -32,7 +32,7 @@ def one(chains: int, block_size: int | None, steps: int, device: str) -> dict:
     g, u = small_model()
     g, u = g.to(device), u.to(device)
     t0 = time.perf_counter()
-    result = refine(g, u, (16,), chains=chains, steps=steps, warmup=steps, block_size=block_size,
+    result = refine(g, u, (16,), num_chains=chains, steps=steps, warmup=steps, block_size=block_size,
                     record_blocks=1 if block_size else None, progress=False, device=device)
     if device.startswith("cuda"):
         torch.cuda.synchronize()

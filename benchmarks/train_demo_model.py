@@ -41,7 +41,7 @@ def main() -> None:
     print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.2f} MB)")
     data = load_dataset("gaussians25")
     for beta in (1.0, 3.0, 10.0):
-        r = refine(trainer.generator.eval(), trainer.critic.eval(), (2,), chains=2000, steps=300, warmup=200,
+        r = refine(trainer.generator.eval(), trainer.critic.eval(), (2,), num_chains=2000, steps=300, warmup=200,
                    beta=beta, dataset=data, progress=False)
         q = r.metrics["quality"]
         print(f"beta {beta:>4}: prior {q['before']}  ->  MALA {q['after']}  (acc {r.metrics['acceptance']:.2f}, "

@@ -14,7 +14,22 @@ from torch import Tensor
 
 from .io import arviz as arviz_io
 
-__all__ = ["Chains", "LogNormalizer", "load_run"]
+__all__ = ["Chains", "LogNormalizer", "Evaluations", "load_run"]
+
+
+class Evaluations(NamedTuple):
+    """Passes through the model: ``forward`` (energy) and ``backward`` (gradient) evaluations per chain."""
+
+    forward: int
+    backward: int
+
+    def __add__(self, other: "Evaluations") -> "Evaluations":  # type: ignore[override]
+        return Evaluations(self.forward + other.forward, self.backward + other.backward)
+
+    @property
+    def passes(self) -> int:
+        """Forward plus backward passes: the budget unit of ``latentmcmc compare``."""
+        return self.forward + self.backward
 
 
 class LogNormalizer(NamedTuple):
@@ -37,7 +52,9 @@ class Chains:
     """Draws and statistics of a run, chains first: ``(chains, draws, ...)``, on the chains' device.
 
     Warm-up is excluded from ``draws``, ``energy``, ``accept_prob`` and ``diverging``; with
-    ``keep_warmup=True`` it is kept in the ``warmup_*`` fields.  ``acceptance_rate`` and
+    ``keep_warmup=True`` it is kept in the ``warmup_*`` fields.  ``evaluations`` counts the forward
+    and backward passes through the model per chain over the whole run, so that budgets compare
+    across kernels (a MALA step is one of each, an i-SIR step with 10 candidates 9 forward passes).  ``acceptance_rate`` and
     ``divergences`` count every post-warm-up step, thinned or not.  A run with ``stream=k`` keeps the
     per-draw fields (``draws``, ``energy``, ``accept_prob``, ``diverging``, ``warmup_*``) in host
     memory and the per-chain fields on the chains' device.
@@ -66,6 +83,8 @@ class Chains:
     log_weights: Tensor | None = None  # (chains,) annealed importance log-weights
     mh_accept_rate: Tensor | None = None  # (chains,) Langevin only: acceptance MALA would have had
     last_energy: Tensor | None = None  # (chains,) energy of ``last``
+    jump_rate: Tensor | None = None  # (chains,) global kernels: mean probability that the global move left the point
+    evaluations: Evaluations | None = None  # forward and backward passes per chain, init and warm-up included
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

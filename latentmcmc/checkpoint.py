@@ -45,6 +45,8 @@ def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Read a checkpoint without executing anything in it; raise :class:`CheckpointError` on any problem."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a directory, not a checkpoint file (give the .pt file 'latentmcmc train' wrote)")
     if not path.is_file():
         raise CheckpointError(f"no checkpoint file at {path}")
     try:

@@ -12,6 +12,7 @@ import math
 import numpy as np
 import torch
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from torch import Tensor
 
 from .chains import Chains
@@ -88,6 +89,7 @@ def energy_trace_figure(chains: Chains, max_chains: int = 8) -> Figure:
         ax.plot(steps, energy[k], lw=0.6, alpha=0.6)
     ax.plot(steps, energy.mean(0), c="k", lw=1.5, label=f"mean over {energy.shape[0]} chains")
     ax.set_xlabel("step" + (" (warm-up, then sampling)" if offset else " after warm-up"))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("E(z)")
     ax.set_title(f"{chains.sampler}: energy trace")
     ax.legend(loc="upper right", fontsize="small")
@@ -106,6 +108,7 @@ def acceptance_figure(chains: Chains, target: float | None = None) -> Figure:
         ax.axhline(target, ls="--", c="C3", lw=1, label=f"target {target:g}")
     ax.set_ylim(0, 1.02)
     ax.set_xlabel("step")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("acceptance")
     ax.set_title(f"{chains.sampler}: acceptance, overall {float(chains.acceptance_rate.mean()):.3f} after warm-up")
     ax.legend(loc="lower right", fontsize="small")

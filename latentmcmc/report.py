@@ -128,6 +128,22 @@ def _cell(value: float | int | None) -> str:
     return f"{value:>10.3f}" if _finite(value) else f"{'n/a':>10}"
 
 
+_GLOBAL = ("ISIR", "Ex2MCMC", "FlEx2MCMC")
+_ANNEALED = ("AnnealedMALA", "AnnealedLangevin")
+
+
+def _rhat_hint(sampler: str) -> str:
+    """What an R-hat above 1.01 most likely means for this sampler, and what to try."""
+    head = "  (R-hat > 1.01: the chains disagree"
+    if sampler in _GLOBAL:
+        return head + "; the global moves have not yet balanced the modes: more steps or more --candidates)"
+    if sampler in _ANNEALED:
+        return head + ("; annealed chains keep the proportions the annealing left them in, which the importance "
+                       "weights correct: use the weighted draws, or a slower schedule (more --warmup))")
+    return head + ("; typically because each stays near the mode it started in: that is refinement, not mixing "
+                   "across modes. For mode weights use a global sampler: --sampler isir or ex2mcmc)")
+
+
 def format_table(metrics: dict[str, Any]) -> str:
     """The short before/after table the CLI prints at the end of a run."""
     lines = [
@@ -147,8 +163,7 @@ def format_table(metrics: dict[str, Any]) -> str:
             f"{'R-hat (energy / worst z)':<28}{metrics['rhat_energy']:.3f} / {metrics['rhat_z_max']:.3f}",
         ]
     if max(metrics.get("rhat_energy", 1.0), metrics.get("rhat_z_max", 1.0)) > 1.01:
-        lines.append("  (R-hat > 1.01: the chains disagree, typically because each stays near the mode it started in;"
-                     " that is refinement, not mixing across modes. Mode weights: --sampler annealed-mala)")
+        lines.append(_rhat_hint(metrics.get("sampler", "")))
     if "log_normalizer" in metrics:
         lines.append(f"{'log Z (AIS)':<28}{metrics['log_normalizer']:.3f} +- {metrics['log_normalizer_stderr']:.3f}")
     quality = metrics.get("quality")

@@ -17,8 +17,7 @@ from helpers.mc import assert_gaussian_moments, exact_draws, gaussian_energy, ra
 from latentmcmc import MALA, AnnealedMALA
 from latentmcmc.cli import main
 from latentmcmc.samplers import SAMPLERS, Sampler, SamplerEntry
-from latentmcmc.samplers.kernel import SamplerState
-from latentmcmc.samplers.langevin import gradient_state
+from latentmcmc.samplers.kernel import SamplerState, gradient_state
 from latentmcmc.samplers.metropolis import MetropolisHastings, Proposal
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -68,7 +67,7 @@ class RandomWalkMetropolis(Sampler):
         return MetropolisHastings(RandomWalkProposer())
 
 
-def test_a_new_kernel_is_one_class_and_one_table_line(monkeypatch, tmp_path):
+def test_a_new_kernel_is_one_class_and_one_table_line(monkeypatch, tmp_path, capsys):
     """A kernel written against the contract samples its target through the shared driver, and one
     table line makes it a refinement method (refine and the CLI validate against the table)."""
     mean, cov = random_gaussian(3, 10.0, seed=3)
@@ -78,6 +77,8 @@ def test_a_new_kernel_is_one_class_and_one_table_line(monkeypatch, tmp_path):
     assert_gaussian_moments(chains.draws, mean, cov)
 
     monkeypatch.setitem(SAMPLERS, "rwm", SamplerEntry(RandomWalkMetropolis, "random-walk Metropolis"))
+    main(["refine", "--help"])  # the help is built when the CLI runs: an entry added after import is listed
+    assert "rwm: random-walk Metropolis" in " ".join(capsys.readouterr().out.replace("│", " ").split())
     from latentmcmc.refinement import refine
 
     result = refine(nn.Identity(), nn.Sequential(nn.Linear(2, 1)), (2,), num_chains=20, sampler="rwm", steps=5,

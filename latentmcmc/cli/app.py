@@ -8,7 +8,7 @@ import warnings
 
 from . import demo, diagnose, refine, train  # noqa: F401  (the commands register themselves on ``app``)
 from ..process_group import leave
-from .common import EXIT_ERROR, EXIT_INTERRUPTED, app
+from .common import EXIT_ERROR, EXIT_INTERRUPTED, app, refresh_help
 
 __all__ = ["app", "main"]
 
@@ -28,6 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     """
     showwarning = warnings.showwarning
     warnings.showwarning = _warning_line
+    refresh_help()
     try:
         result = app(args=argv, prog_name="latentmcmc", standalone_mode=False)
     except KeyboardInterrupt:
@@ -35,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except Exception as err:  # noqa: BLE001 - every failure becomes one readable line
         if hasattr(err, "format_message") and hasattr(err, "exit_code"):  # click: bad option, missing argument
+            if not err.format_message():  # no arguments at all: the help was printed, nothing else to say
+                return EXIT_ERROR
             ctx = getattr(err, "ctx", None)
             hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
             print(f"error: {_one_line(err.format_message())}{hint}", file=sys.stderr)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, Callable
+
 import torch
 import typer
 
@@ -11,6 +13,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",  # docstrings are hard-wrapped paragraphs: let the terminal reflow them
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -49,9 +52,47 @@ def parse_shape(text: str) -> tuple[int, ...]:
     return shape
 
 
+def version_callback(value: bool) -> None:
+    if value:
+        from .._version import __version__
+
+        typer.echo(f"latentmcmc {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", help="Print the version and exit.", metavar="",
+                                       callback=version_callback, is_eager=True)) -> None:
+    """Refine a trained generator's samples by MCMC in its latent space."""
+
+
 def progress_flag(quiet: bool) -> bool | None:
     """``--quiet`` turns progress bars off; otherwise they show when stderr is a terminal."""
     return False if quiet else None
+
+
+_LIVE_HELP: list[tuple[Any, Callable[[], str]]] = []
+
+
+def live_help(option, text: Callable[[], str]):
+    """``option`` (a ``typer.Option``) whose help text is ``text()`` when the CLI runs, not when it is imported.
+
+    Help that lists a table's entries then includes entries registered after import (a new sampler).
+    """
+    option.help = text()
+    _LIVE_HELP.append((option, text))
+    return option
+
+
+def refresh_help() -> None:
+    """Recompute every :func:`live_help` text from the tables as they are now."""
+    for option, text in _LIVE_HELP:
+        option.help = text()
+
+
+def flag(default: bool, *names: str, help: str):
+    """A boolean flag option without the ``<bool>`` metavar (it takes no value)."""
+    return typer.Option(default, *names, help=help, metavar="")
 
 
 def choices(table) -> str:
@@ -60,8 +101,8 @@ def choices(table) -> str:
 
 
 def described(table) -> str:
-    """``a (summary), b (summary)``: a table's names with the ``summary`` of each entry, for help texts."""
-    return "; ".join(f"{name} ({entry.summary})" for name, entry in table.items())
+    """``a: summary; b: summary``: a table's names with the ``summary`` of each entry, for help texts."""
+    return "; ".join(f"{name}: {entry.summary}" for name, entry in table.items())
 
 
 def check_choice(option: str, value: str, table, what: str) -> str:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from .common import EXIT_INTERRUPTED, CommandError, app, check_device, progress_flag
+from .common import EXIT_INTERRUPTED, CommandError, app, check_device, flag, progress_flag
 
 
 @app.command("demo")
@@ -21,7 +21,7 @@ def demo_command(
                                             "the shipped one (0: shipped)."),
     seed: int = typer.Option(0, help="Seed."),
     device: str = typer.Option("cpu", help="cpu, cuda or cuda:N."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    quiet: bool = flag(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
     """Refine a small energy-GAN trained on 25 Gaussians with latent MALA; write and print the report.
 
@@ -59,6 +59,6 @@ def demo_command(
         typer.echo(f"interrupted: {out} was left as it was", err=True)
         raise typer.Exit(EXIT_INTERRUPTED)
     typer.echo(f"latentmcmc demo: MALA in the latent space of an energy-GAN on 25 Gaussians ({source}), "
-               f"beta {beta}, {time.perf_counter() - t0:.1f} s on {dev}")
+               f"beta {beta}, {time.perf_counter() - t0:.1f} s in all on {dev}")
     typer.echo(format_table(result.metrics))
     typer.echo(f"wrote {out}/ (samples.png, energy.png, acceptance.png, metrics.json, samples.npz, run.nc)")

@@ -12,8 +12,8 @@ import typer
 from ..process_group import world_from_env
 from ..samplers.registry import COMPILE_CHOICES, SAMPLERS
 from ..samplers.schedules import SCHEDULES
-from .common import (EXIT_INTERRUPTED, CommandError, app, check_choice, check_device, choices, described, parse_shape,
-                     progress_flag)
+from .common import (EXIT_INTERRUPTED, CommandError, app, check_choice, check_device, choices, described, flag,
+                     live_help, parse_shape, progress_flag)
 
 
 def load_target(checkpoint: Optional[Path], generator: Optional[Path], critic: Optional[Path],
@@ -48,15 +48,15 @@ def load_target(checkpoint: Optional[Path], generator: Optional[Path], critic: O
 @app.command("refine")
 def refine_command(
     checkpoint: Optional[Path] = typer.Argument(None, help="A checkpoint written by 'latentmcmc train'.", show_default=False),
-    sampler: str = typer.Option("mala", help=f"The sampler: {described(SAMPLERS)}."),
+    sampler: str = live_help(typer.Option("mala"), lambda: f"The sampler: {described(SAMPLERS)}."),
     eps: float = typer.Option(0.01, help="Step size: the noise variance of z' = z - (eps/2) grad E + sqrt(eps) xi "
                                           "(the starting value when adapting)."),
     steps: int = typer.Option(500, help="Recorded steps per chain after warm-up."),
     warmup: int = typer.Option(500, help="Warm-up steps (step-size adaptation; annealing for annealed samplers)."),
-    adapt: bool = typer.Option(True, "--adapt/--no-adapt", help="Adapt eps by dual averaging during warm-up."),
+    adapt: bool = flag(True, "--adapt/--no-adapt", help="Adapt eps by dual averaging during warm-up."),
     chains: int = typer.Option(1000, help="Number of chains (each starts from its own z ~ N(0, I))."),
     beta: float = typer.Option(1.0, help="Inverse temperature on the critic: E(z) = beta U(G(z)) + 0.5|z|^2."),
-    prior: bool = typer.Option(True, "--prior/--no-prior", help="Keep the 0.5|z|^2 prior term of E."),
+    prior: bool = flag(True, "--prior/--no-prior", help="Keep the 0.5|z|^2 prior term of E."),
     schedule: str = typer.Option("linear", help=f"Annealing schedule of annealed samplers: {choices(SCHEDULES)}."),
     thin: int = typer.Option(1, help="Keep every thin-th draw."),
     seed: int = typer.Option(0, help="Seed of the starting points and of the sampler."),
@@ -67,7 +67,7 @@ def refine_command(
     latent_shape: Optional[str] = typer.Option(None, help="Latent shape, e.g. 128 or 4,4,8 (needed with --generator)."),
     critic_sign: float = typer.Option(1.0, help="+1: the critic outputs an energy (lower = more real); "
                                                 "-1: a discriminator logit (higher = more real), as in DDLS."),
-    keep_warmup: bool = typer.Option(False, help="Also record the warm-up (shown in the figures)."),
+    keep_warmup: bool = flag(False, "--keep-warmup", help="Also record the warm-up (shown in the figures)."),
     block_size: Optional[int] = typer.Option(None, help="Run the chains in blocks of this many, each seeded by "
                                                         "(seed, block)  \\[default: one block; under torchrun "
                                                         "chains / world size]", show_default=False),
@@ -79,8 +79,8 @@ def refine_command(
     stream_draws: Optional[int] = typer.Option(None, help="Keep the recorded draws in host memory, copied from the "
                                                          "GPU every N draws (GPU memory then holds N draws)  "
                                                          "\\[default: on the device]", show_default=False),
-    figures: bool = typer.Option(True, "--figures/--no-figures", help="Write the PNG figures."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    figures: bool = flag(True, "--figures/--no-figures", help="Write the PNG figures."),
+    quiet: bool = flag(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Refine samples of a trained generator by MCMC on E(z) = beta U(G(z)) + 0.5|z|^2.
 

@@ -10,7 +10,7 @@ import typer
 from ..process_group import world_from_env
 from ..training.data import DATASETS
 from ..training.entropy import ENTROPY_TERMS
-from .common import EXIT_INTERRUPTED, CommandError, app, check_choice, check_device, described, progress_flag
+from .common import EXIT_INTERRUPTED, CommandError, app, check_choice, check_device, described, flag, progress_flag
 
 
 @app.command("train")
@@ -30,8 +30,8 @@ def train_command(
     seed: int = typer.Option(0, help="Seed of initialisation, batches and latents."),
     out: Path = typer.Option(..., help="Checkpoint file to write (atomically)."),
     checkpoint_every: int = typer.Option(500, help="Also write the checkpoint every this many steps (0: only at the end)."),
-    resume: bool = typer.Option(False, "--resume", help="Continue exactly from OUT if it exists (its config is used)."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    resume: bool = flag(False, "--resume", help="Continue exactly from OUT if it exists (its config is used)."),
+    quiet: bool = flag(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Train U and G on a built-in data set with the energy-GAN objective (Kumar et al. 2019).
 

@@ -31,6 +31,7 @@ class Sampler:
 
     default_target_accept: float = 0.574
     anneals: bool = False
+    has_step_size: bool = True  # False for kernels without one (i-SIR): eps is NaN and never adapted
 
     def __init__(self, energy: EnergyFn | Target, eps: float | Tensor = 0.01, compile: bool | str = False) -> None:
         target = as_target(energy)
@@ -78,10 +79,14 @@ class Sampler:
             return eps
         return self._check_eps(eps).to(device=state.z.device, dtype=state.z.dtype).expand(state.z.shape[0])
 
-    # ------------------------------------------------------------------ annealing
+    # ------------------------------------------------------------------ warm-up hooks
     def annealing_levels(self, warmup: int, z: Tensor) -> Tensor | None:
         """Annealing level of each warm-up step, or None when the sampler does not anneal."""
         return None
+
+    def warmup_adapters(self, state: SamplerState) -> list:
+        """Adapters of kernel parameters other than eps, tuned during warm-up (see ``driver.WarmupAdapter``)."""
+        return []
 
     # ------------------------------------------------------------------ one step
     def init(self, z0: Tensor) -> SamplerState:
@@ -146,6 +151,10 @@ class Sampler:
                 long GPU run is bounded by host memory; the draws are the same.
         """
         rng = resolve_rng(rng, generator)
+        if not self.has_step_size:
+            if adapt:
+                raise ValueError(f"{type(self).__name__} has no step size to adapt: leave adapt unset or False")
+            adapt = False
         settings = RunSettings.checked(steps, warmup, adapt,
                                        self.default_target_accept if target_accept is None else target_accept,
                                        thin, record, keep_warmup, stream, progress)
@@ -155,5 +164,8 @@ class Sampler:
         elif rng.device.type != z0.device.type:
             raise ValueError(f"rng is on {rng.device} but z0 is on {z0.device}")
         levels = self.annealing_levels(settings.warmup, z0)
-        return sample(self.kernel, self.target, z0, self._eps_vector(z0), self.shared_eps, settings, rng, levels,
-                      type(self).__name__)
+        eps = self._eps_vector(z0)
+        if not self.has_step_size:
+            eps = torch.full_like(eps, float("nan"))
+        return sample(self.kernel, self.target, z0, eps, self.shared_eps, settings, rng, levels, type(self).__name__,
+                      adapters=self.warmup_adapters)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 import torch
 from torch import Tensor
@@ -17,7 +17,8 @@ from torch import Tensor
 from ..chains import Chains
 from ..progress import progress_bar
 from .adaptation import StepSizeAdapter, check_target_accept
-from .kernel import Kernel, SamplerState, acceptance_probability
+from ..chains import Evaluations
+from .kernel import GRADIENT_STEP, Kernel, SamplerState, acceptance_probability
 from .recording import PhaseRecorder
 from .tempering import TemperedTarget, ais_log_weight_increment
 
@@ -97,7 +98,9 @@ def init_state(kernel: Kernel, target, z0: Tensor) -> SamplerState:
     """The kernel's state at ``z0`` after checking ``z0``, the finiteness of E there, and chain independence."""
     z0 = check_start(z0)
     state = kernel.init(target, z0)
-    bad = ~(torch.isfinite(state.energy) & torch.isfinite(state.grad.reshape(z0.shape[0], -1)).all(1))
+    bad = ~torch.isfinite(state.energy)
+    if state.grad is not None:
+        bad = bad | ~torch.isfinite(state.grad.reshape(z0.shape[0], -1)).all(1)
     if bool(bad.any()):
         idx = torch.nonzero(bad).flatten()[:10].tolist()
         raise ValueError(f"energy or its gradient is not finite at z0 for chains {idx}")
@@ -108,6 +111,23 @@ def init_state(kernel: Kernel, target, z0: Tensor) -> SamplerState:
 def freeze_divergent(state: SamplerState, diverging: Tensor) -> SamplerState:
     """Stop the chains whose step diverged (the policy for uncalibrated kernels after warm-up)."""
     return state._replace(frozen=state.frozen | diverging)
+
+
+class WarmupAdapter(Protocol):
+    """A kernel parameter tuned during warm-up besides eps (HMC's trajectory length, FlEx2MCMC's flow).
+
+    ``update`` sees every warm-up transition (the state before it, after it, its info and the eps it
+    ran with); ``finish`` fixes the parameter for the recorded steps, given the final eps.
+    """
+
+    def update(self, before: SamplerState, state: SamplerState, info, eps: Tensor) -> None: ...
+
+    def finish(self, eps: Tensor) -> None: ...
+
+
+def _evaluations(kernel: Kernel, noise) -> Evaluations:
+    cost = getattr(kernel, "evaluations", None)
+    return cost(noise) if cost is not None else GRADIENT_STEP
 
 
 def _adaptation_signal(kernel: Kernel, info) -> Tensor:
@@ -139,14 +159,19 @@ class _Progress:
 
 
 def sample(kernel: Kernel, target, z0: Tensor, eps: Tensor, shared_eps: bool, settings: RunSettings,
-           rng: torch.Generator, levels: Tensor | None, name: str) -> Chains:
+           rng: torch.Generator, levels: Tensor | None, name: str,
+           adapters: "list[WarmupAdapter] | None" = None) -> Chains:
     """Run ``settings.warmup`` then ``settings.steps`` steps of ``kernel`` from ``z0``; return what was recorded.
 
     ``eps`` is the starting step size ``(chains,)``; ``levels`` the annealing level of each warm-up
-    step (None: no annealing).  See :meth:`~latentmcmc.samplers.Sampler.run` for the rest.
+    step (None: no annealing); ``adapters`` tune other kernel parameters during warm-up (they are
+    built by the sampler from the initial state: a callable ``state -> list``).  See
+    :meth:`~latentmcmc.samplers.Sampler.run` for the rest.
     """
     s = settings
     state = init_state(kernel, target, z0)
+    evaluations = Evaluations(1, 0 if state.grad is None else 1)
+    adapters = adapters(state) if callable(adapters) else list(adapters or [])
     adapter = StepSizeAdapter(eps, s.target_accept, shared=shared_eps) if s.adapt else None
     log_weights = torch.zeros_like(state.energy) if levels is not None else None
     warm_rec = PhaseRecorder(state, s.warmup, s.thin, store=s.keep_warmup, store_eps=True, stream=s.stream)
@@ -164,6 +189,7 @@ def sample(kernel: Kernel, target, z0: Tensor, eps: Tensor, shared_eps: bool, se
             before = state
             noise = kernel.draw_noise(state, rng)
             state, info = kernel.step(target if level is None else TemperedTarget(target, level), state, eps, noise)
+            evaluations = evaluations + _evaluations(kernel, noise)
             if not kernel.calibrated and not in_warmup:
                 state = freeze_divergent(state, info.diverging)
             if log_weights is not None:
@@ -173,10 +199,15 @@ def sample(kernel: Kernel, target, z0: Tensor, eps: Tensor, shared_eps: bool, se
                 level_prev = level
             if in_warmup:
                 warm_rec.record(i, state, info, eps)
+                for other in adapters:
+                    other.update(before, state, info, eps)
                 if adapter is not None:
                     eps = adapter.update(_adaptation_signal(kernel, info), ~state.frozen)
                     if i == s.warmup - 1:
                         eps = adapter.final()
+                if i == s.warmup - 1:
+                    for other in adapters:
+                        other.finish(eps)
             else:
                 main_rec.record(i - s.warmup, state, info, eps)
             progress.update(i, s.warmup, warm_rec if in_warmup else main_rec, eps)
@@ -192,6 +223,7 @@ def sample(kernel: Kernel, target, z0: Tensor, eps: Tensor, shared_eps: bool, se
         main_rec.flush()
 
     chains = _chains(state, eps, warm_rec, main_rec, s, rng.initial_seed(), log_weights, kernel.calibrated, name)
+    chains.evaluations = evaluations
     if interrupted:
         chains = _truncate(chains, main_rec.count // s.thin)
         chains.extra["interrupted"] = True
@@ -232,6 +264,7 @@ def _chains(state: SamplerState, eps: Tensor, warm_rec: PhaseRecorder, main_rec:
         warmup_diverging=warm_rec.diverging if keep else None,
         log_weights=log_weights,
         mh_accept_rate=None if calibrated else main_rec.rate(main_rec.mh_accept_sum),
+        jump_rate=None if main_rec.jump_sum is None else main_rec.rate(main_rec.jump_sum),
         last_energy=state.energy,
         extra={"last_grad": state.grad},
     )

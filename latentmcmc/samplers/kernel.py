@@ -21,9 +21,11 @@ from typing import Any, NamedTuple, Protocol, runtime_checkable
 import torch
 from torch import Tensor
 
+from ..chains import Evaluations
+
 __all__ = [
-    "Kernel", "SamplerState", "StepInfo", "DIVERGENCE_THRESHOLD", "acceptance_probability", "divergent",
-    "broadcast_chains",
+    "Kernel", "SamplerState", "StepInfo", "Evaluations", "GRADIENT_STEP", "DIVERGENCE_THRESHOLD", "acceptance_probability", "divergent",
+    "broadcast_chains", "gradient_state",
 ]
 
 DIVERGENCE_THRESHOLD = 1000.0
@@ -52,18 +54,25 @@ def broadcast_chains(per_chain: Tensor, like: Tensor) -> Tensor:
     return per_chain.reshape((-1,) + (1,) * (like.dim() - 1))
 
 
+def gradient_state(target, z: Tensor) -> "SamplerState":
+    """The state of gradient kernels at ``z``: energy and gradient of ``target`` (one forward and one backward pass)."""
+    energy, grad = target.value_and_grad(z)
+    return SamplerState(z.clone(), energy, grad, torch.zeros(z.shape[0], dtype=torch.bool, device=z.device))
+
+
 class SamplerState(NamedTuple):
     """Current position of every chain with its cached energy and gradient.
 
     ``energy`` and ``grad`` are those of the run's target ``E`` at ``z`` (also while annealing: a
     tempered target derives its own values from them without another model call), so a gradient
-    step costs one forward and one backward pass.  ``frozen`` marks chains stopped by the driver
-    after a divergent step of an uncalibrated kernel.
+    step costs one forward and one backward pass.  A kernel that needs no gradient (i-SIR) keeps
+    ``grad=None``.  ``frozen`` marks chains stopped by the driver after a divergent step of an
+    uncalibrated kernel.
     """
 
     z: Tensor  # (chains, *latent_shape)
     energy: Tensor  # (chains,)
-    grad: Tensor  # (chains, *latent_shape)
+    grad: Tensor | None  # (chains, *latent_shape), None for gradient-free kernels
     frozen: Tensor  # (chains,) bool
 
 
@@ -72,17 +81,30 @@ class StepInfo(NamedTuple):
 
     ``log_accept_ratio`` is the Metropolis-Hastings log ratio of the step's proposal; an uncalibrated
     kernel computes it too (the acceptance MH would have had drives its step-size adaptation).
+    ``accept_prob`` is what step-size adaptation steers (for Ex2MCMC: its local MALA steps);
+    ``jump_prob`` is the probability that a global move (i-SIR) left the current point, None for
+    local kernels.  ``aux`` carries what a kernel's warm-up adapter needs (HMC's final momentum for
+    ChEES, i-SIR's candidates for a flow fit); the driver does not read it.
     """
 
     accept_prob: Tensor  # (chains,) min(1, exp(log_accept_ratio)); 1 for an uncalibrated kernel
     accepted: Tensor  # (chains,) bool, the chain moved
     diverging: Tensor  # (chains,) bool, the proposal was divergent (see :func:`divergent`)
     log_accept_ratio: Tensor  # (chains,)
+    jump_prob: Tensor | None = None  # (chains,) global kernels only
+    aux: Any = None
+
+
+GRADIENT_STEP = Evaluations(1, 1)
 
 
 @runtime_checkable
 class Kernel(Protocol):
-    """A transition kernel: ``init``, ``draw_noise`` and a pure ``step`` (see the module docstring)."""
+    """A transition kernel: ``init``, ``draw_noise`` and a pure ``step`` (see the module docstring).
+
+    ``evaluations(noise)`` says how many forward and backward passes per chain the step with that
+    noise costs (so budgets compare across kernels); kernels without it cost one of each.
+    """
 
     calibrated: bool
 

@@ -6,16 +6,10 @@ import torch
 from torch import Tensor
 
 from .base import Sampler
-from .kernel import SamplerState, broadcast_chains
+from .kernel import SamplerState, broadcast_chains, gradient_state
 from .metropolis import Proposal, Uncalibrated
 
-__all__ = ["LangevinProposer", "Langevin", "gradient_state"]
-
-
-def gradient_state(target, z: Tensor) -> SamplerState:
-    """Energy and gradient of ``target`` at ``z`` (one forward and one backward pass), no chain frozen."""
-    energy, grad = target.value_and_grad(z)
-    return SamplerState(z.clone(), energy, grad, torch.zeros(z.shape[0], dtype=torch.bool, device=z.device))
+__all__ = ["LangevinProposer", "Langevin"]
 
 
 class LangevinProposer:

@@ -14,7 +14,7 @@ from typing import Any, NamedTuple, Protocol, runtime_checkable
 import torch
 from torch import Tensor
 
-from .kernel import SamplerState, StepInfo, acceptance_probability, broadcast_chains, divergent
+from .kernel import GRADIENT_STEP, Evaluations, SamplerState, StepInfo, acceptance_probability, broadcast_chains, divergent
 
 __all__ = ["Proposal", "Proposer", "MetropolisHastings", "Uncalibrated", "mh_accept", "move"]
 
@@ -26,6 +26,7 @@ class Proposal(NamedTuple):
     energy: Tensor  # (chains,) E at z (the run's target, as in SamplerState)
     grad: Tensor  # (chains, *latent_shape)
     log_accept_ratio: Tensor  # (chains,) log [pi(z') q(z | z')] - log [pi(z) q(z' | z)]
+    aux: Any = None  # passed on as StepInfo.aux (e.g. HMC's final momentum)
 
 
 @runtime_checkable
@@ -42,10 +43,11 @@ class Proposer(Protocol):
 def move(state: SamplerState, proposal: Proposal, take: Tensor) -> SamplerState:
     """Move the chains where ``take`` is true to the proposal; keep the others (and ``frozen``)."""
     take_b = broadcast_chains(take, state.z)
+    grad = None if state.grad is None else torch.where(take_b, proposal.grad, state.grad)
     return SamplerState(
         torch.where(take_b, proposal.z, state.z),
         torch.where(take, proposal.energy, state.energy),
-        torch.where(take_b, proposal.grad, state.grad),
+        grad,
         state.frozen,
     )
 
@@ -62,7 +64,8 @@ def mh_accept(state: SamplerState, proposal: Proposal, exp_draw: Tensor) -> tupl
     finite = torch.isfinite(log_ratio)
     accepted = finite & (log_ratio > -exp_draw)
     new_state = move(state, proposal, accepted)
-    return new_state, StepInfo(acceptance_probability(log_ratio), accepted, divergent(log_ratio, finite), log_ratio)
+    return new_state, StepInfo(acceptance_probability(log_ratio), accepted, divergent(log_ratio, finite), log_ratio,
+                               aux=proposal.aux)
 
 
 class MHNoise(NamedTuple):
@@ -89,6 +92,14 @@ class MetropolisHastings:
         proposal = self.proposer.propose(target, state, eps, noise.proposal)
         return mh_accept(state, proposal, noise.exp_draw)
 
+    def evaluations(self, noise: MHNoise) -> Evaluations:
+        return _evaluations(self.proposer, noise.proposal)
+
+
+def _evaluations(proposer, noise) -> Evaluations:
+    cost = getattr(proposer, "evaluations", None)
+    return cost(noise) if cost is not None else GRADIENT_STEP
+
 
 class Uncalibrated:
     """Take every proposal that is not divergent (``calibrated = False``); frozen chains stay put.
@@ -108,10 +119,13 @@ class Uncalibrated:
     def draw_noise(self, state: SamplerState, rng: torch.Generator | None) -> Any:
         return self.proposer.draw_noise(state, rng)
 
+    def evaluations(self, noise: Any) -> Evaluations:
+        return _evaluations(self.proposer, noise)
+
     def step(self, target, state: SamplerState, eps: Tensor, noise: Any) -> tuple[SamplerState, StepInfo]:
         proposal = self.proposer.propose(target, state, eps, noise)
         bad = divergent(proposal.log_accept_ratio)
         take = ~bad & ~state.frozen
         new_state = move(state, proposal, take)
         ones = torch.ones_like(state.energy)
-        return new_state, StepInfo(ones, take, bad & ~state.frozen, proposal.log_accept_ratio)
+        return new_state, StepInfo(ones, take, bad & ~state.frozen, proposal.log_accept_ratio, aux=proposal.aux)

@@ -51,6 +51,7 @@ class PhaseRecorder:
         self.mh_accept_sum = torch.zeros_like(state.energy) if track_mh else None
         self.divergences = torch.zeros(chains, dtype=torch.int64, device=z.device)
         self.last_accept_prob = torch.ones_like(state.energy)
+        self.jump_sum: Tensor | None = None  # created by the first step of a global kernel (StepInfo.jump_prob)
         self.count = 0  # steps recorded so far (fewer than ``steps`` after an interruption)
 
     draws = property(lambda self: self._stored["draws"])
@@ -66,6 +67,8 @@ class PhaseRecorder:
             self.mh_accept_sum += acceptance_probability(info.log_accept_ratio)
         self.divergences += info.diverging
         self.last_accept_prob = info.accept_prob
+        if info.jump_prob is not None:
+            self.jump_sum = info.jump_prob.clone() if self.jump_sum is None else self.jump_sum + info.jump_prob
         if (i + 1) % self.thin == 0 and self._kept < self.draws.shape[1]:
             values = {"draws": state.z, "energy": state.energy, "accept_prob": info.accept_prob,
                       "diverging": info.diverging, "eps": eps}

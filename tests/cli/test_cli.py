@@ -251,11 +251,12 @@ def test_refine_error_cases_are_one_line_and_write_nothing(ckpt, exported, tmp_p
     g, d = exported
     cases = [
         ([tmp_path / "missing.pt"], ["no checkpoint file"]),
+        ([tmp_path], ["is a directory, not a checkpoint file"]),
         ([not_ckpt], ["not a latentmcmc checkpoint"]),
         ([future], ["version"]),
         ([ckpt, "--eps", "0"], ["eps"]),
         ([ckpt, "--eps", "-0.5"], ["eps"]),
-        ([ckpt, "--sampler", "hmc"], ["unknown sampler", "mala"]),
+        ([ckpt, "--sampler", "nuts"], ["unknown sampler", "mala"]),
         ([ckpt, "--latent-shape", "5"], ["latent shape", "does not fit"]),
         (["--generator", g, "--critic", d, "--latent-shape", "4"], ["latent shape", "does not fit"]),
         (["--generator", g, "--critic", d], ["--latent-shape"]),
@@ -304,6 +305,18 @@ def test_tampered_checkpoint_is_refused_without_running_it(tmp_path, capsys):
     code, _, err = run_cli(capsys, "diagnose", evil)
     assert_one_line_error(code, err)
     assert not marker.exists()
+
+
+def test_bare_command_prints_the_help_and_no_empty_error(capsys):
+    code, out, err = run_cli(capsys)
+    assert code == 2 and "Usage: latentmcmc" in out and "error" not in err
+
+
+def test_version(capsys):
+    from latentmcmc import __version__
+
+    code, out, _ = run_cli(capsys, "--version")
+    assert code == 0 and out.strip() == f"latentmcmc {__version__}"
 
 
 def test_other_commands_report_errors_in_one_line(tmp_path, capsys):

@@ -1,0 +1,109 @@
+"""Independent proposals for global moves (i-SIR, Ex2MCMC): the N(0, I) prior, any distribution object, a flow.
+
+A proposal here draws ``n`` latents from the run's random-number generator and scores them:
+``sample(n, rng, like) -> (n, *latent_shape)`` and ``log_prob(z) -> (n,)``.  User objects only need
+``.sample(shape)`` and ``.log_prob(z)`` (``torch.distributions`` objects, zuko flows, ...): they draw
+from torch's global generator, so :class:`DistributionProposal` seeds it from the run's ``rng`` in a
+forked random state, which keeps a seed's draws reproducible and leaves the caller's state alone.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import Tensor
+
+__all__ = ["LatentProposal", "PriorProposal", "DistributionProposal", "as_proposal"]
+
+
+class LatentProposal:
+    """Base of the proposals global kernels use: ``sample(n, rng, like)``, ``log_prob(z)``, ``check(like)``."""
+
+    def sample(self, n: int, rng: torch.Generator | None, like: Tensor) -> Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def log_prob(self, z: Tensor) -> Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def check(self, like: Tensor) -> None:
+        """Raise a ValueError naming the problem if the proposal does not fit latents shaped like ``like``."""
+
+
+class PriorProposal(LatentProposal):
+    """``N(0, I)`` over the latent shape: ``log q(z) = -|z|^2/2 - (d/2) log(2 pi)``; drawn from the run's ``rng``."""
+
+    def sample(self, n: int, rng: torch.Generator | None, like: Tensor) -> Tensor:
+        return torch.randn((n,) + tuple(like.shape[1:]), generator=rng, dtype=like.dtype, device=like.device)
+
+    def log_prob(self, z: Tensor) -> Tensor:
+        flat = z.reshape(z.shape[0], -1)
+        return -0.5 * torch.linalg.vecdot(flat, flat) - 0.5 * flat.shape[1] * math.log(2 * math.pi)
+
+
+
+def _seed_from(rng: torch.Generator | None) -> int:
+    """A seed for torch's global generator drawn from ``rng`` (one host read per step on a GPU)."""
+    device = rng.device if rng is not None else torch.device("cpu")
+    return int(torch.randint(0, 2**62, (1,), generator=rng, device=device))
+
+
+class DistributionProposal(LatentProposal):
+    """Any object with ``sample(shape)`` and ``log_prob(z) -> (n,)`` (``torch.distributions``, zuko flows).
+
+    Samples are drawn in a forked global random state seeded from the run's ``rng``.
+    """
+
+    def __init__(self, distribution: Any, name: str = "proposal") -> None:
+        for method in ("sample", "log_prob"):
+            if not callable(getattr(distribution, method, None)):
+                raise ValueError(f"{name} must have .sample(shape) and .log_prob(z) (a torch.distributions object "
+                                 f"or a flow); {type(distribution).__name__} has no .{method}")
+        self.distribution = distribution
+        self.name = name
+
+    def sample(self, n: int, rng: torch.Generator | None, like: Tensor) -> Tensor:
+        devices = [like.device] if like.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices), torch.no_grad():
+            torch.manual_seed(_seed_from(rng))
+            z = self.distribution.sample((n,))
+        return z.reshape((n,) + tuple(like.shape[1:])).to(dtype=like.dtype)
+
+    def log_prob(self, z: Tensor) -> Tensor:
+        return self.distribution.log_prob(z.reshape(z.shape[0], -1) if self._flat else z)
+
+    _flat = False
+
+    def check(self, like: Tensor) -> None:
+        """Fail now, with the argument named, if draws or densities do not fit ``(chains, *latent_shape)``."""
+        latent = tuple(like.shape[1:])
+        with torch.no_grad():
+            z = self.distribution.sample((2,))
+        if not isinstance(z, Tensor):
+            raise ValueError(f"{self.name}.sample((2,)) returned {type(z).__name__}, not a tensor")
+        if z.device != like.device:
+            raise ValueError(f"{self.name} draws on {z.device} but the chains are on {like.device}; "
+                             "move the proposal's parameters there")
+        if tuple(z.shape[1:]) != latent:
+            if z[0].numel() == math.prod(latent) and z.dim() == 2:
+                self._flat = True  # a flat (d,) distribution over a shaped latent: reshape in and out
+            else:
+                raise ValueError(f"{self.name} has event shape {tuple(z.shape[1:])}; the latent shape is {latent}")
+        with torch.no_grad():
+            lp = self.log_prob(z.reshape((2,) + latent).to(like.dtype))
+        if not isinstance(lp, Tensor) or tuple(lp.shape) != (2,):
+            shape = tuple(lp.shape) if isinstance(lp, Tensor) else type(lp).__name__
+            raise ValueError(f"{self.name}.log_prob returned shape {shape} for 2 latents; expected (2,), one log "
+                             "density per latent (wrap a per-coordinate distribution in "
+                             "torch.distributions.Independent(..., 1))")
+
+
+def as_proposal(proposal: Any, name: str = "proposal"):
+    """``None`` -> the N(0, I) prior; a proposal of this module (or a flow proposal) passes through;
+    else a :class:`DistributionProposal`."""
+    if proposal is None:
+        return PriorProposal()
+    if isinstance(proposal, LatentProposal):
+        return proposal
+    return DistributionProposal(proposal, name)
