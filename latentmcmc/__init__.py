@@ -9,9 +9,13 @@ from ._version import __version__
 from .chains import Chains, LogNormalizer
 from .energy import LatentEnergy, Target, as_target
 from .samplers import (
+    HMC,
+    ISIR,
     MALA,
     AnnealedLangevin,
     AnnealedMALA,
+    Ex2MCMC,
+    FlEx2MCMC,
     Langevin,
     Sampler,
     SamplerState,
@@ -19,6 +23,7 @@ from .samplers import (
 )
 
 __all__ = [
-    "LatentEnergy", "Target", "as_target", "Langevin", "MALA", "AnnealedLangevin", "AnnealedMALA",
+    "LatentEnergy", "Target", "as_target", "Langevin", "MALA", "AnnealedLangevin", "AnnealedMALA", "HMC", "ISIR",
+    "Ex2MCMC", "FlEx2MCMC",
     "Sampler", "SamplerState", "StepInfo", "Chains", "LogNormalizer", "__version__",
 ]

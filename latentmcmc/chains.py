@@ -135,7 +135,10 @@ class Chains:
     @staticmethod
     def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> "Chains":
         """Read a run written by :meth:`save` (NetCDF or Zarr, either ArviZ flavour)."""
-        return Chains(**arviz_io.read_run(path, device))
+        fields = arviz_io.read_run(path, device)
+        if fields.get("evaluations") is not None:
+            fields["evaluations"] = Evaluations(*fields["evaluations"])
+        return Chains(**fields)
 
     @staticmethod
     def concat(runs: "list[Chains]") -> "Chains":

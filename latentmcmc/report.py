@@ -152,8 +152,13 @@ def format_table(metrics: dict[str, Any]) -> str:
         *([f"{'blocks':<28}{metrics['blocks']} of {metrics['block_size']} chains; diagnostics from "
              f"{metrics['diagnostic_chains']} chains" + (f", {metrics['world_size']} processes" if "world_size" in metrics
                                                         else "")] if "blocks" in metrics else []),
-        f"{'step size eps (mean)':<28}{metrics.get('eps_mean', float('nan')):.4g}",
-        f"{'acceptance':<28}{metrics.get('acceptance', float('nan')):.3f}",
+        f"{'step size eps (mean)':<28}" + (f"{metrics['eps_mean']:.4g}" if _finite(metrics.get("eps_mean"))
+                                             else "n/a (no step size)"),
+        f"{'acceptance':<28}{metrics.get('acceptance', float('nan')):.3f}"
+        + (" (local steps)" if "jump_rate" in metrics and metrics.get("sampler") != "ISIR" else ""),
+        *([f"{'global jump rate':<28}{metrics['jump_rate']:.3f}"] if "jump_rate" in metrics else []),
+        *([f"{'model passes per chain':<28}{metrics['evaluations']['forward']} forward, "
+           f"{metrics['evaluations']['backward']} backward"] if "evaluations" in metrics else []),
         f"{'divergences':<28}{metrics.get('divergences', 0)}",
     ]
     if "ess_bulk_energy" in metrics:

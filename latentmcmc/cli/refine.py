@@ -58,6 +58,12 @@ def refine_command(
     beta: float = typer.Option(1.0, help="Inverse temperature on the critic: E(z) = beta U(G(z)) + 0.5|z|^2."),
     prior: bool = flag(True, "--prior/--no-prior", help="Keep the 0.5|z|^2 prior term of E."),
     schedule: str = typer.Option("linear", help=f"Annealing schedule of annealed samplers: {choices(SCHEDULES)}."),
+    candidates: int = typer.Option(10, help="isir, ex2mcmc, flex2mcmc: points per global move, the current one "
+                                            "included (candidates - 1 forward passes)."),
+    local_steps: int = typer.Option(3, help="ex2mcmc, flex2mcmc: MALA steps after each global move."),
+    leapfrog_steps: int = typer.Option(10, help="hmc: leapfrog steps per trajectory (the starting length with --chees)."),
+    chees: bool = flag(False, "--chees", help="hmc: adapt the trajectory length across chains by ChEES in warm-up."),
+    flow_lr: float = typer.Option(1e-3, help="flex2mcmc: Adam learning rate of the flow fitted in warm-up."),
     thin: int = typer.Option(1, help="Keep every thin-th draw."),
     seed: int = typer.Option(0, help="Seed of the starting points and of the sampler."),
     device: str = typer.Option("cpu", help="cpu, cuda or cuda:N."),
@@ -122,7 +128,9 @@ def refine_command(
         num_chains=chains, sampler=sampler, steps=steps, warmup=warmup, adapt=adapt and warmup > 0, thin=thin, seed=seed,
         beta=beta, prior=prior, critic_sign=critic_sign, block_size=block_size, record_blocks=record_blocks,
         keep_warmup=keep_warmup, stream=stream_draws, progress=progress_flag(quiet), device=dev,
-    ).replace(eps=eps, schedule=schedule, compile=False if compile_mode == "off" else compile_mode)
+    ).replace(eps=eps, schedule=schedule, compile=False if compile_mode == "off" else compile_mode,
+              candidates=candidates, local_steps=local_steps, leapfrog_steps=leapfrog_steps, chees=chees,
+              flow_lr=flow_lr)
     try:
         result = refine(g, u, shape, options, dataset=dataset, distributed=distributed)
         if result is None:  # a rank other than 0 of a torchrun job: rank 0 writes (main() then leaves the group)
@@ -134,7 +142,8 @@ def refine_command(
         typer.echo(f"interrupted before the first kept draw: nothing was written to {out}", err=True)
         raise typer.Exit(EXIT_INTERRUPTED)
     source = str(checkpoint) if checkpoint is not None else f"{generator} + {critic}"
-    target = SAMPLERS[sampler].default_target_accept
+    entry = SAMPLERS[sampler]
+    target = entry.default_target_accept if entry.has_step_size else None
     try:
         write_report(result, out, figures=figures, target_accept=target if adapt and warmup else None,
                      extra_metrics={"source": source, "latent_shape": list(shape), "device": str(dev)})

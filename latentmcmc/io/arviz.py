@@ -30,7 +30,8 @@ from ..atomic import atomic_path
 __all__ = ["to_inference_data", "save_run", "read_run", "installed_arviz_kind"]
 
 Kind = Literal["inference_data", "datatree"]
-_PER_CHAIN = ("acceptance_rate", "divergences", "warmup_divergences", "frozen", "eps", "log_weights", "mh_accept_rate")
+_PER_CHAIN = ("acceptance_rate", "divergences", "warmup_divergences", "frozen", "eps", "log_weights", "mh_accept_rate",
+              "jump_rate")
 
 
 def installed_arviz_kind() -> Kind:
@@ -88,6 +89,9 @@ def _attrs(chains) -> dict[str, Any]:
         if value is not None:
             arr = _np(value)
             attrs[f"chain_{name}"] = arr.astype(np.int64) if arr.dtype == bool else arr
+    if chains.evaluations is not None:
+        attrs.update(evaluations_forward=int(chains.evaluations.forward),
+                     evaluations_backward=int(chains.evaluations.backward))
     if chains.log_weights is not None:
         est = chains.log_normalizer()
         attrs.update(log_normalizer=est.estimate, log_normalizer_stderr=est.stderr, importance_ess=est.importance_ess)
@@ -211,6 +215,9 @@ def read_run(path: str | os.PathLike, device: str | torch.device = "cpu") -> dic
         warmup_diverging=_tensor(wstats, "diverging", device, torch.bool),
         log_weights=per_chain.get("log_weights"),
         mh_accept_rate=per_chain.get("mh_accept_rate"),
+        jump_rate=per_chain.get("jump_rate"),
+        evaluations=((int(attrs["evaluations_forward"]), int(attrs["evaluations_backward"]))
+                     if "evaluations_forward" in attrs else None),  # (forward, backward): Chains.load makes it Evaluations
     )
     tree.close()
     return fields

@@ -76,7 +76,8 @@ def run_blocks(energy: LatentEnergy, latent_shape: tuple[int, ...], options: Ref
         z0 = prior_draws(stop - start, tuple(latent_shape), seed, device)
         full = o.record_blocks is None or b < o.record_blocks
         try:
-            run = mcmc.run(z0, steps=o.steps, warmup=o.warmup, adapt=o.adapt and o.warmup > 0, thin=o.thin, seed=seed,
+            run = mcmc.run(z0, steps=o.steps, warmup=o.warmup, adapt=o.adapt and o.warmup > 0 and mcmc.has_step_size,
+                           thin=o.thin, seed=seed,
                            progress=o.progress if len(indices) == 1 else False, keep_warmup=o.keep_warmup and full,
                            record="full" if full else "last", stream=o.stream)
         except KeyboardInterrupt:

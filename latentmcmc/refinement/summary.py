@@ -44,6 +44,10 @@ def run_metrics(chains: Chains) -> dict[str, Any]:
     }
     if chains.mh_accept_rate is not None:
         m["mh_accept_rate"] = float(chains.mh_accept_rate.mean())
+    if chains.jump_rate is not None:
+        m["jump_rate"] = float(chains.jump_rate.mean())
+    if chains.evaluations is not None:
+        m["evaluations"] = {"forward": chains.evaluations.forward, "backward": chains.evaluations.backward}
     if chains.num_draws >= 4:  # split chains need at least two draws per half
         flat = chains.draws.reshape(chains.num_chains, chains.num_draws, -1)
         m.update(

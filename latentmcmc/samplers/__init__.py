@@ -4,6 +4,10 @@ driver that runs them, and the table of named samplers (``registry``)."""
 from .adaptation import StepSizeAdapter
 from .annealed import AnnealedLangevin, AnnealedMALA
 from .base import Sampler
+from .ex2mcmc import Ex2MCMC
+from .flex2mcmc import FlEx2MCMC
+from .hmc import HMC
+from .isir import ISIR
 from .kernel import Kernel, SamplerState, StepInfo
 from .langevin import Langevin, LangevinProposer
 from .mala import MALA
@@ -13,7 +17,7 @@ from .schedules import SCHEDULES, geometric_schedule, linear_schedule, make_sche
 from .tempering import TemperedTarget
 
 __all__ = [
-    "Sampler", "Langevin", "MALA", "AnnealedLangevin", "AnnealedMALA", "SamplerState", "StepInfo", "Kernel",
+    "Sampler", "Langevin", "MALA", "AnnealedLangevin", "AnnealedMALA", "HMC", "ISIR", "Ex2MCMC", "FlEx2MCMC", "SamplerState", "StepInfo", "Kernel",
     "LangevinProposer", "MetropolisHastings", "Uncalibrated", "mh_accept", "TemperedTarget",
     "SAMPLERS", "SamplerEntry", "SamplerOptions", "make_sampler", "StepSizeAdapter", "SCHEDULES", "linear_schedule", "geometric_schedule", "sigmoid_schedule", "make_schedule",
 ]

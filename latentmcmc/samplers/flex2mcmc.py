@@ -103,7 +103,7 @@ class FlowFit:
             log_q = torch.where(weights > 0, log_q, torch.zeros_like(log_q))
             loss = -(weights * log_q).sum(1).mean()
             if not bool(torch.isfinite(loss)):
-                raise ValueError(f"FlEx2MCMC: fitting the flow gave a non-finite loss ({float(loss)}) at warm-up step "
+                raise ValueError(f"FlEx2MCMC: fitting the flow gave a non-finite loss ({float(loss.detach())}) at warm-up step "
                                  f"{self.k}; nothing was recorded. Lower flow_lr, or check the flow")
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()

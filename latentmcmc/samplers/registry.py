@@ -14,6 +14,10 @@ from typing import Any
 from ..energy import COMPILE_MODES
 from .annealed import AnnealedLangevin, AnnealedMALA
 from .base import Sampler
+from .ex2mcmc import Ex2MCMC
+from .flex2mcmc import FlEx2MCMC
+from .hmc import HMC
+from .isir import ISIR
 from .langevin import Langevin
 from .mala import MALA
 
@@ -27,14 +31,24 @@ COMPILE_CHOICES = ("off",) + COMPILE_MODES
 class SamplerOptions:
     """Constructor options of the named samplers; each sampler takes the ones its signature names.
 
-    ``eps``: step size (noise variance of the Langevin proposal); ``schedule``: annealing schedule
-    (:data:`~latentmcmc.samplers.schedules.SCHEDULES` or levels); ``compile``: False or a
-    ``torch.compile`` mode.
+    ``eps``: step size (noise variance of the Langevin proposal; HMC's leapfrog step size);
+    ``schedule``: annealing schedule (:data:`~latentmcmc.samplers.schedules.SCHEDULES` or levels);
+    ``compile``: False or a ``torch.compile`` mode; ``candidates``: i-SIR points per step (the current
+    one included); ``local_steps``: MALA steps after each global move; ``proposal``: i-SIR's
+    proposal (None: N(0, I)); ``flow``, ``flow_lr``: FlEx2MCMC's flow (None: zuko RealNVP) and its
+    learning rate; ``leapfrog_steps``, ``chees``: HMC's trajectory (fixed steps, or ChEES-adapted).
     """
 
     eps: float = 0.01
     schedule: Any = "linear"
     compile: bool | str = False
+    candidates: int = 10
+    local_steps: int = 3
+    proposal: Any = None
+    flow: Any = None
+    flow_lr: float = 1e-3
+    leapfrog_steps: int = 10
+    chees: bool = False
 
 
 @dataclass(frozen=True)
@@ -47,6 +61,7 @@ class SamplerEntry:
 
     cls: type[Sampler]
     summary: str
+    kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)  # fixed constructor arguments of this entry
 
     @property
     def anneals(self) -> bool:
@@ -61,7 +76,7 @@ class SamplerEntry:
 
     def build(self, energy, options: SamplerOptions | None = None) -> Sampler:
         options = options or SamplerOptions()
-        return self.cls(energy, **{name: getattr(options, name) for name in self.options})
+        return self.cls(energy, **{name: getattr(options, name) for name in self.options}, **self.kwargs)
 
     def __call__(self, *args, **kwargs) -> Sampler:
         return self.cls(*args, **kwargs)
@@ -77,6 +92,10 @@ SAMPLERS: dict[str, SamplerEntry] = {
     "mala": SamplerEntry(MALA, "Metropolis-adjusted Langevin: exact for any eps"),
     "annealed-langevin": SamplerEntry(AnnealedLangevin, "Langevin annealed from the prior in warm-up, exact AIS weights"),
     "annealed-mala": SamplerEntry(AnnealedMALA, "MALA annealed from the prior in warm-up, AIS weights (log Z)"),
+    "hmc": SamplerEntry(HMC, "Hamiltonian Monte Carlo, eps = leapfrog step size (--leapfrog-steps, --chees)"),
+    "isir": SamplerEntry(ISIR, "i-SIR: global jumps between modes with prior proposals, no gradient (--candidates)"),
+    "ex2mcmc": SamplerEntry(Ex2MCMC, "i-SIR jumps plus --local-steps MALA steps"),
+    "flex2mcmc": SamplerEntry(FlEx2MCMC, "Ex2MCMC with a normalizing-flow proposal fitted in warm-up (needs zuko)"),
 }
 
 

@@ -136,3 +136,13 @@ def test_runs_saved_by_0_1_with_step_size_still_load(run, tmp_path):
     old.to_netcdf(tmp_path / "old.nc", engine="h5netcdf")
     loaded = Chains.load(tmp_path / "old.nc")
     assert torch.equal(loaded.eps, run.eps) and torch.equal(loaded.warmup_eps, run.warmup_eps)
+
+
+def test_global_kernels_keep_their_jump_rate_and_model_passes(tmp_path):
+    from latentmcmc import ISIR
+
+    run = ISIR(lambda z: 0.5 * z.square().sum(1), candidates=4).run(torch.randn(6, 2), steps=8, seed=0)
+    run.save(tmp_path / "isir.nc")
+    loaded = Chains.load(tmp_path / "isir.nc")
+    assert torch.equal(loaded.jump_rate, run.jump_rate) and loaded.evaluations == run.evaluations == (1 + 8 * 3, 0)
+    assert bool(torch.isnan(loaded.eps).all())  # i-SIR has no step size

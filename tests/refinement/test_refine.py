@@ -68,7 +68,7 @@ def test_recorded_blocks_carry_the_diagnostics():
 
 def test_refine_rejects_bad_arguments():
     with pytest.raises(ValueError, match="unknown sampler"):
-        refine(nn.Identity(), Shifted(0.0), (2,), sampler="hmc", progress=False)
+        refine(nn.Identity(), Shifted(0.0), (2,), sampler="nuts", progress=False)
     with pytest.raises(ValueError, match="eps"):
         refine(nn.Identity(), Shifted(0.0), (2,), eps=0.0, progress=False)
     with pytest.raises(ValueError, match="block_size"):
