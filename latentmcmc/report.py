@@ -25,7 +25,7 @@ import numpy as np
 from .atomic import default_mode
 from .refinement import Refinement
 
-__all__ = ["write_report", "check_writable", "format_table", "OUTPUT_FILES"]
+__all__ = ["write_report", "check_writable", "format_table", "staged_outputs", "write_json", "OUTPUT_FILES"]
 
 OUTPUT_FILES = ("samples.npz", "run.nc", "metrics.json", "samples.png", "energy.png", "acceptance.png")
 
@@ -79,31 +79,20 @@ def _save_figure(fig, path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
-def write_report(result: Refinement, out: str | os.PathLike, figures: bool = True, target_accept: float | None = None,
-                 extra_metrics: dict[str, Any] | None = None) -> Path:
-    """Write the outputs of ``result`` into ``out`` (created if needed); returns ``out``."""
+@contextlib.contextmanager
+def staged_outputs(out: str | os.PathLike) -> Iterator[Path]:
+    """Yield a staging folder inside ``out``; on success move everything written there into ``out`` as one set.
+
+    On a failure or Ctrl-C before the moves, ``out`` is left as it was (and removed if this call created
+    it); Ctrl-C is held back during the few renames.
+    """
     out = check_writable(out)
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=out, prefix=".staging-"))
     committed = False
     try:
-        np.savez_compressed(
-            staging / "samples.npz",
-            z0=result.z0.detach().cpu().numpy(),
-            z=result.z.detach().cpu().numpy(),
-            x_before=result.before.detach().cpu().numpy(),
-            x_after=result.after.detach().cpu().numpy(),
-        )
-        result.chains.save(staging / "run.nc")
-        metrics = {**result.metrics, **(extra_metrics or {})}
-        (staging / "metrics.json").write_text(json.dumps(_json_safe(metrics), indent=2) + "\n")
-        if figures:
-            from .plots import acceptance_figure, energy_trace_figure, samples_figure
-
-            _save_figure(samples_figure(result.before, result.after, result.reference), staging / "samples.png")
-            _save_figure(energy_trace_figure(result.chains), staging / "energy.png")
-            _save_figure(acceptance_figure(result.chains, target_accept), staging / "acceptance.png")
+        yield staging
         mode = default_mode()
         with _sigint_deferred():
             for path in sorted(staging.iterdir()):
@@ -114,7 +103,33 @@ def write_report(result: Refinement, out: str | os.PathLike, figures: bool = Tru
         shutil.rmtree(staging, ignore_errors=True)
         if created and not committed:
             shutil.rmtree(out, ignore_errors=True)  # we made it for this run: leave no empty directory behind
-    return out
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """``data`` as indented JSON, non-finite floats as null / "inf" / "-inf"."""
+    path.write_text(json.dumps(_json_safe(data), indent=2) + "\n")
+
+
+def write_report(result: Refinement, out: str | os.PathLike, figures: bool = True, target_accept: float | None = None,
+                 extra_metrics: dict[str, Any] | None = None) -> Path:
+    """Write the outputs of ``result`` into ``out`` (created if needed) as one set; returns ``out``."""
+    with staged_outputs(out) as staging:
+        np.savez_compressed(
+            staging / "samples.npz",
+            z0=result.z0.detach().cpu().numpy(),
+            z=result.z.detach().cpu().numpy(),
+            x_before=result.before.detach().cpu().numpy(),
+            x_after=result.after.detach().cpu().numpy(),
+        )
+        result.chains.save(staging / "run.nc")
+        write_json(staging / "metrics.json", {**result.metrics, **(extra_metrics or {})})
+        if figures:
+            from .plots import acceptance_figure, energy_trace_figure, samples_figure
+
+            _save_figure(samples_figure(result.before, result.after, result.reference), staging / "samples.png")
+            _save_figure(energy_trace_figure(result.chains), staging / "energy.png")
+            _save_figure(acceptance_figure(result.chains, target_accept), staging / "acceptance.png")
+    return Path(out)
 
 
 def _finite(value) -> bool:

@@ -6,7 +6,7 @@ import os
 import sys
 import warnings
 
-from . import demo, diagnose, refine, train  # noqa: F401  (the commands register themselves on ``app``)
+from . import compare, demo, diagnose, refine, train  # noqa: F401  (the commands register themselves on ``app``)
 from ..process_group import leave
 from .common import EXIT_ERROR, EXIT_INTERRUPTED, app, refresh_help
 

@@ -136,6 +136,36 @@ def test_refine_every_sampler_runs(ckpt, tmp_path, capsys):
     assert "log_normalizer" in metrics
 
 
+@pytest.mark.slow
+def test_refine_with_global_and_hamiltonian_samplers(ckpt, tmp_path, capsys):
+    for sampler, extra in (("isir", ["--candidates", "4"]), ("ex2mcmc", ["--local-steps", "1"]),
+                           ("hmc", ["--leapfrog-steps", "3", "--chees"]), ("flex2mcmc", ["--flow-lr", "0.01"])):
+        code, out, err = run_cli(capsys, "refine", ckpt, "--sampler", sampler, *extra, *FAST_REFINE, "--no-figures",
+                                 "--out", tmp_path / sampler)
+        assert code == 0, err
+        metrics = json.loads((tmp_path / sampler / "metrics.json").read_text())
+        assert metrics["evaluations"]["forward"] > 1 and "model passes per chain" in out
+        assert ("jump_rate" in metrics) == (sampler != "hmc"), sampler
+    assert "n/a (no step size)" in run_cli(capsys, "refine", ckpt, "--sampler", "isir", *FAST_REFINE, "--no-figures",
+                                           "--out", tmp_path / "isir2")[1]
+
+
+@pytest.mark.slow
+def test_compare_writes_its_table_json_and_figure(ckpt, tmp_path, capsys):
+    out = tmp_path / "cmp"
+    code, text, err = run_cli(capsys, "compare", ckpt, "--methods", "prior,truncation,mala,isir,mh-gan,drs,dot",
+                              "--budget", "20", "--chains", "60", "--grid-points", "101", "-q", "--out", out)
+    assert code == 0, err
+    data = json.loads((out / "compare.json").read_text())
+    assert list(data["methods"]) == ["prior", "truncation", "mala", "isir", "mh-gan", "drs", "dot"]
+    assert data["settings"]["calibrated"] and "tv_floor_95" in data["settings"]  # ring8 data, 2-D latent
+    assert (out / "compare.png").stat().st_size > 0 and "TV exact" in text
+    for args, needle in ((["--methods", "mala,nuts"], "unknown method"), (["--budget", "2"], "--budget")):
+        code, _, err = run_cli(capsys, "compare", ckpt, *args, "--out", tmp_path / "bad")
+        assert_one_line_error(code, err, needle)
+        assert not (tmp_path / "bad").exists()
+
+
 def test_refine_streaming_draws_to_host_writes_the_same_run(ckpt, refined, tmp_path, capsys):
     out = tmp_path / "streamed"
     code, _, err = run_cli(capsys, "refine", ckpt, *FAST_REFINE, "--out", out, "--keep-warmup", "--stream-draws",

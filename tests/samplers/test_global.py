@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from helpers.mc import assert_gaussian_moments, exact_draws, gaussian_energy, random_gaussian, z_threshold
-from latentmcmc import ISIR, MALA, Ex2MCMC, FlEx2MCMC
+from latentmcmc import HMC, ISIR, MALA, Ex2MCMC, FlEx2MCMC
 from latentmcmc.samplers.ex2mcmc import Ex2MCMCKernel
 from latentmcmc.samplers.kernel import SamplerState
 
@@ -118,7 +118,8 @@ def test_flex2mcmc_fits_its_flow_in_warmup_and_gets_the_mode_weights(mixture_sta
 
 # ------------------------------------------------------------------ mechanics
 @pytest.mark.parametrize("make", [lambda e: ISIR(e, candidates=4), lambda e: Ex2MCMC(e, eps=0.3, candidates=4),
-                                  lambda e: ISIR(e, candidates=4, proposal=wide_gaussian(3, 2.0))])
+                                  lambda e: ISIR(e, candidates=4, proposal=wide_gaussian(3, 2.0)),
+                                  lambda e: HMC(e, eps=0.2, leapfrog_steps=3)])
 def test_same_seed_same_draws_and_independent_chains(make):
     energy = lambda z: 0.5 * z.square().sum(1) + 0.1 * z[:, 0] ** 4  # noqa: E731
     z0 = torch.randn(16, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
@@ -129,6 +130,21 @@ def test_same_seed_same_draws_and_independent_chains(make):
     assert torch.equal(a.draws, b.draws) and not torch.equal(a.draws, make(energy).run(z0, steps=20, seed=6).draws)
     # other chains never see chain 0 (its own draws may coincide once a jump has forgotten the start)
     assert torch.equal(a.draws[1:], c.draws[1:]) and not torch.equal(z0[0], moved[0])
+
+
+def test_flex2mcmc_same_seed_same_draws():
+    pytest.importorskip("zuko")
+    z0 = torch.randn(40, 2, generator=torch.Generator().manual_seed(0))
+    runs = [FlEx2MCMC(lambda z: 0.5 * z.square().sum(1), eps=0.3).run(z0, steps=5, warmup=5, seed=3) for _ in range(2)]
+    assert torch.equal(runs[0].draws, runs[1].draws)
+
+
+def test_hmc_counts_divergent_trajectories():
+    energy = lambda z: 0.5 * z.square().sum(1) + z[:, 0] ** 4  # noqa: E731  (leapfrog blows up at large eps)
+    z0 = torch.randn(200, 2, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    with pytest.warns(RuntimeWarning, match="divergent"):
+        chains = HMC(energy, eps=0.9, leapfrog_steps=10).run(z0, steps=20, seed=2)
+    assert int(chains.divergences.sum()) > 0 and bool(torch.isfinite(chains.draws).all())
 
 
 def test_isir_counts_candidates_with_a_non_finite_energy_as_divergences():

@@ -1,0 +1,53 @@
+"""Calibrating a critic into a discriminator's logit (Platt scaling), as MH-GAN and DRS need.
+
+MH-GAN (Turner et al. 2019) and discriminator rejection sampling (Azadi et al. 2019) read a
+discriminator's logit ``l(x)`` as the log density ratio ``log p_data(x) / p_G(x)``, which holds only for
+a calibrated one.  Here the critic's realness ``r(x) = -s U(x)`` (``s = critic_sign``) is calibrated by
+a one-feature logistic regression ``l(x) = a r(x) + b`` fitted on held-out real data against fresh
+generator samples (Platt 1999, as in the MH-GAN paper).  Without real data (a model trained
+elsewhere and no reference set), the uncalibrated ``l(x) = beta r(x)`` is used and said so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["Calibration", "calibrate"]
+
+
+@dataclass
+class Calibration:
+    """``l(x) = slope * r(x) + intercept`` with ``r = -critic_sign * critic(x)``; ``fitted`` False when uncalibrated."""
+
+    slope: float
+    intercept: float
+    fitted: bool
+    critic_sign: float = 1.0
+
+    def logit(self, critic: nn.Module, x: Tensor) -> Tensor:
+        """``l(x)``, differentiable in ``x`` (call it under ``torch.no_grad()`` when no gradient is needed)."""
+        realness = -self.critic_sign * critic(x).reshape(x.shape[0])
+        return self.slope * realness + self.intercept
+
+
+@torch.no_grad()
+def calibrate(generator: nn.Module, critic: nn.Module, latent_shape: tuple[int, ...], real: Tensor | None,
+              beta: float = 1.0, critic_sign: float = 1.0, n: int = 5000, seed: int = 0) -> Calibration:
+    """Platt scaling on up to ``n`` real samples against ``n`` generated ones; ``beta``-scaled realness without data."""
+    if real is None or real.shape[0] < 10:
+        return Calibration(beta, 0.0, False, critic_sign)
+    from sklearn.linear_model import LogisticRegression
+
+    g = torch.Generator().manual_seed(seed)
+    device = next((p.device for p in generator.parameters()), torch.device("cpu"))
+    m = min(n, real.shape[0])
+    idx = torch.randperm(real.shape[0], generator=g)[:m]
+    fake = torch.cat([generator(torch.randn(1000, *latent_shape, generator=g).to(device)) for _ in range(-(-m // 1000))])[:m]
+    realness = torch.cat([-critic_sign * critic(real[idx].to(device)).reshape(-1),
+                          -critic_sign * critic(fake).reshape(-1)]).double().cpu().numpy()[:, None]
+    labels = [1] * m + [0] * m
+    fit = LogisticRegression(C=1e6).fit(realness, labels)  # effectively unregularised: two parameters
+    return Calibration(float(fit.coef_[0, 0]), float(fit.intercept_[0]), True, critic_sign)

@@ -1,0 +1,235 @@
+"""``latentmcmc compare``: refinement methods side by side on one model at an equal budget of model passes.
+
+Every method starts from the same prior draws and spends about ``budget`` forward+backward passes per
+sample (:mod:`latentmcmc.methods`).  Per method: the data set's quality metrics when known (HQ, modes,
+KL; FD for digits), acceptance, the global jump rate, ESS of the energy per 1,000 passes (per chain,
+recorded steps), passes spent and wall time.  For a 2-D latent the exact target ``exp(-E)`` is
+integrated on a grid (:mod:`latentmcmc.exact`) and each method's distance to it is reported: the TV
+distance of the mode weights (data sets with modes) or of a 20 x 20 latent histogram, beside the
+noise floor of exact sampling with as many samples. A method within the floor cannot be told apart
+from exact sampling; a method far above it only looks good.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .exact import GridTarget, grid_target, total_variation, tv_noise_floor
+from .methods import METHODS, MethodRun, Problem
+from .refinement.blocks import prior_draws
+
+__all__ = ["DEFAULT_METHODS", "Comparison", "compare", "comparison_table", "comparison_figure"]
+
+DEFAULT_METHODS = ("prior", "truncation", "mala", "hmc", "isir", "ex2mcmc", "flex2mcmc", "annealed-mala", "mh-gan",
+                   "drs", "dot")
+
+
+@dataclass
+class Comparison:
+    """One row per method (``rows[name]``: the numbers), the settings, and the exact target when computed."""
+
+    rows: dict[str, dict[str, Any]]
+    settings: dict[str, Any]
+    samples: dict[str, Tensor] = field(default_factory=dict)  # G(z) per method, for the figure
+    reference: Tensor | None = None
+
+
+def _bins(z: Tensor, half_width: float = 4.0, bins: int = 20) -> Tensor:
+    """Index of the 20 x 20 latent cell of each 2-D point (one extra bin for points outside the box)."""
+    cell = ((z.double() + half_width) / (2 * half_width) * bins).floor().long()
+    inside = ((cell >= 0) & (cell < bins)).all(1)
+    return torch.where(inside, cell[:, 0] * bins + cell[:, 1], torch.full_like(cell[:, 0], bins * bins))
+
+
+class ExactReference:
+    """The grid truth of a 2-D latent target, and each sample set's TV distance to it with its noise floor."""
+
+    def __init__(self, problem: Problem, dataset, n: int, points_per_axis: int) -> None:
+        self.grid: GridTarget = grid_target(problem.energy, points_per_axis=points_per_axis,
+                                            device=next((p.device for p in problem.generator.parameters()), "cpu"))
+        self.modes = dataset.modes if dataset is not None and dataset.modes is not None else None
+        self.generator = problem.generator
+        labels = self._labels(self.grid.points)
+        self.k = self.modes.shape[0] if self.modes is not None else 401
+        self.truth = torch.zeros(self.k, dtype=torch.float64).index_add_(0, labels, self.grid.probs)
+        self.floor = tv_noise_floor(self.truth, n)
+        self.kind = "mode weights" if self.modes is not None else "latent 20x20 histogram"
+
+    @torch.no_grad()
+    def _labels(self, z: Tensor) -> Tensor:
+        if self.modes is None:
+            return _bins(z.cpu())
+        device = next((p.device for p in self.generator.parameters()), torch.device("cpu"))
+        out = []
+        for i in range(0, z.shape[0], 65536):
+            x = self.generator(z[i:i + 65536].to(device)).double().cpu()
+            out.append(torch.cdist(x, self.modes.double()).argmin(1))
+        return torch.cat(out)
+
+    def tv(self, z: Tensor) -> float:
+        hist = torch.bincount(self._labels(z), minlength=self.k).double()
+        return total_variation(hist, self.truth)
+
+
+@torch.no_grad()
+def _generate(generator: nn.Module, z: Tensor) -> Tensor:
+    return torch.cat([generator(z[i:i + 65536]) for i in range(0, z.shape[0], 65536)])
+
+
+def _row(name: str, run: MethodRun, problem: Problem, dataset, exact: ExactReference | None,
+         quality: dict | None) -> dict[str, Any]:
+    from .diagnostics import ess
+
+    row: dict[str, Any] = {"method": name, "summary": METHODS[name].summary,
+                           "passes": run.evaluations.passes, "forward": run.evaluations.forward,
+                           "backward": run.evaluations.backward, "seconds": run.seconds, **run.notes}
+    chains = run.chains
+    if chains is not None:
+        row["acceptance"] = float(chains.acceptance_rate.mean())
+        if chains.jump_rate is not None:
+            row["jump_rate"] = float(chains.jump_rate.mean())
+        if chains.num_draws >= 4 and chains.evaluations is not None:
+            recorded_passes = run.evaluations.passes * chains.steps / max(1, chains.steps + chains.warmup)
+            per_chain = float(ess(chains.energy)) / chains.num_chains
+            row["ess_per_kpass"] = 1000.0 * per_chain / max(recorded_passes, 1e-9)
+        if chains.log_weights is not None:
+            row["importance_ess"] = chains.log_normalizer().importance_ess
+    elif "acceptance" in run.notes:
+        row["acceptance"] = run.notes["acceptance"]
+    row["exact"] = bool(getattr(METHODS[name], "exact", False)) or (
+        name == "mh-gan" and not problem.calibration.fitted)
+    if quality:
+        row["quality"] = quality
+    if exact is not None:
+        row["tv_to_exact"] = exact.tv(run.z)
+    return row
+
+
+def compare(generator: nn.Module, critic: nn.Module, latent_shape: tuple[int, ...], methods=DEFAULT_METHODS,
+            budget: int = 400, beta: float = 1.0, num_chains: int = 2000, seed: int = 0, dataset=None,
+            critic_sign: float = 1.0, device: str | torch.device = "cpu", grid_points: int = 801,
+            sampler_options=None, progress=None) -> Comparison:
+    """Run ``methods`` (names of :data:`~latentmcmc.methods.METHODS`) on one model; see the module docstring."""
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise ValueError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
+    if isinstance(budget, bool) or not isinstance(budget, int) or budget < 4:
+        raise ValueError(f"budget must be an integer >= 4 passes per sample, got {budget!r}")
+    from .samplers.registry import SamplerOptions
+
+    device = torch.device(device)
+    problem = Problem(generator, critic, tuple(latent_shape), beta=beta, critic_sign=critic_sign,
+                      real=None if dataset is None else dataset.x, sampler_options=sampler_options or SamplerOptions())
+    z0 = prior_draws(num_chains, tuple(latent_shape), seed, device)
+    exact = None
+    if tuple(latent_shape) == (2,):
+        exact = ExactReference(problem, dataset, num_chains, grid_points)
+    rows, samples = {}, {}
+    from .progress import progress_bar
+
+    bar = progress_bar(len(methods), progress, "compare")
+    for name in methods:
+        if bar is not None:
+            bar.set_postfix(method=name, refresh=True)
+        run = METHODS[name].run(problem, z0, budget, seed)
+        x = _generate(generator, run.z)
+        quality = dataset.quality(x) if dataset is not None else None
+        rows[name] = _row(name, run, problem, dataset, exact, quality)
+        samples[name] = x.detach().cpu()
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    settings = {"budget": budget, "beta": beta, "chains": num_chains, "seed": seed, "latent_shape": list(latent_shape),
+                "calibrated": problem.calibration.fitted, "calibration_slope": problem.calibration.slope}
+    if exact is not None:
+        settings.update(exact_distance=exact.kind, exact_log_z=exact.grid.log_z, tv_floor_mean=exact.floor[0],
+                        tv_floor_95=exact.floor[1])
+    return Comparison(rows, settings, samples, None if dataset is None else dataset.x)
+
+
+def _fmt(value: Any, width: int, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return f"{'n/a':>{width}}"
+    if isinstance(value, int):
+        return f"{value:>{width}d}"
+    return f"{value:>{width}.{digits}f}"
+
+
+def comparison_table(result: Comparison) -> str:
+    """The printed table: one line per method."""
+    s = result.settings
+    rows = list(result.rows.values())
+    metric_names = list(rows[0]["quality"]) if rows and rows[0].get("quality") else []
+    head = f"{'method':<18}" + "".join(f"{m:>9}" for m in metric_names)
+    if "exact_distance" in s:
+        head += f"{'TV exact':>9}"
+    head += f"{'accept':>8}{'jump':>7}{'ESS/kpass':>10}{'passes':>8}{'seconds':>9}"
+    lines = [f"budget {s['budget']} passes per sample, beta {s['beta']}, {s['chains']} chains, seed {s['seed']}"
+             + ("" if s["calibrated"] else "; MH-GAN/DRS/DOT use the uncalibrated critic (no real data)"), head]
+    for r in rows:
+        line = f"{r['method']:<18}" + "".join(_fmt(r["quality"].get(m), 9) for m in metric_names)
+        if "exact_distance" in s:
+            line += _fmt(r.get("tv_to_exact"), 9)
+        line += _fmt(r.get("acceptance"), 8, 2) + _fmt(r.get("jump_rate"), 7, 2) + _fmt(r.get("ess_per_kpass"), 10, 1)
+        line += _fmt(r["passes"], 8) + _fmt(r["seconds"], 9, 1)
+        lines.append(line)
+    if "exact_distance" in s:
+        lines.append(f"TV exact: total-variation distance of the {s['exact_distance']} to the grid truth at beta "
+                     f"{s['beta']}; exact sampling of {s['chains']} points gives {s['tv_floor_mean']:.3f} on average, "
+                     f"{s['tv_floor_95']:.3f} at the 95th percentile.")
+    return "\n".join(lines)
+
+
+def comparison_figure(result: Comparison):
+    """``compare.png``: bars of the headline metric, TV to the exact target, ESS per 1,000 passes; 2-D samples."""
+    from matplotlib.figure import Figure
+
+    rows = list(result.rows.values())
+    names = [r["method"] for r in rows]
+    two_d = all(x.dim() == 2 and x.shape[1] == 2 for x in result.samples.values())
+    panels = []
+    if rows and rows[0].get("quality"):
+        key = "fd" if "fd" in rows[0]["quality"] else "hq_fraction" if "hq_fraction" in rows[0]["quality"] else None
+        if key:
+            panels.append((key + (" (lower is better)" if key == "fd" else ""), [r["quality"][key] for r in rows], None))
+    if "exact_distance" in result.settings:
+        panels.append((f"TV to exact ({result.settings['exact_distance']})", [r.get("tv_to_exact") for r in rows],
+                       (result.settings["tv_floor_mean"], result.settings["tv_floor_95"])))
+    panels.append(("ESS per 1,000 passes (energy)", [r.get("ess_per_kpass") for r in rows], None))
+    n_scatter = len(rows) if two_d else 0
+    cols = max(len(panels), 4)
+    scatter_rows = math.ceil(n_scatter / cols)
+    fig = Figure(figsize=(3.6 * cols, 3.6 * (1 + scatter_rows)), layout="constrained")
+    grid = fig.add_gridspec(1 + scatter_rows, cols)
+    for k, (title, values, floor) in enumerate(panels):
+        ax = fig.add_subplot(grid[0, k])
+        y = list(range(len(names)))
+        ax.barh(y, [v if v is not None and math.isfinite(v) else 0.0 for v in values], color="C0")
+        ax.set_yticks(y, names, fontsize="small")
+        ax.invert_yaxis()
+        if floor:
+            ax.axvspan(0, floor[1], color="C2", alpha=0.2, label=f"exact-sampling noise (95%: {floor[1]:.3f})")
+            ax.legend(fontsize="x-small", loc="lower right")
+        ax.set_title(title, fontsize="medium")
+    s = result.settings
+    fig.suptitle(f"budget {s['budget']} passes per sample, beta {s['beta']}, {s['chains']} chains")
+    if two_d:
+        ref = result.reference[:3000].cpu().numpy() if result.reference is not None else None
+        for k, (name, x) in enumerate(result.samples.items()):
+            ax = fig.add_subplot(grid[1 + k // cols, k % cols])
+            if ref is not None and ref.shape[1] == 2:
+                ax.scatter(ref[:, 0], ref[:, 1], s=1, c="0.75", rasterized=True)
+            pts = x[:2000].numpy()
+            ax.scatter(pts[:, 0], pts[:, 1], s=2, alpha=0.5, c="C3", rasterized=True)
+            tv = result.rows[name].get("tv_to_exact")
+            ax.set_title(name + (f" (TV {tv:.3f})" if tv is not None else ""), fontsize="small")
+            ax.set_aspect("equal")
+            ax.tick_params(labelsize="x-small")
+    return fig
