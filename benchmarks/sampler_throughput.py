@@ -24,7 +24,7 @@ import time
 import torch
 from torch import nn
 
-from latentmcmc import MALA, LatentEnergy, Langevin
+from latentmcmc import MALA, Langevin, LatentEnergy
 from latentmcmc.energy import as_target, compile_target
 
 HIDDEN, DATA_DIM = 256, 64

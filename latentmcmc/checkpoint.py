@@ -49,6 +49,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise CheckpointError(f"{path} is a directory, not a checkpoint file (give the .pt file 'latentmcmc train' wrote)")
     if not path.is_file():
         raise CheckpointError(f"no checkpoint file at {path}")
+    _refuse_other_formats(path)
     try:
         data = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
@@ -69,6 +70,28 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         if key not in data:
             raise CheckpointError(f"{path} is incomplete: no '{key}'")
     return data
+
+
+_HDF5 = b"\x89HDF\r\n\x1a\n"
+
+
+def _refuse_other_formats(path: Path) -> None:
+    """Name the files people pass by mistake: a saved run (NetCDF/HDF5) or a torch.export program."""
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if head == _HDF5:
+        raise CheckpointError(f"{path} is a saved run (NetCDF), not a checkpoint: read it with 'latentmcmc diagnose "
+                              f"{path}' or Chains.load")
+    if head[:2] == b"PK":
+        import zipfile
+
+        try:
+            names = zipfile.ZipFile(path).namelist()
+        except zipfile.BadZipFile:
+            return
+        if any(n.endswith(("archive_format", "serialized_exported_program.json")) for n in names):
+            raise CheckpointError(f"{path} is a torch.export program, not a latentmcmc checkpoint: pass it as "
+                                  "--generator or --critic (with --latent-shape)")
 
 
 def load_models(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[nn.Module, nn.Module, dict]:

@@ -13,7 +13,6 @@ from exact sampling; a method far above it only looks good.
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +21,7 @@ from torch import Tensor, nn
 
 from .exact import GridTarget, grid_target, total_variation, tv_noise_floor
 from .methods import METHODS, MethodRun, Problem
-from .refinement.blocks import prior_draws
+from .refinement.blocks import prior_draws, stream_seeds
 
 __all__ = ["DEFAULT_METHODS", "Comparison", "compare", "comparison_table", "comparison_figure"]
 
@@ -126,7 +125,8 @@ def compare(generator: nn.Module, critic: nn.Module, latent_shape: tuple[int, ..
     device = torch.device(device)
     problem = Problem(generator, critic, tuple(latent_shape), beta=beta, critic_sign=critic_sign,
                       real=None if dataset is None else dataset.x, sampler_options=sampler_options or SamplerOptions())
-    z0 = prior_draws(num_chains, tuple(latent_shape), seed, device)
+    start_seed, method_seed = stream_seeds(seed)
+    z0 = prior_draws(num_chains, tuple(latent_shape), start_seed, device)
     exact = None
     if tuple(latent_shape) == (2,):
         exact = ExactReference(problem, dataset, num_chains, grid_points)
@@ -137,7 +137,7 @@ def compare(generator: nn.Module, critic: nn.Module, latent_shape: tuple[int, ..
     for name in methods:
         if bar is not None:
             bar.set_postfix(method=name, refresh=True)
-        run = METHODS[name].run(problem, z0, budget, seed)
+        run = METHODS[name].run(problem, z0, budget, method_seed)
         x = _generate(generator, run.z)
         quality = dataset.quality(x) if dataset is not None else None
         rows[name] = _row(name, run, problem, dataset, exact, quality)

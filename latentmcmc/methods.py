@@ -19,7 +19,6 @@ effective beta.  DRS is approximate (the gamma shift), DOT and truncation are de
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol

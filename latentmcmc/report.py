@@ -182,7 +182,10 @@ def format_table(metrics: dict[str, Any]) -> str:
             f"{'ESS bulk (worst z coord)':<28}{metrics['ess_bulk_z_min']:.0f}",
             f"{'R-hat (energy / worst z)':<28}{metrics['rhat_energy']:.3f} / {metrics['rhat_z_max']:.3f}",
         ]
-    if max(metrics.get("rhat_energy", 1.0), metrics.get("rhat_z_max", 1.0)) > 1.01:
+    if metrics.get("unusable"):
+        lines.append(f"  (UNUSABLE: {metrics['unusable']}; the chains are where they started or stuck: lower --eps, or "
+                     "let warm-up adapt it)")
+    elif max(metrics.get("rhat_energy", 1.0), metrics.get("rhat_z_max", 1.0)) > 1.01:
         lines.append(_rhat_hint(metrics.get("sampler", "")))
     if "log_normalizer" in metrics:
         lines.append(f"{'log Z (AIS)':<28}{metrics['log_normalizer']:.3f} +- {metrics['log_normalizer_stderr']:.3f}")

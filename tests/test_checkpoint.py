@@ -7,7 +7,13 @@ import pytest
 import torch
 
 from latentmcmc import MALA, LatentEnergy
-from latentmcmc.checkpoint import FORMAT, CheckpointError, load_checkpoint, load_models, save_checkpoint
+from latentmcmc.checkpoint import (
+    FORMAT,
+    CheckpointError,
+    load_checkpoint,
+    load_models,
+    save_checkpoint,
+)
 from latentmcmc.training import TrainConfig, Trainer
 
 

@@ -6,9 +6,9 @@ import math
 
 import pytest
 import torch
+from helpers.mc import z_threshold
 from torch import nn
 
-from helpers.mc import z_threshold
 from latentmcmc.calibration import calibrate
 from latentmcmc.compare import compare, comparison_figure, comparison_table
 from latentmcmc.exact import grid_target, total_variation, tv_noise_floor

@@ -2,10 +2,10 @@
 
 import pytest
 import torch
+from helpers.mc import assert_gaussian_moments, exact_draws
 from torch import nn
 
 from latentmcmc import MALA, LatentEnergy
-from helpers.mc import assert_gaussian_moments, exact_draws
 
 
 class QuadraticCritic(nn.Module):

@@ -3,10 +3,10 @@
 import math
 
 import torch
+from helpers.mc import z_threshold
 
 from latentmcmc.metrics import frechet_distance, kl_to_uniform, mixture_quality
 from latentmcmc.training import load_dataset
-from helpers.mc import z_threshold
 
 
 def test_exact_mixture_samples_score_as_the_theory_says():

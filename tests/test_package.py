@@ -10,10 +10,15 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers.imports import cycles, import_graph
+from helpers.mc import (
+    assert_gaussian_moments,
+    exact_draws,
+    gaussian_energy,
+    random_gaussian,
+)
 from torch import nn
 
-from helpers.imports import cycles, import_graph
-from helpers.mc import assert_gaussian_moments, exact_draws, gaussian_energy, random_gaussian
 from latentmcmc import MALA, AnnealedMALA
 from latentmcmc.cli import main
 from latentmcmc.samplers import SAMPLERS, Sampler, SamplerEntry

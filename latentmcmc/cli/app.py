@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 import warnings
 
-from . import compare, demo, diagnose, refine, train  # noqa: F401  (the commands register themselves on ``app``)
 from ..process_group import leave
+from . import compare, demo, diagnose, refine, train  # noqa: F401  (the commands register themselves on ``app``)
 from .common import EXIT_ERROR, EXIT_INTERRUPTED, app, refresh_help
 
 __all__ = ["app", "main"]
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
 def _one_line(text: str) -> str:
-    return " ".join(text.split())
+    """The message on one line, without terminal colour codes (torch colours some of its errors)."""
+    return " ".join(_ANSI.sub("", text).split())
 
 
 def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:

@@ -10,6 +10,8 @@ import typer
 app = typer.Typer(
     name="latentmcmc",
     help="Refine a trained generator's samples by MCMC in its latent space.",
+    epilog="Exit codes: 0 done; 2 bad input (one 'error:' line, nothing written); 3 finished but unusable (every "
+           "recorded transition diverged or every chain froze; outputs written and flagged); 130 interrupted.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -17,8 +19,17 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
+EXIT_OK = 0
 EXIT_ERROR = 2
+EXIT_UNUSABLE = 3
 EXIT_INTERRUPTED = 130
+EXIT_CODES = {
+    EXIT_OK: "done",
+    EXIT_ERROR: "bad input or a failure, reported on one 'error:' line; nothing written",
+    EXIT_UNUSABLE: "finished but unusable: every recorded transition diverged or every chain froze (outputs written, "
+                   "flagged)",
+    EXIT_INTERRUPTED: "interrupted (Ctrl-C); a refinement writes the draws completed so far, flagged",
+}
 
 
 class CommandError(Exception):
@@ -64,6 +75,17 @@ def version_callback(value: bool) -> None:
 def _root(version: bool = typer.Option(False, "--version", help="Print the version and exit.", metavar="",
                                        callback=version_callback, is_eager=True)) -> None:
     """Refine a trained generator's samples by MCMC in its latent space."""
+
+
+def exit_for(metrics: dict) -> None:
+    """End a command that wrote a refinement's outputs with the code its metrics call for (130, 3 or 0)."""
+    import sys
+
+    sys.stdout.flush()
+    if metrics.get("interrupted"):
+        raise typer.Exit(EXIT_INTERRUPTED)
+    if metrics.get("unusable"):
+        raise typer.Exit(EXIT_UNUSABLE)
 
 
 def progress_flag(quiet: bool) -> bool | None:

@@ -8,7 +8,15 @@ from typing import Optional
 import typer
 
 from ..methods import METHODS
-from .common import CommandError, app, check_device, choices, flag, live_help, progress_flag
+from .common import (
+    CommandError,
+    app,
+    check_device,
+    choices,
+    flag,
+    live_help,
+    progress_flag,
+)
 
 
 @app.command("compare")

@@ -7,7 +7,15 @@ from pathlib import Path
 
 import typer
 
-from .common import EXIT_INTERRUPTED, CommandError, app, check_device, flag, progress_flag
+from .common import (
+    EXIT_INTERRUPTED,
+    CommandError,
+    app,
+    check_device,
+    exit_for,
+    flag,
+    progress_flag,
+)
 
 
 @app.command("demo")
@@ -62,3 +70,4 @@ def demo_command(
                f"beta {beta}, {time.perf_counter() - t0:.1f} s in all on {dev}")
     typer.echo(format_table(result.metrics))
     typer.echo(f"wrote {out}/ (samples.png, energy.png, acceptance.png, metrics.json, samples.npz, run.nc)")
+    exit_for(result.metrics)

@@ -24,11 +24,14 @@ def diagnose_command(
     """
     import pandas as pd
 
-    from ..diagnostics import acceptance_summary, summary
     from ..chains import Chains
+    from ..diagnostics import acceptance_summary, summary
 
     if not run.exists():
         raise CommandError(f"no saved run at {run}")
+    if run.is_dir() and run.suffix != ".zarr":
+        hint = f" (the run of 'latentmcmc refine' is {run / 'run.nc'})" if (run / "run.nc").exists() else ""
+        raise CommandError(f"{run} is a directory, not a saved run: give run.nc or a .zarr store{hint}")
     try:
         chains = Chains.load(run)
     except (OSError, ValueError, KeyError) as err:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import warnings
 from pathlib import Path
 from typing import Optional
@@ -12,8 +11,20 @@ import typer
 from ..process_group import world_from_env
 from ..samplers.registry import COMPILE_CHOICES, SAMPLERS
 from ..samplers.schedules import SCHEDULES
-from .common import (EXIT_INTERRUPTED, CommandError, app, check_choice, check_device, choices, described, flag,
-                     live_help, parse_shape, progress_flag)
+from .common import (
+    EXIT_INTERRUPTED,
+    CommandError,
+    app,
+    check_choice,
+    check_device,
+    choices,
+    described,
+    exit_for,
+    flag,
+    live_help,
+    parse_shape,
+    progress_flag,
+)
 
 
 def load_target(checkpoint: Optional[Path], generator: Optional[Path], critic: Optional[Path],
@@ -152,7 +163,5 @@ def refine_command(
         raise typer.Exit(EXIT_INTERRUPTED)
     typer.echo(format_table(result.metrics))
     typer.echo(f"wrote {out}/ (samples.npz, run.nc, metrics.json" + (", figures)" if figures else ")"))
-    if result.metrics.get("interrupted"):
-        sys.stdout.flush()
-        raise typer.Exit(EXIT_INTERRUPTED)
+    exit_for(result.metrics)
 

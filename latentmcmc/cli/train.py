@@ -10,7 +10,16 @@ import typer
 from ..process_group import world_from_env
 from ..training.data import DATASETS
 from ..training.entropy import ENTROPY_TERMS
-from .common import EXIT_INTERRUPTED, CommandError, app, check_choice, check_device, described, flag, progress_flag
+from .common import (
+    EXIT_INTERRUPTED,
+    CommandError,
+    app,
+    check_choice,
+    check_device,
+    described,
+    flag,
+    progress_flag,
+)
 
 
 @app.command("train")

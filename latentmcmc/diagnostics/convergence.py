@@ -324,7 +324,9 @@ def _mcse_sd(t: Tensor) -> Tensor:
 
 
 def _mcse_quantile(t: Tensor, prob: float) -> Tensor:
-    from scipy import stats  # Beta quantiles of a few values per parameter; torch has none
+    from scipy import (
+        stats,  # Beta quantiles of a few values per parameter; torch has none
+    )
 
     e_np = _ess_quantile_core(t, prob, False).cpu().numpy()
     with np.errstate(invalid="ignore"):

@@ -140,5 +140,7 @@ def check_latent_shape(generator: nn.Module, critic: nn.Module, latent_shape: tu
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise ValueError(f"the critic cannot read the generator's output of shape {tuple(x.shape)}: {first}") from err
     if tuple(u.shape) not in ((chains,), (chains, 1)):
-        raise ValueError(f"the critic returned shape {tuple(u.shape)} for {chains} samples; expected one energy per sample")
+        got = "(n, " + ", ".join(str(s) for s in u.shape[1:]) + ")" if u.dim() and u.shape[0] == chains else str(tuple(u.shape))
+        raise ValueError(f"the critic returns {got} for a batch of n samples; expected (n,) or (n, 1), one energy per "
+                         "sample")
     return tuple(x.shape[1:])

@@ -18,19 +18,25 @@ import time
 import warnings
 from typing import Any
 
-import torch
 from torch import nn
 
 from .. import process_group
 from ..energy import LatentEnergy
 from ..samplers.registry import SAMPLERS, SamplerOptions
 from ..samplers.registry import make_sampler as _make_sampler
-from .blocks import BlockRun, block_ranges, block_seed, prior_draws, run_blocks
+from .blocks import (
+    BlockRun,
+    block_ranges,
+    block_seed,
+    prior_draws,
+    run_blocks,
+    stream_seeds,
+)
 from .options import RefineOptions
 from .summary import Refinement, assemble, run_metrics
 
 __all__ = ["SAMPLERS", "RefineOptions", "Refinement", "BlockRun", "refine", "run_blocks", "assemble", "block_ranges",
-           "block_seed", "prior_draws", "make_sampler", "run_metrics"]
+           "block_seed", "stream_seeds", "prior_draws", "make_sampler", "run_metrics"]
 
 
 def make_sampler(name: str, energy, eps: float = 0.01, schedule: str = "linear", compile: bool | str = False):
@@ -52,8 +58,8 @@ def refine(generator: nn.Module, critic: nn.Module, latent_shape: tuple[int, ...
     the same starting points on every device; sampling uses ``seed`` too.
 
     ``block_size``: run the chains in blocks of this many, one after the other.  Block ``b`` draws its
-    starting points and noise from :func:`block_seed` ``(seed, b)`` and adapts its own step size, so a
-    blocked run gives the same draws however its blocks are scheduled.  ``record_blocks=k`` records
+    starting points and noise from :func:`stream_seeds` ``(seed, b)`` and adapts its own step size, so
+    a blocked run gives the same draws however its blocks are scheduled.  ``record_blocks=k`` records
     every draw of the first ``k`` blocks only (they carry ESS and R-hat) and keeps just the final
     state of the others, so memory beyond one block's working set is the chains' states.
 

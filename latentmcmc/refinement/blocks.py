@@ -12,15 +12,30 @@ from ..energy import LatentEnergy
 from ..samplers.registry import make_sampler
 from .options import RefineOptions
 
-__all__ = ["BlockRun", "block_seed", "block_ranges", "prior_draws", "run_blocks"]
+__all__ = ["BlockRun", "block_seed", "stream_seeds", "block_ranges", "prior_draws", "run_blocks"]
+
+START, SAMPLER = 0, 1  # the two random streams of a block: its starting points, its sampler's noise
+
+
+def _seed(*words: int) -> int:
+    import numpy as np
+
+    state = np.random.SeedSequence([int(w) for w in words]).generate_state(2, dtype=np.uint32)
+    return (int(state[0]) << 31) ^ int(state[1])
 
 
 def block_seed(seed: int, block: int) -> int:
-    """Seed of block ``block`` of a blocked run: a hash of ``(seed, block)`` (NumPy's SeedSequence)."""
-    import numpy as np
+    """A seed for block ``block`` of a run seeded ``seed``: a hash of ``(seed, block)`` (NumPy's SeedSequence)."""
+    return _seed(seed, block)
 
-    words = np.random.SeedSequence([int(seed), int(block)]).generate_state(2, dtype=np.uint32)
-    return (int(words[0]) << 31) ^ int(words[1])
+
+def stream_seeds(seed: int, block: int = 0) -> tuple[int, int]:
+    """``(start, sampler)``: independent seeds of block ``block``'s starting points and of its sampler's noise.
+
+    Both are hashes of ``(seed, block, stream)``; one seed drawn for both streams would make the first
+    proposal's noise equal the starting point (the same numbers twice: correlation 1).
+    """
+    return _seed(seed, block, START), _seed(seed, block, SAMPLER)
 
 
 def prior_draws(num_chains: int, latent_shape: tuple[int, ...], seed: int, device: torch.device) -> Tensor:
@@ -60,9 +75,10 @@ def run_blocks(energy: LatentEnergy, latent_shape: tuple[int, ...], options: Ref
                indices: list[int] | None = None, device: torch.device | None = None) -> tuple[list[BlockRun], bool]:
     """Run the blocks ``indices`` (default: all) of a blocked refinement; returns them and whether Ctrl-C stopped it.
 
-    Block ``b`` starts from ``z0 ~ N(0, I)`` drawn from its seed and samples with the same seed: ``seed``
-    itself for an unblocked run, :func:`block_seed` ``(seed, b)`` otherwise.  Blocks ``b <
-    record_blocks`` (all when None) record every draw; the others keep only their final state.
+    Block ``b`` (``b = 0`` for an unblocked run) starts from ``z0 ~ N(0, I)`` drawn from its start seed
+    and samples with its sampler seed, two independent streams (:func:`stream_seeds` ``(seed, b)``).
+    Blocks ``b < record_blocks`` (all when None) record every draw; the others keep only their final
+    state.
     """
     o = options
     ranges = block_ranges(o.num_chains, o.block_size)
@@ -72,8 +88,8 @@ def run_blocks(energy: LatentEnergy, latent_shape: tuple[int, ...], options: Ref
     done: list[BlockRun] = []
     for b in indices:
         start, stop = ranges[b]
-        seed = o.seed if len(ranges) == 1 else block_seed(o.seed, b)
-        z0 = prior_draws(stop - start, tuple(latent_shape), seed, device)
+        start_seed, seed = stream_seeds(o.seed, b)
+        z0 = prior_draws(stop - start, tuple(latent_shape), start_seed, device)
         full = o.record_blocks is None or b < o.record_blocks
         try:
             run = mcmc.run(z0, steps=o.steps, warmup=o.warmup, adapt=o.adapt and o.warmup > 0 and mcmc.has_step_size,

@@ -1,7 +1,7 @@
 """Chains sharded over the processes of a ``torch.distributed`` job (``torchrun``), gathered on rank 0.
 
 A refinement of ``num_chains`` chains is cut into blocks (:func:`~latentmcmc.refinement.blocks.block_ranges`);
-block ``b`` is defined by its seed :func:`~latentmcmc.refinement.blocks.block_seed` ``(seed, b)``, so it gives
+block ``b`` is defined by its seeds :func:`~latentmcmc.refinement.blocks.stream_seeds` ``(seed, b)``, so it gives
 the same draws wherever it runs.  Rank ``r`` of ``W`` runs blocks ``r, r + W, r + 2W, ...``; rank 0
 gathers every block (``gather_object``) and computes ESS, R-hat and the quality metrics over all
 recorded chains.  With the default block size ``ceil(num_chains / W)`` each rank runs one block, and the

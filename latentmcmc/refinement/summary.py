@@ -63,7 +63,19 @@ def run_metrics(chains: Chains) -> dict[str, Any]:
         m.update(log_normalizer=est.estimate, log_normalizer_stderr=est.stderr, importance_ess=est.importance_ess)
     if chains.extra.get("interrupted"):
         m["interrupted"] = True
+    reason = unusable(m, chains.num_chains * max(1, chains.steps))
+    if reason:
+        m["unusable"] = reason
     return m
+
+
+def unusable(metrics: dict[str, Any], transitions: int) -> str | None:
+    """Why a finished run cannot be used: every recorded transition diverged, or every chain froze; else None."""
+    if metrics.get("frozen_chains", 0) >= metrics.get("chains", 0) > 0:
+        return "every chain froze after a divergent step"
+    if transitions and metrics.get("divergences", 0) >= transitions:
+        return "every recorded transition diverged"
+    return None
 
 
 @torch.no_grad()
@@ -97,6 +109,10 @@ def assemble(blocks: list[BlockRun], generator: nn.Module, interrupted: bool = F
         )
     if interrupted:
         metrics["interrupted"] = True
+    metrics.pop("unusable", None)
+    reason = unusable(metrics, int(z.shape[0]) * max(1, diagnostic.steps))
+    if reason and not interrupted:
+        metrics["unusable"] = reason
     reference = None
     if dataset is not None:
         q_before, q_after = dataset.quality(before), dataset.quality(after)

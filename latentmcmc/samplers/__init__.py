@@ -13,7 +13,13 @@ from .langevin import Langevin, LangevinProposer
 from .mala import MALA
 from .metropolis import MetropolisHastings, Uncalibrated, mh_accept
 from .registry import SAMPLERS, SamplerEntry, SamplerOptions, make_sampler
-from .schedules import SCHEDULES, geometric_schedule, linear_schedule, make_schedule, sigmoid_schedule
+from .schedules import (
+    SCHEDULES,
+    geometric_schedule,
+    linear_schedule,
+    make_schedule,
+    sigmoid_schedule,
+)
 from .tempering import TemperedTarget
 
 __all__ = [

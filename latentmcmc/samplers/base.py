@@ -10,7 +10,14 @@ from torch import Tensor
 from ..chains import Chains
 from ..deprecation import resolve_rng
 from ..energy import EnergyFn, Target, as_target, compile_target
-from .driver import RunSettings, check_start, freeze_divergent, init_state, make_rng, sample
+from .driver import (
+    RunSettings,
+    check_start,
+    freeze_divergent,
+    init_state,
+    make_rng,
+    sample,
+)
 from .kernel import Kernel, SamplerState, StepInfo
 from .tempering import TemperedTarget
 

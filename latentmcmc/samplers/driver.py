@@ -14,10 +14,9 @@ from typing import Literal, Protocol
 import torch
 from torch import Tensor
 
-from ..chains import Chains
+from ..chains import Chains, Evaluations
 from ..progress import progress_bar
 from .adaptation import StepSizeAdapter, check_target_accept
-from ..chains import Evaluations
 from .kernel import GRADIENT_STEP, Kernel, SamplerState, acceptance_probability
 from .recording import PhaseRecorder
 from .tempering import TemperedTarget, ais_log_weight_increment

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .ex2mcmc import Ex2MCMC, Ex2MCMCKernel
+from .ex2mcmc import Ex2MCMC
 from .kernel import SamplerState
 from .proposals import LatentProposal, _seed_from
 

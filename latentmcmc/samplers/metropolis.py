@@ -14,7 +14,15 @@ from typing import Any, NamedTuple, Protocol, runtime_checkable
 import torch
 from torch import Tensor
 
-from .kernel import GRADIENT_STEP, Evaluations, SamplerState, StepInfo, acceptance_probability, broadcast_chains, divergent
+from .kernel import (
+    GRADIENT_STEP,
+    Evaluations,
+    SamplerState,
+    StepInfo,
+    acceptance_probability,
+    broadcast_chains,
+    divergent,
+)
 
 __all__ = ["Proposal", "Proposer", "MetropolisHastings", "Uncalibrated", "mh_accept", "move"]
 

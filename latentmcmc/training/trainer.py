@@ -14,8 +14,8 @@ from torch import Tensor
 from ..checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from ..process_group import active, rank_and_world
 from ..progress import progress_bar
-from .data import DATASETS, Dataset, load_dataset
 from .build import build_networks
+from .data import DATASETS, Dataset, load_dataset
 from .entropy import entropy_term
 from .objectives import critic_loss, generator_loss
 
@@ -46,7 +46,8 @@ class TrainConfig:
 
     def resolved(self, dataset: Dataset) -> "TrainConfig":
         image = len(dataset.shape) > 1
-        latent = self.latent_dim or (2 if not image else (64 if dataset.name == "stacked-digits" else 32))
+        latent = self.latent_dim if self.latent_dim is not None else (
+            2 if not image else (64 if dataset.name == "stacked-digits" else 32))
         gp = self.gp_weight if self.gp_weight is not None else (10.0 if image else 0.1)
         return dataclasses.replace(self, latent_dim=latent, gp_weight=gp, data_shape=tuple(dataset.shape),
                                    betas=tuple(self.betas))
@@ -58,6 +59,8 @@ class TrainConfig:
         for name in ("width", "depth", "critic_steps", "batch_size"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.latent_dim is not None and int(self.latent_dim) < 1:
+            raise ValueError(f"latent_dim must be >= 1, got {self.latent_dim}")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
         if self.device.startswith("cuda") and not torch.cuda.is_available():

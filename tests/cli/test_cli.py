@@ -442,3 +442,61 @@ def test_console_script_and_module_entry_points(tmp_path):
         proc = subprocess.run([*cmd, "refine", str(tmp_path / "missing.pt")], capture_output=True, text=True)
         assert proc.returncode == 2
         assert proc.stderr.strip().startswith("error:") and "Traceback" not in proc.stderr
+
+
+def test_ctrl_c_during_the_demo_exits_130_like_refine(tmp_path, monkeypatch, capsys):
+    _interrupt_after(monkeypatch, 3 + 2)  # the demo's --warmup 3, then 2 recorded steps
+    code, _, err = run_cli(capsys, "demo", "--chains", "20", "--warmup", "3", "--steps", "10", "-q",
+                           "--out", tmp_path / "demo")
+    assert code == 130, err
+    assert json.loads((tmp_path / "demo" / "metrics.json").read_text())["interrupted"] is True
+
+
+# ----------------------------------------------------------------------------- exit codes and messages
+def test_a_run_where_every_transition_diverged_exits_3_and_says_so(ckpt, tmp_path, capsys):
+    code, out, _ = run_cli(capsys, "refine", ckpt, "--eps", "1e12", "--no-adapt", *FAST_REFINE, "--no-figures",
+                           "--out", tmp_path / "bad")
+    assert code == 3 and "UNUSABLE: every recorded transition diverged" in out
+    assert "R-hat > 1.01" not in out  # no hint that pretends the run mixed
+    metrics = json.loads((tmp_path / "bad" / "metrics.json").read_text())
+    assert metrics["unusable"] == "every recorded transition diverged"  # the outputs are written, flagged
+
+
+def test_every_command_documents_its_exit_codes(capsys):
+    main(["--help"])
+    text = " ".join(capsys.readouterr().out.replace("│", " ").split())
+    for needle in ("Exit codes: 0 done", "2 bad input", "3 finished but unusable", "130 interrupted"):
+        assert needle in text
+
+
+def test_messages_for_files_passed_in_the_wrong_place(ckpt, refined, exported, tmp_path, capsys):
+    code, _, err = run_cli(capsys, "refine", refined / "run.nc", "--out", tmp_path / "x")
+    assert_one_line_error(code, err, "is a saved run (NetCDF), not a checkpoint", "diagnose")
+    g, _ = exported
+    code, _, err = run_cli(capsys, "refine", g, "--out", tmp_path / "x")
+    assert_one_line_error(code, err, "is a torch.export program", "--generator")
+    code, _, err = run_cli(capsys, "diagnose", refined)
+    assert_one_line_error(code, err, "is a directory, not a saved run", "run.nc")
+    code, _, err = run_cli(capsys, "train", "--latent-dim", "0", "--out", tmp_path / "c.pt")
+    assert_one_line_error(code, err, "latent_dim must be >= 1")
+    assert not (tmp_path / "x").exists() and not (tmp_path / "c.pt").exists()
+
+
+def test_a_critic_of_the_wrong_output_shape_is_described_per_sample(tmp_path, capsys):
+    class Wide(nn.Module):
+        def forward(self, x):
+            return x.repeat(1, 3)[:, :5]
+
+    g, d = tmp_path / "g.pt2", tmp_path / "d.pt2"
+    batch = torch.export.Dim("batch")
+    torch.export.save(torch.export.export(TinyGenerator(), (torch.randn(4, 3),), dynamic_shapes=({0: batch},)), g)
+    torch.export.save(torch.export.export(Wide(), (torch.randn(4, 2),), dynamic_shapes=({0: batch},)), d)
+    code, _, err = run_cli(capsys, "refine", "--generator", g, "--critic", d, "--latent-shape", "3", "--out",
+                           tmp_path / "x")
+    assert_one_line_error(code, err, "returns (n, 5) for a batch of n samples", "expected (n,) or (n, 1)")
+
+
+def test_terminal_colour_codes_never_reach_error_lines():
+    from latentmcmc.cli.app import _one_line
+
+    assert _one_line("\x1b[31mshape\x1b[0m mismatch\n  here") == "shape mismatch here"

@@ -5,10 +5,18 @@ import warnings
 
 import pytest
 import torch
+from helpers.mc import z_threshold
 
 from latentmcmc import MALA
-from latentmcmc.diagnostics import acceptance_summary, ess, hdi, mcse, rhat, running_acceptance, summary
-from helpers.mc import z_threshold
+from latentmcmc.diagnostics import (
+    acceptance_summary,
+    ess,
+    hdi,
+    mcse,
+    rhat,
+    running_acceptance,
+    summary,
+)
 
 
 def ar1(phi, chains, draws, params, seed):

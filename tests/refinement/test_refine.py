@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from latentmcmc import MALA, LatentEnergy
-from latentmcmc.refinement import block_seed, refine
+from latentmcmc.refinement import refine, stream_seeds
 
 
 class Shifted(nn.Module):
@@ -42,18 +42,43 @@ def test_blocked_run_samples_the_target():
     assert ((z.mean(0) - (m / 2 + 0.1)) / math.sqrt(0.5 / n)).abs().max() > 4.4
 
 
-def test_each_block_is_the_run_its_seed_defines():
-    """Block b = MALA from block_seed(seed, b): the draws do not depend on how blocks are scheduled."""
+def test_each_block_is_the_run_its_seeds_define():
+    """Block b = MALA from stream_seeds(seed, b): the draws do not depend on how blocks are scheduled."""
     result = refine(nn.Identity(), Shifted(1.0), (2,), num_chains=10, block_size=4, steps=5, warmup=5, seed=11,
                     progress=False)
     assert result.z.shape == (10, 2)
-    s = block_seed(11, 2)
-    z0 = torch.randn(2, 2, generator=torch.Generator().manual_seed(s))
-    alone = MALA(LatentEnergy(nn.Identity(), Shifted(1.0)), eps=0.01).run(z0, steps=5, warmup=5, seed=s,
+    start, sampler = stream_seeds(11, 2)
+    z0 = torch.randn(2, 2, generator=torch.Generator().manual_seed(start))
+    alone = MALA(LatentEnergy(nn.Identity(), Shifted(1.0)), eps=0.01).run(z0, steps=5, warmup=5, seed=sampler,
                                                                            record="last", progress=False)
     assert torch.equal(result.z0[8:], z0)
     assert torch.equal(result.z[8:], alone.last)
-    assert block_seed(11, 0) != block_seed(11, 1) != block_seed(12, 1)
+    assert len({*stream_seeds(11, 0), *stream_seeds(11, 1), *stream_seeds(12, 1)}) == 6
+
+
+def _start_noise_correlation(start_seed: int, sampler_seed: int, n: int = 20000) -> float:
+    """Correlation of the starting points with the first noise draw of a sampler seeded ``sampler_seed``."""
+    z0 = torch.randn(n, 2, generator=torch.Generator().manual_seed(start_seed))
+    xi = torch.randn(n, 2, generator=torch.Generator().manual_seed(sampler_seed))  # the first Langevin proposal
+    return float(torch.corrcoef(torch.stack([z0.flatten(), xi.flatten()]))[0, 1])
+
+
+def test_starting_points_and_sampler_noise_are_independent_streams():
+    """One seed for both streams (0.1) made the first proposal's noise equal the starting point:
+    correlation 1, which the same check catches; independent streams give |r| within 4.5/sqrt(2n)."""
+    n = 20000
+    limit = 4.5 / math.sqrt(2 * n)
+    assert abs(_start_noise_correlation(*stream_seeds(5))) < limit
+    assert _start_noise_correlation(5, 5) > 0.999  # the 0.1 scheme
+    # and refine() uses them: recover each chain's first Langevin noise from its first step
+    # (E = |z|^2 / 2 + |z|^2 / 2 = |z|^2, grad 2 z: z1 = z0 - eps z0 + sqrt(eps) xi)
+    m, eps = 4000, 0.25
+    result = refine(nn.Identity(), Shifted(0.0), (2,), num_chains=m, sampler="langevin", steps=1, warmup=0,
+                    adapt=False, eps=eps, seed=5, progress=False)
+    xi = (result.z - (1 - eps) * result.z0) / math.sqrt(eps)
+    assert abs(float(xi.std()) - 1.0) < 0.05  # it is the noise
+    r = float(torch.corrcoef(torch.stack([result.z0.flatten(), xi.flatten()]))[0, 1])
+    assert abs(r) < 4.5 / math.sqrt(2 * m)
 
 
 def test_recorded_blocks_carry_the_diagnostics():

@@ -4,9 +4,9 @@ import math
 
 import pytest
 import torch
+from helpers.mc import across_chain_mean, exact_draws, gaussian_energy, random_gaussian
 
 from latentmcmc import MALA, Langevin
-from helpers.mc import across_chain_mean, exact_draws, gaussian_energy, random_gaussian
 
 TARGET = 0.574
 # Dual averaging converges to eps* with E[accept(eps*)] = target only as warm-up grows; the

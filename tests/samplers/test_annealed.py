@@ -4,10 +4,15 @@ import math
 
 import pytest
 import torch
+from helpers.mc import z_threshold
 
 from latentmcmc import MALA, AnnealedLangevin, AnnealedMALA
-from latentmcmc.samplers import geometric_schedule, linear_schedule, make_schedule, sigmoid_schedule
-from helpers.mc import z_threshold
+from latentmcmc.samplers import (
+    geometric_schedule,
+    linear_schedule,
+    make_schedule,
+    sigmoid_schedule,
+)
 
 W_RIGHT, MU, SIGMA, C = 0.7, 3.0, 0.4, 1.5  # mixture 0.3 N(-mu, s^2 I) + 0.7 N(mu e1, s^2 I), E offset C
 D = 2

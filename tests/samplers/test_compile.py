@@ -2,12 +2,11 @@
 
 import pytest
 import torch
-from torch import nn
+from helpers.models import moves, small_latent_energy
 from torch._dynamo.utils import counters
 
-from latentmcmc import MALA, LatentEnergy
+from latentmcmc import MALA
 from latentmcmc.energy import Target
-from helpers.models import moves, small_latent_energy
 
 # torch.compile's own imports use torch.jit.script_method, which torch 2.13 deprecates
 pytestmark = pytest.mark.filterwarnings("ignore:.*torch.jit.script_method.*:DeprecationWarning")

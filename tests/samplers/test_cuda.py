@@ -2,9 +2,9 @@
 
 import pytest
 import torch
+from helpers.models import moves, small_latent_energy
 
 from latentmcmc import MALA
-from helpers.models import moves, small_latent_energy
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 

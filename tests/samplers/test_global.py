@@ -8,9 +8,15 @@ import math
 
 import pytest
 import torch
+from helpers.mc import (
+    assert_gaussian_moments,
+    exact_draws,
+    gaussian_energy,
+    random_gaussian,
+    z_threshold,
+)
 from torch import nn
 
-from helpers.mc import assert_gaussian_moments, exact_draws, gaussian_energy, random_gaussian, z_threshold
 from latentmcmc import HMC, ISIR, MALA, Ex2MCMC, FlEx2MCMC
 from latentmcmc.samplers.ex2mcmc import Ex2MCMCKernel
 from latentmcmc.samplers.kernel import SamplerState

@@ -7,12 +7,17 @@ import math
 
 import pytest
 import torch
+from helpers.mc import (
+    assert_gaussian_moments,
+    exact_draws,
+    gaussian_energy,
+    random_gaussian,
+)
 
-from helpers.mc import assert_gaussian_moments, exact_draws, gaussian_energy, random_gaussian
 from latentmcmc import HMC, MALA
+from latentmcmc.energy import as_target
 from latentmcmc.samplers.hmc import HMCNoise, LeapfrogProposer, halton
 from latentmcmc.samplers.kernel import gradient_state
-from latentmcmc.energy import as_target
 
 D, COND = 10, 100.0
 

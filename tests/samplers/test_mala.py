@@ -4,8 +4,6 @@ import math
 
 import pytest
 import torch
-
-from latentmcmc import MALA, Langevin
 from helpers.mc import (
     assert_gaussian_moments,
     exact_draws,
@@ -14,6 +12,8 @@ from helpers.mc import (
     z_scores,
     z_threshold,
 )
+
+from latentmcmc import MALA, Langevin
 
 D, COND = 10, 100.0
 
