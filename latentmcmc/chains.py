@@ -14,7 +14,10 @@ from torch import Tensor
 
 from .io import arviz as arviz_io
 
-__all__ = ["Chains", "LogNormalizer", "Evaluations", "load_run"]
+__all__ = ["Chains", "LogNormalizer", "Evaluations", "load_run", "MIN_IMPORTANCE_ESS"]
+
+MIN_IMPORTANCE_ESS = 10.0
+"""Below this importance ESS the delta-method standard error of an AIS estimate is not trusted."""
 
 
 class Evaluations(NamedTuple):
@@ -32,12 +35,28 @@ class Evaluations(NamedTuple):
         return self.forward + self.backward
 
 
-class LogNormalizer(NamedTuple):
-    """AIS estimate of ``log Z`` with its Monte Carlo standard error and the weights' effective sample size."""
-
+class _LogNormalizerFields(NamedTuple):
     estimate: float
     stderr: float
     importance_ess: float  # (sum w)^2 / sum w^2 over the chains' importance weights
+
+
+class LogNormalizer(_LogNormalizerFields):
+    """AIS estimate of ``log Z`` with its Monte Carlo standard error, the weights' effective sample size,
+    the Pareto shape ``pareto_k`` of their tail, and ``reliable``: whether the estimate and its error bar
+    can be trusted (see :meth:`Chains.log_normalizer`).  Unpacks as ``(estimate, stderr, importance_ess)``.
+    """
+
+    def __new__(cls, estimate: float, stderr: float, importance_ess: float, pareto_k: float = float("nan"),
+                reliable: bool = True):
+        self = super().__new__(cls, estimate, stderr, importance_ess)
+        self.pareto_k = pareto_k
+        self.reliable = reliable
+        return self
+
+    def __repr__(self) -> str:
+        return (f"LogNormalizer(estimate={self.estimate}, stderr={self.stderr}, importance_ess={self.importance_ess}, "
+                f"pareto_k={self.pareto_k}, reliable={self.reliable})")
 
     @property
     def ess(self) -> float:
@@ -105,7 +124,16 @@ class Chains:
         ``log Z_hat = logsumexp(w) - log n`` over the ``n`` chains' log-weights ``w``; the standard
         error is the delta-method ``sqrt(1/ESS - 1/n)`` with ``ESS = (sum e^w)^2 / sum e^{2w}``.  Valid
         when the run started from exact draws of N(0, I) (annealed samplers only).
+
+        ``reliable`` is False, with a RuntimeWarning naming the ESS, when the Pareto shape ``k`` of the
+        weights' tail exceeds ``min(1 - 1/log10(n), 0.7)`` (PSIS, Vehtari et al. 2024: the estimate
+        then depends on weights the run has not drawn) or when the importance ESS is below 10 (the
+        delta method's normal approximation needs more than a handful of effective draws).  On the
+        demo model's grid-truth targets every estimate flagged reliable was within 3.3 standard
+        errors of the truth (``tests/samplers/test_ais_truth.py``).
         """
+        from .diagnostics.importance import pareto_k, pareto_k_threshold
+
         if self.log_weights is None:
             raise ValueError("this run has no importance weights; log_normalizer() needs an annealed sampler")
         w = self.log_weights.detach().to(torch.float64)
@@ -116,7 +144,13 @@ class Chains:
         log_z = torch.logsumexp(w, 0) - math.log(n)
         ess = float(torch.exp(2 * torch.logsumexp(w, 0) - torch.logsumexp(2 * w, 0)))
         stderr = math.sqrt(max(1.0 / ess - 1.0 / n, 0.0))
-        return LogNormalizer(float(log_z), stderr, ess)
+        k = pareto_k(w)
+        reliable = k <= pareto_k_threshold(n) and ess >= MIN_IMPORTANCE_ESS
+        if not reliable:
+            warnings.warn(f"the AIS estimate of log Z is unreliable: importance ESS {ess:.1f} of {n} chains, Pareto k "
+                          f"{k:.2f} (reliable up to {pareto_k_threshold(n):.2f}); its standard error means nothing. "
+                          "Anneal more slowly (more warm-up steps) or use AnnealedMALA", RuntimeWarning, stacklevel=2)
+        return LogNormalizer(float(log_z), stderr, ess, k, reliable)
 
     def importance_weights(self) -> Tensor:
         """Self-normalised importance weights ``(chains,)`` (annealed samplers), summing to 1."""

@@ -23,10 +23,23 @@ from .exact import GridTarget, grid_target, total_variation, tv_noise_floor
 from .methods import METHODS, MethodRun, Problem
 from .refinement.blocks import prior_draws, stream_seeds
 
-__all__ = ["DEFAULT_METHODS", "Comparison", "compare", "comparison_table", "comparison_figure"]
+__all__ = ["DEFAULT_METHODS", "Comparison", "compare", "comparison_table", "comparison_figure", "flows_available",
+           "default_methods"]
 
 DEFAULT_METHODS = ("prior", "truncation", "mala", "hmc", "isir", "ex2mcmc", "flex2mcmc", "annealed-mala", "mh-gan",
                    "drs", "dot")
+
+
+def flows_available() -> bool:
+    """Whether zuko (the flow library FlEx2MCMC uses) is installed."""
+    import importlib.util
+
+    return importlib.util.find_spec("zuko") is not None
+
+
+def default_methods() -> tuple[str, ...]:
+    """:data:`DEFAULT_METHODS`, without flex2mcmc when zuko is not installed."""
+    return tuple(m for m in DEFAULT_METHODS if m != "flex2mcmc" or flows_available())
 
 
 @dataclass
@@ -98,7 +111,11 @@ def _row(name: str, run: MethodRun, problem: Problem, dataset, exact: ExactRefer
             per_chain = float(ess(chains.energy)) / chains.num_chains
             row["ess_per_kpass"] = 1000.0 * per_chain / max(recorded_passes, 1e-9)
         if chains.log_weights is not None:
-            row["importance_ess"] = chains.log_normalizer().importance_ess
+            import warnings
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                row["importance_ess"] = chains.log_normalizer().importance_ess
     elif "acceptance" in run.notes:
         row["acceptance"] = run.notes["acceptance"]
     row["exact"] = bool(getattr(METHODS[name], "exact", False)) or (
@@ -120,6 +137,9 @@ def compare(generator: nn.Module, critic: nn.Module, latent_shape: tuple[int, ..
         raise ValueError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
     if isinstance(budget, bool) or not isinstance(budget, int) or budget < 4:
         raise ValueError(f"budget must be an integer >= 4 passes per sample, got {budget!r}")
+    if "flex2mcmc" in methods and not flows_available():
+        raise ValueError('method flex2mcmc needs the zuko flow library: pip install "latentmcmc[flows]" (or leave '
+                         "flex2mcmc out of the methods)")
     from .samplers.registry import SamplerOptions
 
     device = torch.device(device)
@@ -169,7 +189,7 @@ def comparison_table(result: Comparison) -> str:
     metric_names = list(rows[0]["quality"]) if rows and rows[0].get("quality") else []
     head = f"{'method':<18}" + "".join(f"{m:>9}" for m in metric_names)
     if "exact_distance" in s:
-        head += f"{'TV exact':>9}"
+        head += f"{'TV-exact':>9}"
     head += f"{'accept':>8}{'jump':>7}{'ESS/kpass':>10}{'passes':>8}{'seconds':>9}"
     lines = [f"budget {s['budget']} passes per sample, beta {s['beta']}, {s['chains']} chains, seed {s['seed']}"
              + ("" if s["calibrated"] else "; MH-GAN/DRS/DOT use the uncalibrated critic (no real data)"), head]
@@ -180,8 +200,19 @@ def comparison_table(result: Comparison) -> str:
         line += _fmt(r.get("acceptance"), 8, 2) + _fmt(r.get("jump_rate"), 7, 2) + _fmt(r.get("ess_per_kpass"), 10, 1)
         line += _fmt(r["passes"], 8) + _fmt(r["seconds"], 9, 1)
         lines.append(line)
+    notes = []
+    few = [f"{r['method']} ({r['few_steps']} steps)" for r in rows if r.get("few_steps")]
+    if few:
+        notes.append(f"The budget buys few steps of {', '.join(few)}: adaptation has barely started and the passes "
+                     "may exceed the budget (4 steps at least); raise --budget.")
+    if any(r.get("ess_per_kpass") is None and r.get("passes") and "acceptance" in r for r in rows):
+        notes.append("ESS/kpass n/a: fewer than 4 recorded draws per chain, or not an MCMC method.")
+    if any(r.get("weights_reliable") is False for r in rows):
+        notes.append("Annealed methods marked unreliable have degenerate AIS weights: their resampled output rests on "
+                     "a few chains.")
+    lines += notes
     if "exact_distance" in s:
-        lines.append(f"TV exact: total-variation distance of the {s['exact_distance']} to the grid truth at beta "
+        lines.append(f"TV-exact: total-variation distance of the {s['exact_distance']} to the grid truth at beta "
                      f"{s['beta']}; exact sampling of {s['chains']} points gives {s['tv_floor_mean']:.3f} on average, "
                      f"{s['tv_floor_95']:.3f} at the 95th percentile.")
     return "\n".join(lines)

@@ -131,12 +131,20 @@ class SamplerMethod:
         per_step = self._per_step(problem, z0)
         total = max(4, budget // per_step)
         warmup = total // 2
+        few = total < 20  # noted in the table: adaptation and mixing barely start
         sampler = make_sampler(self.name, problem.energy, problem.sampler_options)
         t0 = time.perf_counter()
         chains = sampler.run(z0, steps=total - warmup, warmup=warmup, seed=seed, progress=False)
         seconds = time.perf_counter() - t0
         z, notes = chains.last, {"warmup": warmup, "steps": total - warmup}
+        if few:
+            notes["few_steps"] = total
         if chains.log_weights is not None:
+            import warnings
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                notes["weights_reliable"] = chains.log_normalizer().reliable
             rng = torch.Generator(device=z.device).manual_seed(seed)
             pick = torch.multinomial(chains.importance_weights().to(z.device), z.shape[0], replacement=True,
                                      generator=rng)

@@ -147,6 +147,15 @@ _GLOBAL = ("ISIR", "Ex2MCMC", "FlEx2MCMC")
 _ANNEALED = ("AnnealedMALA", "AnnealedLangevin")
 
 
+def _per_step(metrics: dict[str, Any]) -> float | None:
+    """Model passes per chain and step, the initial evaluation excluded."""
+    steps = (metrics.get("warmup") or 0) + (metrics.get("draws") or 0) * (metrics.get("thin") or 1)
+    ev = metrics.get("evaluations")
+    if not steps or not ev:
+        return None
+    return (ev["forward"] + ev["backward"] - 1 - (1 if ev["backward"] else 0)) / steps
+
+
 def _rhat_hint(sampler: str) -> str:
     """What an R-hat above 1.01 most likely means for this sampler, and what to try."""
     head = "  (R-hat > 1.01: the chains disagree"
@@ -173,7 +182,11 @@ def format_table(metrics: dict[str, Any]) -> str:
         + (" (local steps)" if "jump_rate" in metrics and metrics.get("sampler") != "ISIR" else ""),
         *([f"{'global jump rate':<28}{metrics['jump_rate']:.3f}"] if "jump_rate" in metrics else []),
         *([f"{'model passes per chain':<28}{metrics['evaluations']['forward']} forward, "
-           f"{metrics['evaluations']['backward']} backward"] if "evaluations" in metrics else []),
+           f"{metrics['evaluations']['backward']} backward"
+           + (f" ({_per_step(metrics):.1f} per step)" if _per_step(metrics) is not None else "")]
+          if "evaluations" in metrics else []),
+        *([f"{'trajectory length (ChEES)':<28}{metrics['trajectory_length']:.3g}"]
+          if metrics.get("trajectory_length") is not None else []),
         f"{'divergences':<28}{metrics.get('divergences', 0)}",
     ]
     if "ess_bulk_energy" in metrics:
@@ -188,7 +201,13 @@ def format_table(metrics: dict[str, Any]) -> str:
     elif max(metrics.get("rhat_energy", 1.0), metrics.get("rhat_z_max", 1.0)) > 1.01:
         lines.append(_rhat_hint(metrics.get("sampler", "")))
     if "log_normalizer" in metrics:
-        lines.append(f"{'log Z (AIS)':<28}{metrics['log_normalizer']:.3f} +- {metrics['log_normalizer_stderr']:.3f}")
+        if metrics.get("log_normalizer_reliable", True):
+            lines.append(f"{'log Z (AIS)':<28}{metrics['log_normalizer']:.3f} +- {metrics['log_normalizer_stderr']:.3f}"
+                         f" (importance ESS {metrics['importance_ess']:.0f})")
+        else:
+            lines.append(f"{'log Z (AIS)':<28}{metrics['log_normalizer']:.3f}, UNRELIABLE: importance ESS "
+                         f"{metrics['importance_ess']:.1f} of {metrics.get('chains')}, Pareto k "
+                         f"{metrics['pareto_k']:.2f}; no error bar can be given")
     quality = metrics.get("quality")
     if quality:
         lines.append(f"{'quality (' + quality['data'] + ')':<28}{'before':>10}{'after':>10}")

@@ -97,7 +97,7 @@ def test_compare_on_a_2d_target_ranks_exact_methods_within_the_noise_floor(tmp_p
     assert s["exact_distance"] == "latent 20x20 histogram"
     assert rows["isir"]["tv_to_exact"] < s["tv_floor_95"] * 1.5 < rows["prior"]["tv_to_exact"]
     assert rows["isir"]["passes"] <= 200 + 10 and rows["mala"]["passes"] <= 200 + 10
-    assert "TV exact" in comparison_table(result) and rows["isir"]["exact"] and not rows["prior"]["exact"]
+    assert "TV-exact" in comparison_table(result) and rows["isir"]["exact"] and not rows["prior"]["exact"]
     comparison_figure(result).savefig(tmp_path / "c.png")
 
 

@@ -23,8 +23,9 @@ from .common import (
 def compare_command(
     checkpoint: Optional[Path] = typer.Argument(None, help="A checkpoint written by 'latentmcmc train'.",
                                                 show_default=False),
-    methods: str = live_help(typer.Option("prior,truncation,mala,hmc,isir,ex2mcmc,flex2mcmc,annealed-mala,mh-gan,drs,dot"),
-                             lambda: f"Comma-separated methods: {choices(METHODS)}."),
+    methods: Optional[str] = live_help(typer.Option(None, show_default=False),
+                                       lambda: f"Comma-separated methods: {choices(METHODS)}  \\[default: all but "
+                                               "langevin and annealed-langevin; flex2mcmc only with zuko installed]"),
     budget: int = typer.Option(400, help="Forward+backward passes through the model per sample, for every method."),
     beta: float = typer.Option(1.0, help="Inverse temperature on the critic: E(z) = beta U(G(z)) + 0.5|z|^2."),
     chains: int = typer.Option(2000, help="Samples (chains) per method, all from the same prior draws."),
@@ -45,17 +46,17 @@ def compare_command(
 ) -> None:
     """Compare refinement methods on one model at an equal budget of model passes per sample.
 
-    Prints one line per method: the data set's quality metrics (when the checkpoint knows its data),
+    Samplers get as many steps as the budget buys, half of them warm-up. Prints one line per method: the data set's quality metrics (when the checkpoint knows its data),
     for a 2-D latent the total-variation distance to the exact target (grid integration) beside the
     noise floor of exact sampling, acceptance, the global jump rate, ESS per 1,000 passes, passes
     spent and seconds. Writes compare.json and compare.png into OUT.
     """
-    from ..compare import compare, comparison_figure, comparison_table
+    from ..compare import compare, comparison_figure, comparison_table, default_methods
     from ..report import check_writable, staged_outputs, write_json
     from ..samplers.registry import SamplerOptions
     from .refine import load_target
 
-    names = [m.strip() for m in methods.split(",") if m.strip()]
+    names = list(default_methods()) if methods is None else [m.strip() for m in methods.split(",") if m.strip()]
     unknown = [m for m in names if m not in METHODS]
     if not names or unknown:
         raise CommandError(f"unknown method(s) {', '.join(unknown) or repr(methods)} for --methods; choose from "

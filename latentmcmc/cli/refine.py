@@ -49,6 +49,9 @@ def load_target(checkpoint: Optional[Path], generator: Optional[Path], critic: O
         shape = parse_shape(latent_shape)
         g = load_exported(generator, device, name=f"generator {generator}")
         u = load_exported(critic, device, name=f"critic {critic}")
+    elif generator is not None or critic is not None:
+        given, missing = ("--generator", "--critic") if generator is not None else ("--critic", "--generator")
+        raise CommandError(f"{given} needs {missing} too (and --latent-shape): the latent energy is U(G(z))")
     else:
         raise CommandError("nothing to refine: give a checkpoint (latentmcmc train --out ckpt.pt) "
                            "or --generator g.pt2 --critic u.pt2 --latent-shape N")
@@ -56,12 +59,20 @@ def load_target(checkpoint: Optional[Path], generator: Optional[Path], critic: O
     return g, u, shape, dataset
 
 
+def _warn_ignored(sampler: str, given: dict) -> None:
+    """A warning line for each option set away from its default that the chosen sampler does not take."""
+    takes = SAMPLERS[sampler].options
+    for name, (value, default) in given.items():
+        if value != default and name not in takes:
+            typer.echo(f"warning: --{name.replace('_', '-')} does not apply to --sampler {sampler}; ignored", err=True)
+
+
 @app.command("refine")
 def refine_command(
     checkpoint: Optional[Path] = typer.Argument(None, help="A checkpoint written by 'latentmcmc train'.", show_default=False),
     sampler: str = live_help(typer.Option("mala"), lambda: f"The sampler: {described(SAMPLERS)}."),
     eps: float = typer.Option(0.01, help="Step size: the noise variance of z' = z - (eps/2) grad E + sqrt(eps) xi "
-                                          "(the starting value when adapting)."),
+                                          "(hmc: the leapfrog step size); the starting value when adapting."),
     steps: int = typer.Option(500, help="Recorded steps per chain after warm-up."),
     warmup: int = typer.Option(500, help="Warm-up steps (step-size adaptation; annealing for annealed samplers)."),
     adapt: bool = flag(True, "--adapt/--no-adapt", help="Adapt eps by dual averaging during warm-up."),
@@ -123,6 +134,9 @@ def refine_command(
     if record_blocks is not None and record_blocks < 1:
         raise CommandError(f"--record-blocks must be >= 1, got {record_blocks}")
     check_choice("--compile", compile_mode, COMPILE_CHOICES, "mode")
+    _warn_ignored(sampler, {"candidates": (candidates, 10), "local_steps": (local_steps, 3),
+                            "leapfrog_steps": (leapfrog_steps, 10), "chees": (chees, False), "flow_lr": (flow_lr, 1e-3),
+                            "schedule": (schedule, "linear"), "eps": (eps, 0.01)})
     dev = check_device(device)
     check_writable(out)
     rank, distributed = 0, world_from_env() > 1

@@ -2,6 +2,7 @@
 
 from .acceptance import AcceptanceSummary, acceptance_summary, running_acceptance
 from .convergence import ess, mcse, rhat
+from .importance import importance_ess, pareto_k, pareto_k_threshold
 from .summary import hdi, summary
 
-__all__ = ["ess", "rhat", "mcse", "hdi", "summary", "acceptance_summary", "running_acceptance", "AcceptanceSummary"]
+__all__ = ["ess", "rhat", "mcse", "importance_ess", "pareto_k", "pareto_k_threshold", "hdi", "summary", "acceptance_summary", "running_acceptance", "AcceptanceSummary"]

@@ -93,8 +93,11 @@ def _attrs(chains) -> dict[str, Any]:
         attrs.update(evaluations_forward=int(chains.evaluations.forward),
                      evaluations_backward=int(chains.evaluations.backward))
     if chains.log_weights is not None:
-        est = chains.log_normalizer()
-        attrs.update(log_normalizer=est.estimate, log_normalizer_stderr=est.stderr, importance_ess=est.importance_ess)
+        with warnings.catch_warnings():  # the run's own log_normalizer() call is where the user hears about it
+            warnings.simplefilter("ignore", RuntimeWarning)
+            est = chains.log_normalizer()
+        attrs.update(log_normalizer=est.estimate, log_normalizer_stderr=est.stderr, importance_ess=est.importance_ess,
+                     pareto_k=est.pareto_k, log_normalizer_reliable=int(est.reliable))
     return attrs
 
 

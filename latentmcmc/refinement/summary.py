@@ -48,6 +48,8 @@ def run_metrics(chains: Chains) -> dict[str, Any]:
         m["jump_rate"] = float(chains.jump_rate.mean())
     if chains.evaluations is not None:
         m["evaluations"] = {"forward": chains.evaluations.forward, "backward": chains.evaluations.backward}
+    if chains.extra.get("trajectory_length") is not None:
+        m["trajectory_length"] = float(chains.extra["trajectory_length"])
     if chains.num_draws >= 4:  # split chains need at least two draws per half
         flat = chains.draws.reshape(chains.num_chains, chains.num_draws, -1)
         m.update(
@@ -60,7 +62,8 @@ def run_metrics(chains: Chains) -> dict[str, Any]:
         )
     if chains.log_weights is not None:
         est = chains.log_normalizer()
-        m.update(log_normalizer=est.estimate, log_normalizer_stderr=est.stderr, importance_ess=est.importance_ess)
+        m.update(log_normalizer=est.estimate, log_normalizer_stderr=est.stderr, importance_ess=est.importance_ess,
+                 pareto_k=est.pareto_k, log_normalizer_reliable=est.reliable)
     if chains.extra.get("interrupted"):
         m["interrupted"] = True
     reason = unusable(m, chains.num_chains * max(1, chains.steps))

@@ -87,11 +87,15 @@ class Sampler:
         return self._check_eps(eps).to(device=state.z.device, dtype=state.z.dtype).expand(state.z.shape[0])
 
     # ------------------------------------------------------------------ warm-up hooks
-    def annealing_levels(self, warmup: int, z: Tensor) -> Tensor | None:
+    def annealing_levels(self, warmup: int, z: Tensor, adapt: bool = False) -> Tensor | None:
         """Annealing level of each warm-up step, or None when the sampler does not anneal."""
         return None
 
-    def warmup_adapters(self, state: SamplerState) -> list:
+    def adaptation_restart(self, warmup: int, adapt: bool) -> int | None:
+        """The warm-up step at which dual averaging starts afresh (annealed samplers: where the target stops moving)."""
+        return None
+
+    def warmup_adapters(self, state: SamplerState, warmup: int = 0) -> list:
         """Adapters of kernel parameters other than eps, tuned during warm-up (see ``driver.WarmupAdapter``)."""
         return []
 
@@ -170,9 +174,16 @@ class Sampler:
             rng = make_rng(seed, z0.device)
         elif rng.device.type != z0.device.type:
             raise ValueError(f"rng is on {rng.device} but z0 is on {z0.device}")
-        levels = self.annealing_levels(settings.warmup, z0)
+        levels = self.annealing_levels(settings.warmup, z0, settings.adapt)
         eps = self._eps_vector(z0)
         if not self.has_step_size:
             eps = torch.full_like(eps, float("nan"))
-        return sample(self.kernel, self.target, z0, eps, self.shared_eps, settings, rng, levels, type(self).__name__,
-                      adapters=self.warmup_adapters)
+        chains = sample(self.kernel, self.target, z0, eps, self.shared_eps, settings, rng, levels, type(self).__name__,
+                        adapters=self.warmup_adapters,
+                        restart_adaptation_at=self.adaptation_restart(settings.warmup, settings.adapt))
+        chains.extra.update(self.run_extras())
+        return chains
+
+    def run_extras(self) -> dict:
+        """Sampler-specific results a run adds to ``chains.extra`` (HMC with ChEES: its trajectory length)."""
+        return {}

@@ -159,18 +159,19 @@ class _Progress:
 
 def sample(kernel: Kernel, target, z0: Tensor, eps: Tensor, shared_eps: bool, settings: RunSettings,
            rng: torch.Generator, levels: Tensor | None, name: str,
-           adapters: "list[WarmupAdapter] | None" = None) -> Chains:
+           adapters: "list[WarmupAdapter] | None" = None, restart_adaptation_at: int | None = None) -> Chains:
     """Run ``settings.warmup`` then ``settings.steps`` steps of ``kernel`` from ``z0``; return what was recorded.
 
     ``eps`` is the starting step size ``(chains,)``; ``levels`` the annealing level of each warm-up
     step (None: no annealing); ``adapters`` tune other kernel parameters during warm-up (they are
-    built by the sampler from the initial state: a callable ``state -> list``).  See
+    built by the sampler from the initial state: a callable ``(state, warmup) -> list``); at warm-up step
+    ``restart_adaptation_at`` dual averaging starts afresh from the current eps.  See
     :meth:`~latentmcmc.samplers.Sampler.run` for the rest.
     """
     s = settings
     state = init_state(kernel, target, z0)
     evaluations = Evaluations(1, 0 if state.grad is None else 1)
-    adapters = adapters(state) if callable(adapters) else list(adapters or [])
+    adapters = adapters(state, s.warmup) if callable(adapters) else list(adapters or [])
     adapter = StepSizeAdapter(eps, s.target_accept, shared=shared_eps) if s.adapt else None
     log_weights = torch.zeros_like(state.energy) if levels is not None else None
     warm_rec = PhaseRecorder(state, s.warmup, s.thin, store=s.keep_warmup, store_eps=True, stream=s.stream)
@@ -184,6 +185,8 @@ def sample(kernel: Kernel, target, z0: Tensor, eps: Tensor, shared_eps: bool, se
     try:
         for i in range(total):
             in_warmup = i < s.warmup
+            if adapter is not None and i == restart_adaptation_at:
+                adapter = StepSizeAdapter(eps, s.target_accept, shared=shared_eps)
             level = levels[i] if (levels is not None and in_warmup) else None
             before = state
             noise = kernel.draw_noise(state, rng)

@@ -150,7 +150,7 @@ class FlEx2MCMC(Ex2MCMC):
     def flow(self) -> nn.Module | None:
         return self.kernel.proposal.flow
 
-    def warmup_adapters(self, state: SamplerState) -> list:
+    def warmup_adapters(self, state: SamplerState, warmup: int = 0) -> list:
         return [FlowFit(self.kernel.proposal, self.flow_lr)]
 
     def run(self, z0: Tensor, steps: int = 1000, warmup: int = 0, *args: Any, **kwargs: Any):

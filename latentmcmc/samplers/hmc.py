@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from typing import NamedTuple
 
 import torch
@@ -94,22 +95,36 @@ class ChEESAdapter:
     acceptance probabilities ``a_i`` as weights (divergent chains excluded); ``log T`` climbs it with
     Adam (learning rate 0.025, beta1 0, beta2 0.95, updates clipped to +-0.35, as in TFP), and the
     trajectory length used after warm-up is ``exp`` of the moving average of ``log T`` (weight
-    ``k^-0.5`` at step ``k``).  Needs a shared eps.  Each warm-up step reads eps and the gradient
-    back to the host (the number of leapfrog steps is a loop bound).
+    ``k^-0.5`` at step ``k``).  The first fifth of the warm-up runs the fixed ``leapfrog_steps`` while
+    dual averaging finds eps; ChEES then starts from ``T = leapfrog_steps * eps`` (a trajectory length
+    anchored to the initial eps, often 40x too small, would take most of a short warm-up to grow).
+    Needs a shared eps.  Each warm-up step reads eps and the gradient back to the host (the number of
+    leapfrog steps is a loop bound).
     """
 
-    def __init__(self, proposer: LeapfrogProposer, eps: Tensor, lr: float = 0.025, beta2: float = 0.95,
+    def __init__(self, proposer: LeapfrogProposer, warmup: int, lr: float = 0.025, beta2: float = 0.95,
                  clip: float = 0.35, decay: float = 0.5) -> None:
         self.proposer = proposer
-        eps0 = float(eps.mean())
-        self.log_t = math.log(proposer.leapfrog_steps * eps0)
-        self.log_t_avg = self.log_t
+        self.delay = warmup // 5
+        self.log_t = self.log_t_avg = float("nan")
         self.lr, self.beta2, self.clip, self.decay = lr, beta2, clip, decay
         self.v = 0.0
         self.k = 0
-        proposer.trajectory_length, proposer.eps_for_length = math.exp(self.log_t), eps0
+        self.seen = 0
+        proposer.trajectory_length = None  # fixed leapfrog_steps until ChEES starts
+
+    def _start(self, eps: Tensor) -> None:
+        eps_now = float(eps.mean())
+        self.log_t = self.log_t_avg = math.log(self.proposer.leapfrog_steps * eps_now)
+        self.proposer.trajectory_length, self.proposer.eps_for_length = math.exp(self.log_t), eps_now
 
     def update(self, before: SamplerState, state: SamplerState, info, eps: Tensor) -> None:
+        self.seen += 1
+        if self.seen <= self.delay:
+            return
+        if self.proposer.trajectory_length is None:  # the first ChEES step: the previous trajectory had fixed length
+            self._start(eps)
+            return
         n = before.z.shape[0]
         proposed, momentum = info.aux
         self._step(before.z.reshape(n, -1), proposed.reshape(n, -1), momentum.reshape(n, -1), info.accept_prob,
@@ -139,6 +154,8 @@ class ChEESAdapter:
         self.proposer.eps_for_length = float(eps.mean())
 
     def finish(self, eps: Tensor) -> None:
+        if self.proposer.trajectory_length is None:  # too short a warm-up for ChEES to start
+            self._start(eps)
         self.proposer.eps_for_length = float(eps.mean())
         limit = self.proposer.max_leapfrog_steps * self.proposer.eps_for_length
         self.proposer.trajectory_length = min(max(math.exp(self.log_t_avg), self.proposer.eps_for_length), limit)
@@ -182,9 +199,20 @@ class HMC(Sampler):
     def make_kernel(self) -> MetropolisHastings:
         return MetropolisHastings(LeapfrogProposer(self.leapfrog_steps, self.max_leapfrog_steps))
 
-    def warmup_adapters(self, state: SamplerState) -> list:
+    def warmup_adapters(self, state: SamplerState, warmup: int = 0) -> list:
         proposer = self.kernel.proposer
         proposer.trajectory_length = None
         if not self.chees:
             return []
-        return [ChEESAdapter(proposer, self._eps_vector(state.z))]
+        if warmup < 50:
+            warnings.warn(f"HMC(chees=True) adapts the trajectory length during warm-up; {warmup} warm-up steps are too "
+                          "few for it to move far from leapfrog_steps * eps (use 200 or more)", UserWarning, stacklevel=4)
+        return [ChEESAdapter(proposer, warmup)]
+
+    def run_extras(self) -> dict:
+        return {"trajectory_length": self.trajectory_length} if self.chees else {}
+
+    @property
+    def trajectory_length(self) -> float | None:
+        """The ChEES-adapted trajectory length after a run (None for a fixed number of leapfrog steps)."""
+        return self.kernel.proposer.trajectory_length

@@ -1,0 +1,63 @@
+"""Importance weights: their effective sample size and the Pareto shape k of their tail (PSIS).
+
+How far to trust an importance-sampling estimate, such as AIS's ``log Z``, is read from the right tail of
+the weights (Vehtari, Simpson, Gelman, Yao & Gabry 2024, "Pareto smoothed importance sampling"): a
+generalized Pareto distribution is fitted to the largest weights (Zhang & Stephens 2009, empirical
+Bayes with a weak prior on ``k``); when its shape ``k`` exceeds ``min(1 - 1/log10(n), 0.7)`` the
+estimate's error is dominated by weights not yet seen and neither it nor its standard error can be
+trusted, however many draws there are.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = ["importance_ess", "pareto_k", "pareto_k_threshold"]
+
+
+def importance_ess(log_weights: Tensor) -> float:
+    """Kong's effective sample size ``(sum w)^2 / sum w^2`` of ``exp(log_weights)``."""
+    w = log_weights.detach().double()
+    return float(torch.exp(2 * torch.logsumexp(w, 0) - torch.logsumexp(2 * w, 0)))
+
+
+def pareto_k_threshold(n: int) -> float:
+    """``min(1 - 1 / log10(n), 0.7)``: the largest reliable Pareto ``k`` for ``n`` draws (Vehtari et al. 2024)."""
+    return min(1.0 - 1.0 / math.log10(n), 0.7) if n > 10 else 0.0
+
+
+def _gpd_shape(tail: np.ndarray) -> float:
+    """Shape ``k`` of a generalized Pareto fit to the sorted exceedances ``tail`` (Zhang & Stephens 2009)."""
+    n = tail.size
+    m = 30 + int(n**0.5)
+    b = 1.0 - np.sqrt(m / (np.arange(1, m + 1, dtype=float) - 0.5))
+    b = b / (3.0 * tail[int(n / 4 + 0.5) - 1]) + 1.0 / tail[-1]
+    k = np.log1p(-b[:, None] * tail).mean(axis=1)
+    profile = n * (np.log(-(b / k)) - k - 1.0)
+    weights = 1.0 / np.exp(profile - profile[:, None]).sum(axis=1)
+    keep = weights >= 10 * np.finfo(float).eps
+    weights, b = weights[keep] / weights[keep].sum(), b[keep]
+    k_post = np.log1p(-np.sum(b * weights) * tail).mean()
+    return float((n * k_post + 10 * 0.5) / (n + 10))  # the weak prior: 10 pseudo-observations at k = 0.5
+
+
+def pareto_k(log_weights: Tensor) -> float:
+    """Pareto shape ``k`` of the right tail of the weights ``exp(log_weights)`` (``inf`` when it cannot be fitted).
+
+    The tail is the largest ``ceil(min(n/5, 3 sqrt(n)))`` weights above the cutoff, as in PSIS.
+    """
+    x = log_weights.detach().double().cpu().numpy()
+    n = x.size
+    if n < 5 or np.isnan(x).any() or np.isposinf(x).any() or not np.isfinite(x).any():
+        return float("inf")  # zero weights (-inf) are fine: they sit below the tail
+    x = x - x.max()
+    cut = -int(np.ceil(min(n / 5.0, 3 * n**0.5))) - 1
+    cutoff = max(np.sort(x)[cut], np.log(np.finfo(float).tiny))
+    tail = np.sort(x[x > cutoff])
+    if tail.size <= 4:
+        return float("inf")
+    return _gpd_shape(np.exp(tail) - np.exp(cutoff))
