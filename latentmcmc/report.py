@@ -195,10 +195,14 @@ def format_table(metrics: dict[str, Any]) -> str:
             f"{'ESS bulk (worst z coord)':<28}{metrics['ess_bulk_z_min']:.0f}",
             f"{'R-hat (energy / worst z)':<28}{metrics['rhat_energy']:.3f} / {metrics['rhat_z_max']:.3f}",
         ]
+        if "rhat_nested_energy" in metrics:
+            lines.append(f"{'nested R-hat':<28}"
+                         f"{metrics['rhat_nested_energy']:.3f} / {metrics['rhat_nested_z_max']:.3f} ({metrics['superchains']} superchains)")
     if metrics.get("unusable"):
         lines.append(f"  (UNUSABLE: {metrics['unusable']}; the chains are where they started or stuck: lower --eps, or "
                      "let warm-up adapt it)")
-    elif max(metrics.get("rhat_energy", 1.0), metrics.get("rhat_z_max", 1.0)) > 1.01:
+    elif (max(metrics["rhat_nested_energy"], metrics["rhat_nested_z_max"]) if "rhat_nested_energy" in metrics
+          else max(metrics.get("rhat_energy", 1.0), metrics.get("rhat_z_max", 1.0))) > 1.01:
         lines.append(_rhat_hint(metrics.get("sampler", "")))
     if "log_normalizer" in metrics:
         if metrics.get("log_normalizer_reliable", True):

@@ -99,6 +99,10 @@ def refine_command(
     block_size: Optional[int] = typer.Option(None, help="Run the chains in blocks of this many, each seeded by "
                                                         "(seed, block)  \\[default: one block; under torchrun "
                                                         "chains / world size]", show_default=False),
+    superchains: Optional[int] = typer.Option(None, help="Group the chains into K superchains sharing their starting "
+                                                        "point and report nested R-hat (Margossian et al. 2024), the "
+                                                        "R-hat for many short chains  \\[default: none]",
+                                              show_default=False),
     record_blocks: Optional[int] = typer.Option(None, help="Record every draw of the first N blocks only (bounded "
                                                            "memory; ESS/R-hat from them)  \\[default: all]",
                                                 show_default=False),
@@ -152,6 +156,7 @@ def refine_command(
     options = RefineOptions(
         num_chains=chains, sampler=sampler, steps=steps, warmup=warmup, adapt=adapt and warmup > 0, thin=thin, seed=seed,
         beta=beta, prior=prior, critic_sign=critic_sign, block_size=block_size, record_blocks=record_blocks,
+        superchains=superchains,
         keep_warmup=keep_warmup, stream=stream_draws, progress=progress_flag(quiet), device=dev,
     ).replace(eps=eps, schedule=schedule, compile=False if compile_mode == "off" else compile_mode,
               candidates=candidates, local_steps=local_steps, leapfrog_steps=leapfrog_steps, chees=chees,

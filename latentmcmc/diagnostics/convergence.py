@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["ess", "rhat", "mcse"]
+__all__ = ["ess", "rhat", "mcse", "rhat_nested", "superchain_ids"]
 
 CHUNK_VALUES = 2_000_000
 _RESOLUTION = 1e-15  # numpy's float64 resolution: ArviZ's test for a constant array
@@ -282,7 +282,7 @@ def ess(x, method: EssMethod = "bulk", prob: float | Sequence[float] | None = No
     return _run(x, fn, min_chains=1)
 
 
-RhatMethod = Literal["rank", "split", "identity", "folded", "z_scale"]
+RhatMethod = Literal["rank", "split", "identity", "folded", "z_scale", "nested"]
 
 
 def _rhat_rank(t: Tensor) -> Tensor:
@@ -290,14 +290,90 @@ def _rhat_rank(t: Tensor) -> Tensor:
     return torch.maximum(rhat_core(rank_normalize(s)), rhat_core(rank_normalize(_fold(s))))
 
 
-def rhat(x, method: RhatMethod = "rank") -> Tensor:
+def nested_rhat_core(x: Tensor, ids: Tensor) -> Tensor:
+    r"""Nested R-hat of ``(p, chains, draws)`` with chains grouped into equal superchains ``ids`` (Margossian et al.).
+
+    With chain means and variances, ``B_k`` the variance of the chain means in superchain ``k`` (0 for
+    one chain each), ``W_k`` their mean within-chain variance, ``B_nu`` the variance of the superchain
+    means and ``W_nu = mean_k (W_k + B_k)``: ``sqrt(1 + B_nu / W_nu)``.
+    """
+    p, c, n = x.shape
+    order = torch.argsort(ids, stable=True)
+    k = int(ids.max()) + 1
+    m = c // k
+    grouped = x[:, order].reshape(p, k, m, n)
+    chain_mean = grouped.mean(-1)
+    chain_var = grouped.var(-1, unbiased=True) if n > 1 else torch.zeros_like(chain_mean)
+    between_chain = chain_mean.var(-1, unbiased=True) if m > 1 else torch.zeros(p, k, dtype=x.dtype, device=x.device)
+    within_super = (chain_var.mean(-1) + between_chain).mean(-1)
+    between_super = chain_mean.mean(-1).var(-1, unbiased=True)
+    return torch.sqrt(1.0 + between_super / within_super)
+
+
+def superchain_ids(chains: int, superchains: "int | Tensor | Sequence[int]", device=None) -> Tensor:
+    """``(chains,)`` superchain index of every chain: ``superchains`` groups of consecutive chains, or the ids given.
+
+    Every superchain must hold the same number of chains.
+    """
+    if isinstance(superchains, int) and not isinstance(superchains, bool):
+        if superchains < 2 or chains % superchains:
+            raise ValueError(f"superchains={superchains} must be >= 2 and divide the {chains} chains evenly")
+        ids = torch.arange(chains, device=device) // (chains // superchains)
+    else:
+        ids = torch.as_tensor(superchains, device=device).long().reshape(-1)
+        if ids.numel() != chains:
+            raise ValueError(f"superchain ids have {ids.numel()} entries for {chains} chains")
+        if bool((ids < 0).any()):
+            raise ValueError("superchain ids must be >= 0")
+        _, ids = torch.unique(ids, return_inverse=True)
+        counts = torch.bincount(ids)
+        if counts.numel() < 2 or bool((counts != counts[0]).any()):
+            raise ValueError(f"superchains must be at least 2 and hold equal numbers of chains, got sizes {counts.tolist()}")
+    return ids
+
+
+def rhat_nested(x, superchains: "int | Tensor | Sequence[int]", method: RhatMethod = "rank") -> Tensor:
+    r"""Nested R-hat (Margossian, Hoffman, Sountsov, Riou-Durand, Vehtari & Gelman 2024) for many short chains.
+
+    Chains are grouped into ``superchains`` (an int: that many groups of consecutive chains; or a
+    ``(chains,)`` id per chain, equal group sizes); the statistic compares superchain means with the
+    variance within superchains, so it stays informative when every chain is short.  ``method`` as
+    for :func:`rhat` (``rank``: max of the rank-normalised and folded versions on split chains; the
+    two halves of a chain stay in its superchain).  Equal to arviz-stats' ``rhat_nested``.
+    """
+    params, shape = _as_params(x)
+    ids = superchain_ids(params.shape[1], superchains, params.device)
+    split_ids = torch.cat([ids, ids])
+
+    def nested(t: Tensor, transform, split: bool) -> Tensor:
+        t = split_chains(t) if split else t
+        return nested_rhat_core(transform(t), split_ids if split else ids)
+
+    methods = {
+        "rank": lambda t: torch.maximum(nested(t, rank_normalize, True), nested(t, lambda s: rank_normalize(_fold(s)), True)),
+        "split": lambda t: nested(t, lambda s: s, True),
+        "identity": lambda t: nested(t, lambda s: s, False),
+        "folded": lambda t: nested(t, lambda s: rank_normalize(_fold(s)), True),
+        "z_scale": lambda t: nested(t, rank_normalize, True),
+    }
+    if method not in methods:
+        raise ValueError(f"unknown rhat method {method!r}; use one of {sorted(methods)}")
+    return apply_valid(params, methods[method], min_chains=2, stacklevel=4).reshape(shape)
+
+
+def rhat(x, method: RhatMethod = "rank", superchains: "int | Tensor | Sequence[int] | None" = None) -> Tensor:
     r"""Potential scale reduction of every parameter of draws ``(chains, draws, *shape)``.
 
     ``rank`` (default): ``max`` of the rank-normalised split R-hat and that of the folded draws
     ``|x - median|`` (Vehtari et al. 2021); ``split``: on split chains; ``identity``: classic
-    Gelman-Rubin; ``folded``/``z_scale``: the two halves of ``rank``.  Needs 2 chains and 4 draws
-    (else NaN with a warning); constant chains give NaN.
+    Gelman-Rubin; ``folded``/``z_scale``: the two halves of ``rank``; ``nested``: nested R-hat over
+    ``superchains`` (see :func:`rhat_nested`, of which it is the rank version).  Needs 2 chains and
+    4 draws (else NaN with a warning); constant chains give NaN.
     """
+    if method == "nested":
+        if superchains is None:
+            raise ValueError("rhat(method='nested') needs superchains= (a number of groups or an id per chain)")
+        return rhat_nested(x, superchains, "rank")
     methods = {
         "rank": _rhat_rank,
         "split": lambda t: rhat_core(split_chains(t)),

@@ -90,4 +90,4 @@ def refine(generator: nn.Module, critic: nn.Module, latent_shape: tuple[int, ...
     else:
         blocks, interrupted = run_blocks(energy, tuple(latent_shape), options, None, device)
     extra["seconds"] = time.perf_counter() - t0
-    return assemble(blocks, generator, interrupted, dataset, extra)
+    return assemble(blocks, generator, interrupted, dataset, extra, options.superchain_size)

@@ -38,10 +38,16 @@ def stream_seeds(seed: int, block: int = 0) -> tuple[int, int]:
     return _seed(seed, block, START), _seed(seed, block, SAMPLER)
 
 
-def prior_draws(num_chains: int, latent_shape: tuple[int, ...], seed: int, device: torch.device) -> Tensor:
-    """``z0 ~ N(0, I)`` drawn on the CPU from ``seed`` (the same starting points on every device)."""
+def prior_draws(num_chains: int, latent_shape: tuple[int, ...], seed: int, device: torch.device,
+                repeat: int = 1) -> Tensor:
+    """``z0 ~ N(0, I)`` drawn on the CPU from ``seed`` (the same starting points on every device).
+
+    ``repeat > 1``: ``num_chains / repeat`` points, each repeated for ``repeat`` consecutive chains
+    (the shared starts of superchains).
+    """
     rng = torch.Generator().manual_seed(seed)
-    return torch.randn(num_chains, *latent_shape, generator=rng).to(device)
+    points = torch.randn(num_chains // repeat, *latent_shape, generator=rng)
+    return points.repeat_interleave(repeat, 0).to(device)
 
 
 def block_ranges(num_chains: int, block_size: int | None) -> list[tuple[int, int]]:
@@ -89,7 +95,7 @@ def run_blocks(energy: LatentEnergy, latent_shape: tuple[int, ...], options: Ref
     for b in indices:
         start, stop = ranges[b]
         start_seed, seed = stream_seeds(o.seed, b)
-        z0 = prior_draws(stop - start, tuple(latent_shape), start_seed, device)
+        z0 = prior_draws(stop - start, tuple(latent_shape), start_seed, device, o.superchain_size)
         full = o.record_blocks is None or b < o.record_blocks
         try:
             run = mcmc.run(z0, steps=o.steps, warmup=o.warmup, adapt=o.adapt and o.warmup > 0 and mcmc.has_step_size,

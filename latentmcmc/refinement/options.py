@@ -24,6 +24,8 @@ class RefineOptions:
     ``prior`` is False); ``num_chains`` chains start from ``z0 ~ N(0, I)`` drawn from ``seed`` and run
     ``warmup`` then ``steps`` steps of ``sampler`` with ``sampler_options`` (eps, schedule, compile).
     ``block_size``/``record_blocks`` cut the chains into blocks (see :func:`~latentmcmc.refinement.refine`).
+    ``superchains=K``: the chains form ``K`` superchains of ``num_chains / K`` chains that share their
+    starting point, and the report adds nested R-hat (Margossian et al. 2024).
     """
 
     num_chains: int = 1000
@@ -39,6 +41,7 @@ class RefineOptions:
     critic_sign: float = 1.0
     block_size: int | None = None
     record_blocks: int | None = None
+    superchains: int | None = None
     keep_warmup: bool = False
     stream: int | None = None
     progress: bool | None = None
@@ -51,12 +54,24 @@ class RefineOptions:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
                 raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-        for name in ("block_size", "record_blocks", "stream"):
+        for name in ("block_size", "record_blocks", "stream", "superchains"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ValueError(f"{name} must be an integer >= 1 (or None), got {value!r}")
+        if self.superchains is not None:
+            if self.superchains < 2 or self.num_chains % self.superchains:
+                raise ValueError(f"superchains={self.superchains} must be >= 2 and divide num_chains={self.num_chains}")
+            size = self.num_chains // self.superchains
+            if self.block_size is not None and self.block_size < self.num_chains and self.block_size % size:
+                raise ValueError(f"block_size={self.block_size} must be a multiple of the superchain size {size} "
+                                 f"(num_chains / superchains)")
         if SAMPLERS[self.sampler].anneals and self.warmup < 1:
             raise ValueError(f"{self.sampler} anneals from the prior during warm-up: warmup must be >= 1")
+
+    @property
+    def superchain_size(self) -> int:
+        """Chains per superchain (1 without superchains)."""
+        return self.num_chains // self.superchains if self.superchains else 1
 
     @property
     def eps(self) -> float:

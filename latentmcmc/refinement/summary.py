@@ -27,9 +27,12 @@ class Refinement:
     reference: Tensor | None = None  # data the generator was trained on, for plots (when known)
 
 
-def run_metrics(chains: Chains) -> dict[str, Any]:
-    """Acceptance, step size, divergences, ESS (bulk/tail, energy and worst coordinate) and R-hat of a run."""
-    from ..diagnostics import ess, rhat
+def run_metrics(chains: Chains, superchain_size: int = 1) -> dict[str, Any]:
+    """Acceptance, step size, divergences, ESS (bulk/tail, energy and worst coordinate) and R-hat of a run.
+
+    With ``superchain_size > 1`` (consecutive chains sharing a start), also nested R-hat.
+    """
+    from ..diagnostics import ess, rhat, rhat_nested
 
     m: dict[str, Any] = {
         "sampler": chains.sampler,
@@ -60,6 +63,10 @@ def run_metrics(chains: Chains) -> dict[str, Any]:
             ess_tail_z_min=float(ess(flat, method="tail").min()),
             rhat_z_max=float(rhat(flat).max()),
         )
+        if superchain_size > 1 and chains.num_chains // superchain_size >= 2:
+            k = chains.num_chains // superchain_size
+            m.update(superchains=k, rhat_nested_energy=float(rhat_nested(chains.energy, k)),
+                     rhat_nested_z_max=float(rhat_nested(flat, k).max()))
     if chains.log_weights is not None:
         est = chains.log_normalizer()
         m.update(log_normalizer=est.estimate, log_normalizer_stderr=est.stderr, importance_ess=est.importance_ess,
@@ -87,7 +94,7 @@ def _generate(generator: nn.Module, z: Tensor, batch: int) -> Tensor:
 
 
 def assemble(blocks: list[BlockRun], generator: nn.Module, interrupted: bool = False, dataset=None,
-             extra_metrics: dict[str, Any] | None = None) -> Refinement:
+             extra_metrics: dict[str, Any] | None = None, superchain_size: int = 1) -> Refinement:
     """Blocks (in index order) -> one :class:`Refinement`: all final states, samples, metrics.
 
     ESS and R-hat are computed over every chain of the blocks that recorded their draws.
@@ -101,7 +108,7 @@ def assemble(blocks: list[BlockRun], generator: nn.Module, interrupted: bool = F
     diagnostic = Chains.concat(recorded) if len(recorded) > 1 else recorded[0]
     batch = blocks[0].z0.shape[0]
     before, after = _generate(generator, z0, batch), _generate(generator, z, batch)
-    metrics = {**run_metrics(diagnostic), **(extra_metrics or {})}
+    metrics = {**run_metrics(diagnostic, superchain_size), **(extra_metrics or {})}
     if len(blocks) > 1:
         acc = torch.cat([blk.acceptance_rate for blk in blocks])
         metrics.update(

@@ -132,3 +132,29 @@ def test_cuda_matches_cpu():
     x = torch.randn(4, 300, 20, dtype=torch.float64)
     for fn in (ess, rhat, mcse):
         torch.testing.assert_close(fn(x.cuda()).cpu(), fn(x))
+
+
+def test_nested_rhat_sees_superchains_that_disagree_where_each_chain_is_short():
+    """2,000 chains of 10 draws in 100 superchains: iid draws give a nested R-hat near 1; superchains that
+    started in different places (offsets of 0.2 sd, as chains that have not forgotten their start) push
+    it well above 1.01, while each chain alone is too short for the classic split R-hat to say much."""
+    from latentmcmc.diagnostics import rhat_nested
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2000, 10, generator=g, dtype=torch.float64)
+    assert float(rhat_nested(x, 100)) < 1.01
+    offsets = 0.2 * torch.randn(100, generator=g, dtype=torch.float64).repeat_interleave(20)
+    assert float(rhat_nested(x + offsets[:, None], 100)) > 1.01
+    assert torch.equal(rhat(x, method="nested", superchains=100), rhat_nested(x, 100))
+
+
+def test_nested_rhat_rejects_unequal_superchains():
+    from latentmcmc.diagnostics import rhat_nested
+
+    x = torch.randn(6, 20, dtype=torch.float64)
+    with pytest.raises(ValueError, match="equal numbers"):
+        rhat_nested(x, torch.tensor([0, 0, 0, 1, 1, 2]))
+    with pytest.raises(ValueError, match="divide"):
+        rhat_nested(x, 4)
+    with pytest.raises(ValueError, match="superchains="):
+        rhat(x, method="nested")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from latentmcmc.diagnostics import ess, mcse, rhat, summary
+from latentmcmc.diagnostics import ess, mcse, rhat, rhat_nested, summary
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", FutureWarning)
@@ -126,3 +126,16 @@ def test_agrees_with_arviz_stats(shape):
     for method in ("mean", "median"):
         ref = np.asarray(arviz_stats.mcse(x, method=method, chain_axis=0, draw_axis=1))
         assert_agrees(mcse(torch.tensor(x), method=method), ref)
+
+
+@pytest.mark.parametrize("method", ["rank", "folded", "z_scale", "split", "identity"])
+@pytest.mark.parametrize("chains,draws,superchains", [(12, 51, 4), (40, 8, 10), (6, 200, 2)])
+def test_nested_rhat_agrees_with_arviz_stats(method, chains, draws, superchains):
+    x = draws_for((chains, draws, 3), 9)
+    x[: chains // superchains] += 0.5  # one superchain off: a large nested R-hat too
+    ids = np.repeat(np.arange(superchains), chains // superchains)
+    ref = np.asarray(arviz_stats.rhat_nested(x, superchain_ids=ids, method=method, chain_axis=0, draw_axis=1))
+    assert_agrees(rhat_nested(torch.tensor(x), superchains, method), ref)
+    shuffled = np.random.default_rng(0).permutation(ids)  # ids in any order
+    ref = np.asarray(arviz_stats.rhat_nested(x, superchain_ids=shuffled, method=method, chain_axis=0, draw_axis=1))
+    assert_agrees(rhat_nested(torch.tensor(x), torch.tensor(shuffled), method), ref)

@@ -98,3 +98,16 @@ def test_refine_rejects_bad_arguments():
         refine(nn.Identity(), Shifted(0.0), (2,), eps=0.0, progress=False)
     with pytest.raises(ValueError, match="block_size"):
         refine(nn.Identity(), Shifted(0.0), (2,), num_chains=10, block_size=0, progress=False)
+
+
+def test_superchains_share_their_start_and_report_nested_rhat():
+    result = refine(nn.Identity(), Shifted(0.0), (2,), num_chains=40, superchains=8, block_size=20, steps=10, warmup=10,
+                    progress=False)
+    z0 = result.z0.reshape(8, 5, 2)
+    assert torch.equal(z0, z0[:, :1].expand(8, 5, 2)) and not torch.equal(z0[0, 0], z0[1, 0])
+    m = result.metrics
+    assert m["superchains"] == 8 and 0.9 < m["rhat_nested_energy"] < 2.0
+    with pytest.raises(ValueError, match="divide num_chains"):
+        refine(nn.Identity(), Shifted(0.0), (2,), num_chains=40, superchains=7, progress=False)
+    with pytest.raises(ValueError, match="multiple of the superchain size"):
+        refine(nn.Identity(), Shifted(0.0), (2,), num_chains=40, superchains=8, block_size=12, progress=False)
