@@ -1,10 +1,13 @@
-"""Our torch ess(bulk) and rhat(rank) against the installed ArviZ on the same arrays, side by side.
+"""Our diagnostics against the installed ArviZ on the same arrays, side by side, and their share of a refine.
 
 Shapes: (4 chains x 1000 draws x 10,000 parameters) and (1024 chains x 500 draws x 64 parameters).
-Prints seconds, the speed-up and the largest relative difference between the two results.  ArviZ
-0.x is timed through ``arviz.ess``/``arviz.rhat``; ArviZ 1.x through ``arviz_stats``.
+Rows: ``ess`` (bulk), ``rhat`` (rank), and ``ess_rhat`` (bulk ESS, tail ESS and rank R-hat from one
+sort, what a refinement report computes) against ArviZ's three separate calls.  Prints seconds, the
+speed-up and the largest relative difference.  ArviZ 0.x is timed through ``arviz.ess``/``arviz.rhat``;
+ArviZ 1.x through ``arviz_stats``.  ``--refine`` also times the post-run diagnostics of a default
+``refine`` (1,000 chains, 500 + 500 steps) of a digits model against its sampling time.
 
-    python benchmarks/diagnostics_speed.py [--device cpu|cuda] [--repeats 1]
+    python benchmarks/diagnostics_speed.py [--device cpu|cuda] [--repeats 1] [--refine runs/digits/digits-dim.pt]
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import warnings
 import numpy as np
 import torch
 
-from latentmcmc.diagnostics import ess, rhat
+from latentmcmc.diagnostics import ess, ess_rhat, rhat
 
 
 def reference():
@@ -29,6 +32,7 @@ def reference():
             f"arviz {arviz.__version__}",
             lambda x: arviz.ess(x, method="bulk"),
             lambda x: arviz.rhat(x, method="rank"),
+            lambda x: (arviz.ess(x, method="bulk"), arviz.ess(x, method="tail"), arviz.rhat(x, method="rank")),
             arviz.convert_to_dataset,
         )
     import arviz_stats
@@ -37,11 +41,16 @@ def reference():
         f"arviz-stats {arviz_stats.__version__}",
         lambda x: arviz_stats.ess(x, method="bulk", chain_axis=0, draw_axis=1),
         lambda x: arviz_stats.rhat(x, method="rank", chain_axis=0, draw_axis=1),
+        lambda x: (arviz_stats.ess(x, method="bulk", chain_axis=0, draw_axis=1),
+                   arviz_stats.ess(x, method="tail", chain_axis=0, draw_axis=1),
+                   arviz_stats.rhat(x, method="rank", chain_axis=0, draw_axis=1)),
         lambda x: x,
     )
 
 
 def as_array(result) -> np.ndarray:
+    if isinstance(result, tuple):
+        return np.stack([as_array(r) for r in result])
     if hasattr(result, "data_vars"):  # an xarray Dataset from arviz.ess(ndarray)
         result = next(iter(result.data_vars.values()))
     return np.asarray(result)
@@ -65,24 +74,53 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--no-reference", action="store_true", help="time ours only")
+    parser.add_argument("--refine", default=None, help="a checkpoint: time a default refine's diagnostics against its sampling")
     args = parser.parse_args()
-    name, ref_ess, ref_rhat, prepare = reference()
+    import os
+
+    print(f"load {os.getloadavg()[0]:.2f}")
+    name, ref_ess, ref_rhat, ref_all, prepare = reference()
     print(f"latentmcmc diagnostics on {args.device} ({torch.get_num_threads()} threads) vs {name}, float64")
-    print(f"{'shape':>22} {'diagnostic':>10} {'ours s':>8} {'ref s':>8} {'speed-up':>8} {'max rel diff':>13}")
+    print(f"{'shape':>22} {'diagnostic':>14} {'ours s':>8} {'ref s':>8} {'speed-up':>8} {'max rel diff':>13}")
     rng = np.random.default_rng(0)
     for shape in [(4, 1000, 10_000), (1024, 500, 64)]:
         x = rng.standard_normal(shape).cumsum(1) * 0.05 + rng.standard_normal(shape)
         xt = torch.as_tensor(x, device=args.device)
         xr = prepare(x)
-        for label, ours_fn, ref_fn in [("ess bulk", ess, ref_ess), ("rhat rank", rhat, ref_rhat)]:
+        both = lambda t: torch.stack(ess_rhat(t))  # noqa: E731
+        for label, ours_fn, ref_fn in [("ess bulk", ess, ref_ess), ("rhat rank", rhat, ref_rhat),
+                                       ("bulk+tail+rhat", both, ref_all)]:
             t_ours, ours = clock(lambda: ours_fn(xt), args.repeats, args.device)
             if args.no_reference:
-                print(f"{str(shape):>22} {label:>10} {t_ours:8.2f}")
+                print(f"{str(shape):>22} {label:>14} {t_ours:8.2f}")
                 continue
             t_ref, ref = clock(lambda: ref_fn(xr), 1, "cpu")
             ref = as_array(ref)
             diff = float(np.max(np.abs(ours.cpu().numpy() - ref) / np.abs(ref)))
-            print(f"{str(shape):>22} {label:>10} {t_ours:8.2f} {t_ref:8.2f} {t_ref / t_ours:7.1f}x {diff:13.1e}")
+            print(f"{str(shape):>22} {label:>14} {t_ours:8.2f} {t_ref:8.2f} {t_ref / t_ours:7.1f}x {diff:13.1e}")
+    if args.refine:
+        refine_share(args.refine)
+
+
+def refine_share(checkpoint: str) -> None:
+    """Post-run diagnostics (run_metrics) of a default refine against its sampling time."""
+    from latentmcmc.checkpoint import load_models
+    from latentmcmc.energy import LatentEnergy
+    from latentmcmc.refinement import RefineOptions, run_metrics
+    from latentmcmc.refinement.blocks import run_blocks
+
+    g, u, config = load_models(checkpoint)
+    shape = (int(config["latent_dim"]),)
+    options = RefineOptions(progress=False)
+    t0 = time.perf_counter()
+    blocks, _ = run_blocks(LatentEnergy(g, u), shape, options)
+    sampling = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    run_metrics(blocks[0].chains)
+    diagnostics = time.perf_counter() - t0
+    print(f"default refine of {checkpoint} (latent {shape[0]}, {options.num_chains} chains, {options.warmup} + "
+          f"{options.steps} steps): sampling {sampling:.1f} s, diagnostics {diagnostics:.2f} s "
+          f"({100 * diagnostics / sampling:.1f}%)")
 
 
 if __name__ == "__main__":

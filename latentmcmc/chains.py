@@ -14,7 +14,8 @@ from torch import Tensor
 
 from .io import arviz as arviz_io
 
-__all__ = ["Chains", "LogNormalizer", "Evaluations", "load_run", "MIN_IMPORTANCE_ESS"]
+__all__ = ["Chains", "LogNormalizer", "Evaluations", "load_run", "MIN_IMPORTANCE_ESS", "chains_to_state",
+           "chains_from_state"]
 
 MIN_IMPORTANCE_ESS = 10.0
 """Below this importance ESS the delta-method standard error of an AIS estimate is not trusted."""
@@ -213,6 +214,27 @@ class Chains:
             f"latent_shape={self.latent_shape}, warmup={self.warmup}, thin={self.thin}, "
             f"acceptance={acc:.3f}, divergences={int(self.divergences.sum())}, device={self.draws.device})"
         )
+
+
+def chains_to_state(chains: Chains) -> dict[str, Any]:
+    """A :class:`Chains` as plain data and tensors (for run-state files read with ``weights_only=True``)."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(Chains):
+        value = getattr(chains, f.name)
+        if f.name == "evaluations":
+            value = None if value is None else tuple(value)
+        elif f.name == "extra":
+            value = {k: v for k, v in value.items() if v is None or isinstance(v, (Tensor, bool, int, float, str))}
+        out[f.name] = value
+    return out
+
+
+def chains_from_state(d: dict[str, Any]) -> Chains:
+    """The inverse of :func:`chains_to_state`."""
+    d = dict(d)
+    if d.get("evaluations") is not None:
+        d["evaluations"] = Evaluations(*d["evaluations"])
+    return Chains(**d)
 
 
 def load_run(path: str | os.PathLike, device: str | torch.device = "cpu") -> Chains:

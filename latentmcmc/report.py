@@ -198,6 +198,11 @@ def format_table(metrics: dict[str, Any]) -> str:
         if "rhat_nested_energy" in metrics:
             lines.append(f"{'nested R-hat':<28}"
                          f"{metrics['rhat_nested_energy']:.3f} / {metrics['rhat_nested_z_max']:.3f} ({metrics['superchains']} superchains)")
+    if "warmup_settled" in metrics:
+        lines.append(f"{'warm-up (auto)':<28}" + (f"eps settled after {metrics['warmup']} steps" if metrics["warmup_settled"]
+                                                  else f"did not settle within {metrics['warmup']} steps (the cap)"))
+    if metrics.get("stopped_by"):
+        lines.append(f"{'stopped by':<28}{metrics['stopped_by']}")
     if metrics.get("unusable"):
         lines.append(f"  (UNUSABLE: {metrics['unusable']}; the chains are where they started or stuck: lower --eps, or "
                      "let warm-up adapt it)")

@@ -73,8 +73,25 @@ def refine_command(
     sampler: str = live_help(typer.Option("mala"), lambda: f"The sampler: {described(SAMPLERS)}."),
     eps: float = typer.Option(0.01, help="Step size: the noise variance of z' = z - (eps/2) grad E + sqrt(eps) xi "
                                           "(hmc: the leapfrog step size); the starting value when adapting."),
-    steps: int = typer.Option(500, help="Recorded steps per chain after warm-up."),
-    warmup: int = typer.Option(500, help="Warm-up steps (step-size adaptation; annealing for annealed samplers)."),
+    steps: int = typer.Option(500, help="Recorded steps per chain after warm-up (the cap with --until-rhat/--min-ess)."),
+    warmup: str = typer.Option("500", help="Warm-up steps (step-size adaptation; annealing for annealed samplers), "
+                                           "or 'auto': adapt until eps and the acceptance settle (at most --max-warmup)."),
+    max_warmup: int = typer.Option(1000, help="Cap of --warmup auto."),
+    until_rhat: Optional[float] = typer.Option(None, help="Stop the recorded steps once the rank R-hat of the energy "
+                                                          "and the first coordinates is at most this (e.g. 1.01)",
+                                               show_default=False),
+    min_ess: Optional[float] = typer.Option(None, help="Stop the recorded steps once their bulk ESS is at least this "
+                                                       "(with --until-rhat: both)", show_default=False),
+    max_steps: Optional[int] = typer.Option(None, help="The cap of a run with stop rules (the same as --steps)",
+                                            show_default=False),
+    monitor_every: int = typer.Option(100, help="Online R-hat and ESS every this many recorded steps, in the progress "
+                                                "bar and the report (0: off)."),
+    checkpoint_every: Optional[int] = typer.Option(None, help="Write the complete run state into OUT every N steps "
+                                                              "(warm-up included) and after every block; rerun the same "
+                                                              "command with --resume to continue  \\[default: no "
+                                                              "checkpoints]", show_default=False),
+    resume: bool = flag(False, "--resume", help="Continue the run whose state --checkpoint-every wrote into OUT; the "
+                                                "outputs equal an uninterrupted run's."),
     adapt: bool = flag(True, "--adapt/--no-adapt", help="Adapt eps by dual averaging during warm-up."),
     chains: int = typer.Option(1000, help="Number of chains (each starts from its own z ~ N(0, I))."),
     beta: float = typer.Option(1.0, help="Inverse temperature on the critic: E(z) = beta U(G(z)) + 0.5|z|^2."),
@@ -128,13 +145,26 @@ def refine_command(
     if not eps > 0 or eps == float("inf"):
         raise CommandError(f"--eps must be a finite number > 0, got {eps}")
     check_choice("--schedule", schedule, SCHEDULES, "schedule")
-    for name, value, low in (("chains", chains, 1), ("steps", steps, 1), ("warmup", warmup, 0), ("thin", thin, 1),
+    if warmup != "auto":
+        try:
+            warmup = int(warmup)
+        except ValueError:
+            raise CommandError(f"--warmup must be a number of steps or 'auto', got {warmup!r}") from None
+    if max_steps is not None:
+        steps = max_steps
+    for name, value, low in (("chains", chains, 1), ("steps", steps, 1), ("warmup", 0 if warmup == "auto" else warmup, 0),
+                             ("thin", thin, 1), ("max-warmup", max_warmup, 100), ("monitor-every", monitor_every, 0),
+                             ("checkpoint-every", 1 if checkpoint_every is None else checkpoint_every, 1),
                              ("block-size", 1 if block_size is None else block_size, 1),
                              ("stream-draws", 1 if stream_draws is None else stream_draws, 1)):
         if value < low:
             raise CommandError(f"--{name} must be >= {low}, got {value}")
-    if SAMPLERS[sampler].anneals and warmup < 1:
-        raise CommandError("annealed samplers anneal during warm-up: give --warmup >= 1")
+    if until_rhat is not None and not until_rhat > 1.0:
+        raise CommandError(f"--until-rhat must be a number > 1 (such as 1.01), got {until_rhat}")
+    if min_ess is not None and not min_ess > 0:
+        raise CommandError(f"--min-ess must be > 0, got {min_ess}")
+    if SAMPLERS[sampler].anneals and (warmup == "auto" or warmup < 1):
+        raise CommandError("annealed samplers anneal over a warm-up of known length: give --warmup as a number >= 1")
     if record_blocks is not None and record_blocks < 1:
         raise CommandError(f"--record-blocks must be >= 1, got {record_blocks}")
     check_choice("--compile", compile_mode, COMPILE_CHOICES, "mode")
@@ -153,16 +183,26 @@ def refine_command(
         warnings.filterwarnings("ignore", message=r"LatentEnergy\(prior=False\)")
         typer.echo("warning: --no-prior: the latent target can be improper (chains may drift where G extrapolates)",
                    err=True)
+    has_warmup = warmup == "auto" or warmup > 0
     options = RefineOptions(
-        num_chains=chains, sampler=sampler, steps=steps, warmup=warmup, adapt=adapt and warmup > 0, thin=thin, seed=seed,
+        num_chains=chains, sampler=sampler, steps=steps, warmup=warmup, adapt=adapt and has_warmup, thin=thin, seed=seed,
         beta=beta, prior=prior, critic_sign=critic_sign, block_size=block_size, record_blocks=record_blocks,
-        superchains=superchains,
+        superchains=superchains, max_warmup=max_warmup, until_rhat=until_rhat, min_ess=min_ess,
+        monitor_every=monitor_every,
         keep_warmup=keep_warmup, stream=stream_draws, progress=progress_flag(quiet), device=dev,
     ).replace(eps=eps, schedule=schedule, compile=False if compile_mode == "off" else compile_mode,
               candidates=candidates, local_steps=local_steps, leapfrog_steps=leapfrog_steps, chees=chees,
               flow_lr=flow_lr)
+    state_file = out / RESUME_FILE
+    saving = {}
+    if checkpoint_every is not None or resume:
+        if resume and checkpoint_every is None:
+            raise CommandError("--resume continues a run that wrote checkpoints: give the same --checkpoint-every")
+        out.mkdir(parents=True, exist_ok=True)
+        saving = dict(checkpoint=state_file, checkpoint_every=checkpoint_every, resume=resume,
+                      source=_source_digest(checkpoint, generator, critic))
     try:
-        result = refine(g, u, shape, options, dataset=dataset, distributed=distributed)
+        result = refine(g, u, shape, options, dataset=dataset, distributed=distributed, **saving)
         if result is None:  # a rank other than 0 of a torchrun job: rank 0 writes (main() then leaves the group)
             return
     except KeyboardInterrupt:
@@ -175,12 +215,43 @@ def refine_command(
     entry = SAMPLERS[sampler]
     target = entry.default_target_accept if entry.has_step_size else None
     try:
-        write_report(result, out, figures=figures, target_accept=target if adapt and warmup else None,
+        write_report(result, out, figures=figures, target_accept=target if adapt and has_warmup else None,
                      extra_metrics={"source": source, "latent_shape": list(shape), "device": str(dev)})
     except KeyboardInterrupt:
         typer.echo(f"interrupted while writing: {out} was left as it was", err=True)
         raise typer.Exit(EXIT_INTERRUPTED)
+    if saving:
+        _finish_checkpoints(out, state_file, resume)
     typer.echo(format_table(result.metrics))
     typer.echo(f"wrote {out}/ (samples.npz, run.nc, metrics.json" + (", figures)" if figures else ")"))
     exit_for(result.metrics)
+
+
+RESUME_FILE = ".latentmcmc-resume.pt"
+
+
+def _source_digest(checkpoint, generator, critic) -> str:
+    """What the models are: their files' names and a hash of their bytes (a resumed run must use the same)."""
+    import hashlib
+
+    parts = []
+    for path in (p for p in (checkpoint, generator, critic) if p is not None):
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        parts.append(f"{Path(path).name}:{h.hexdigest()[:16]}")
+    return " + ".join(parts)
+
+
+def _finish_checkpoints(out: Path, state_file: Path, resumed: bool) -> None:
+    """After the outputs are written: note a resume in resume.log and remove the run-state files."""
+    import datetime
+
+    if resumed:
+        with open(out / "resume.log", "a") as log:
+            log.write(f"{datetime.datetime.now().isoformat(timespec='seconds')} resumed from {state_file.name} and "
+                      "finished\n")
+    for path in [state_file, *out.glob(RESUME_FILE + ".rank*")]:
+        path.unlink(missing_ok=True)
 

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["ess", "rhat", "mcse", "rhat_nested", "superchain_ids"]
+__all__ = ["ess", "rhat", "mcse", "rhat_nested", "superchain_ids", "ess_rhat"]
 
 CHUNK_VALUES = 2_000_000
 _RESOLUTION = 1e-15  # numpy's float64 resolution: ArviZ's test for a constant array
@@ -95,24 +95,113 @@ def split_chains(x: Tensor) -> Tensor:
 def _tie_midpoints(values: Tensor) -> Tensor:
     """For rows sorted ascending, ``first + last`` (0-based) of each element's run of equal values.
 
-    Without ties this is ``2 i``.  Ties are common here (a rejected MALA step repeats its draw), so
-    runs are found without a per-element scan: one cumulative sum numbers the runs over the flattened
-    chunk, and the positions of run starts and ends are gathered by run number.
+    Without ties this is ``2 i``.  Ties are common here (a rejected MALA step repeats its draw; folding
+    at the median makes its two neighbours equal), but sparse: only the tied positions are gathered
+    (one ``nonzero``), their runs labelled with a cumulative sum, and their midpoints written over
+    ``2 i``.
     """
     p, n = values.shape
-    same = values[:, 1:] == values[:, :-1]
     position = torch.arange(n, device=values.device)
-    if not bool(same.any()):
-        return (2 * position).expand(p, n)
-    starts = torch.ones((p, n), dtype=torch.bool, device=values.device)
-    starts[:, 1:] = ~same
-    ends = torch.ones((p, n), dtype=torch.bool, device=values.device)
-    ends[:, :-1] = ~same
-    run = torch.cumsum(starts.reshape(-1), 0) - 1
-    first = torch.nonzero(starts.reshape(-1)).squeeze(1)[run]
-    last = torch.nonzero(ends.reshape(-1)).squeeze(1)[run]
-    row_offset = (torch.arange(p, device=values.device) * n)[:, None]
-    return (first + last).reshape(p, n) - 2 * row_offset
+    same = torch.zeros((p, n + 1), dtype=torch.bool, device=values.device)
+    same[:, 1:n] = values[:, 1:] == values[:, :-1]  # same[:, j]: element j equals element j - 1
+    midpoints = (2 * position).expand(p, n).clone()
+    tied = same[:, :n] | same[:, 1:]  # in a run of equal values
+    flat = torch.nonzero(tied.reshape(-1)).squeeze(1)
+    if flat.numel() == 0:
+        return midpoints
+    starts = ~same[:, :n].reshape(-1)[flat]  # a run starts where the element differs from the previous one
+    run = torch.cumsum(starts.to(torch.int64), 0) - 1
+    first = flat[starts][run]
+    ends = ~same[:, 1:].reshape(-1)[flat]
+    last = flat[ends][run]
+    row_start = (flat // n) * n
+    midpoints.view(-1)[flat] = first + last - 2 * row_start
+    return midpoints
+
+
+def sort_rows(v: Tensor) -> tuple[Tensor, Tensor]:
+    """``(values, order)`` of every row sorted ascending.
+
+    On the CPU numpy's argsort (vectorised, AVX-512 where the processor has it; rows split over
+    torch's thread count) sorted 64 rows of 512k float64 values 6x faster than ``torch.sort`` here; on
+    a GPU ``torch.sort``.  Any order among equal values will do: ranks come from runs of equal values,
+    not from positions.
+    """
+    if v.device.type == "cpu":
+        order = torch.from_numpy(_argsort_threads(v.numpy()))
+        return torch.take_along_dim(v, order, dim=-1), order
+    return torch.sort(v, dim=-1)
+
+
+_POOL = None
+
+
+def _argsort_threads(a: np.ndarray, kind: str | None = None) -> np.ndarray:
+    """``np.argsort`` of the rows, split over torch's thread count (numpy releases the GIL while sorting)."""
+    global _POOL
+    workers = min(torch.get_num_threads(), a.shape[0])
+    if workers < 2 or a.size < 1_000_000:
+        return np.argsort(a, axis=-1, kind=kind)
+    if _POOL is None or _POOL._max_workers < workers:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _POOL = ThreadPoolExecutor(workers)
+    bounds = np.linspace(0, a.shape[0], workers + 1).astype(int)
+    parts = _POOL.map(lambda k: np.argsort(a[bounds[k]:bounds[k + 1]], axis=-1, kind=kind), range(workers))
+    return np.concatenate(list(parts))
+
+
+def folded_sort(values: Tensor, order: Tensor, median: Tensor) -> tuple[Tensor, Tensor]:
+    """``(values, order)`` of ``|x - median|`` sorted, from the sort of ``x`` (rows of even length).
+
+    Below the median the distances fall as ``x`` rises, above it they rise: two sorted runs, which a
+    stable sort (timsort) merges in linear time, 2.4x faster than sorting the folded draws afresh.
+    """
+    n = values.shape[-1]
+    half = n // 2
+    dist = torch.cat([(median[:, None] - values[:, :half]).flip(-1), values[:, half:] - median[:, None]], 1)
+    where = torch.cat([order[:, :half].flip(-1), order[:, half:]], 1)
+    if values.device.type == "cpu" and n % 2 == 0:
+        merge = torch.from_numpy(_argsort_threads(dist.numpy(), kind="stable"))
+    else:
+        merge = torch.sort(dist.abs(), dim=-1, stable=True).indices
+    return torch.take_along_dim(dist, merge, dim=-1).abs(), torch.take_along_dim(where, merge, dim=-1)
+
+
+def sort_values(v: Tensor) -> Tensor:
+    """Every row sorted ascending (values only; numpy's vectorised sort on the CPU)."""
+    if v.device.type == "cpu":
+        return torch.from_numpy(np.sort(v.numpy(), axis=-1))
+    return torch.sort(v, dim=-1).values
+
+
+def order_statistics(v: Tensor, ks: Sequence[int]) -> list[Tensor]:
+    """The ``k``-th smallest value (1-based) of every row for each ``k`` in ``ks`` (selection, not a sort)."""
+    if v.device.type == "cpu":
+        part = np.partition(v.numpy(), [k - 1 for k in ks], axis=-1)
+        return [torch.from_numpy(np.ascontiguousarray(part[..., k - 1])) for k in ks]
+    return [torch.kthvalue(v, k, dim=-1).values for k in ks]
+
+
+_TABLES: dict[tuple[int, str], Tensor] = {}
+
+
+def _score_table(n: int, device: torch.device) -> Tensor:
+    """``Phi^-1((r - 3/8) / (n + 1/4))`` for the ``2n - 1`` half-integer ranks ``r = 1, 1.5, ..., n`` (cached)."""
+    key = (n, str(device))
+    if key not in _TABLES:
+        if len(_TABLES) > 8:
+            _TABLES.clear()
+        half_ranks = torch.arange(2 * n - 1, dtype=torch.float64, device=device) / 2.0 + 1.0
+        _TABLES[key] = torch.special.ndtri((half_ranks - _BLOM) / (n - 2 * _BLOM + 1))
+    return _TABLES[key]
+
+
+def _scores_from_sorted(values: Tensor, order: Tensor, shape: tuple[int, ...]) -> Tensor:
+    """Normal scores of the average ranks, given every row's sorted values and their positions."""
+    p, n = values.shape
+    scores = _score_table(n, values.device)[_tie_midpoints(values)]
+    return torch.empty((p, n), dtype=scores.dtype, device=scores.device).scatter_(-1, order, scores).reshape(shape)
 
 
 def rank_normalize(x: Tensor) -> Tensor:
@@ -122,13 +211,8 @@ def rank_normalize(x: Tensor) -> Tensor:
     position in sorted order, so they come from a table of the ``2n - 1`` possible half-integer ranks
     rather than one ``ndtri`` per draw.
     """
-    p, c, d = x.shape
-    n = c * d
-    values, order = torch.sort(x.reshape(p, n), dim=-1)
-    half_ranks = torch.arange(2 * n - 1, dtype=torch.float64, device=x.device) / 2.0 + 1.0
-    table = torch.special.ndtri((half_ranks - _BLOM) / (n - 2 * _BLOM + 1))
-    scores = table[_tie_midpoints(values)]
-    return torch.empty_like(scores).scatter_(-1, order, scores).reshape(p, c, d)
+    values, order = sort_rows(x.reshape(x.shape[0], -1))
+    return _scores_from_sorted(values, order, tuple(x.shape))
 
 
 def _quantile(x: Tensor, prob: float) -> Tensor:
@@ -139,14 +223,22 @@ def _quantile(x: Tensor, prob: float) -> Tensor:
     two order statistics come from selection, not a full sort.
     """
     flat = x.reshape(x.shape[0], -1)
-    n = flat.shape[-1]
+    k, g = _quantile_position(flat.shape[-1], prob)
+    lower, upper = order_statistics(flat, (k, k + 1))
+    return (1.0 - g) * lower + g * upper
+
+
+def _quantile_position(n: int, prob: float) -> tuple[int, float]:
+    """``(k, g)`` of the type-7 quantile ``(1 - g) x_(k) + g x_(k+1)`` of ``n`` values, as ArviZ computes them."""
     m = 1.0 + prob * (1.0 - 1.0 - 1.0)  # alphap + p (1 - alphap - betap), in scipy's order of operations
     aleph = n * prob + m
     k = int(math.floor(min(max(aleph, 1.0), n - 1.0)))
-    g = min(max(aleph - k, 0.0), 1.0)
-    lower = torch.kthvalue(flat, k, dim=-1).values
-    upper = torch.kthvalue(flat, k + 1, dim=-1).values
-    return (1.0 - g) * lower + g * upper
+    return k, min(max(aleph - k, 0.0), 1.0)
+
+
+def _quantile_from_sorted(values: Tensor, prob: float) -> Tensor:
+    k, g = _quantile_position(values.shape[-1], prob)
+    return (1.0 - g) * values[:, k - 1] + g * values[:, k]
 
 
 def _fold(x: Tensor) -> Tensor:
@@ -233,6 +325,42 @@ def rhat_core(x: Tensor) -> Tensor:
     return torch.sqrt((between / within + n - 1) / n)
 
 
+def _ess_rhat_core(t: Tensor) -> Tensor:
+    """Bulk ESS, tail ESS and rank R-hat of ``(p, chains, draws)``: ``(p, 3)``, from one sort of the split chains.
+
+    The split chains' sort gives the normal scores (bulk ESS and R-hat's z-scale half), the median
+    (R-hat's folded half) and, when the number of draws is even (so that splitting keeps every draw),
+    the 5% and 95% quantiles of the tail ESS; the folded draws need a second sort.
+    """
+    p, c, n = t.shape
+    split = split_chains(t)
+    values, order = sort_rows(split.reshape(p, -1))
+    z = _scores_from_sorted(values, order, tuple(split.shape))
+    bulk = ess_core(z)
+    if c >= 2:
+        fvalues, forder = folded_sort(values, order, _quantile_from_sorted(values, 0.5))
+        r_hat = torch.maximum(rhat_core(z), rhat_core(_scores_from_sorted(fvalues, forder, tuple(split.shape))))
+    else:
+        r_hat = torch.full_like(bulk, float("nan"))
+    tails = []
+    for prob in (0.05, 0.95):
+        q = _quantile_from_sorted(values, prob) if n % 2 == 0 else _quantile(t, prob)
+        tails.append(ess_core(split_chains((t <= q[:, None, None]).to(torch.float64))))
+    return torch.stack([bulk, torch.minimum(*tails), r_hat], 1)
+
+
+def ess_rhat(x) -> tuple[Tensor, Tensor, Tensor]:
+    """``(bulk ESS, tail ESS, rank R-hat)`` of every parameter of ``(chains, draws, *shape)``, sharing one sort.
+
+    Equal to ``ess(x)``, ``ess(x, method="tail")`` and ``rhat(x)``, at about the cost of the first.
+    """
+    params, shape = _as_params(x)
+    out = apply_valid(params, _ess_rhat_core, min_chains=1, columns=3, stacklevel=4)
+    if params.shape[1] < 2:
+        out[:, 2] = float("nan")
+    return tuple(out[:, k].reshape(shape) for k in range(3))
+
+
 # --------------------------------------------------------------------------- public API
 EssMethod = Literal["bulk", "tail", "mean", "sd", "quantile", "median", "identity"]
 
@@ -286,8 +414,12 @@ RhatMethod = Literal["rank", "split", "identity", "folded", "z_scale", "nested"]
 
 
 def _rhat_rank(t: Tensor) -> Tensor:
+    """Rank R-hat from two sorts: the split chains' (normal scores and their median) and the folded draws'."""
     s = split_chains(t)
-    return torch.maximum(rhat_core(rank_normalize(s)), rhat_core(rank_normalize(_fold(s))))
+    values, order = sort_rows(s.reshape(s.shape[0], -1))
+    z = _scores_from_sorted(values, order, tuple(s.shape))
+    fvalues, forder = folded_sort(values, order, _quantile_from_sorted(values, 0.5))
+    return torch.maximum(rhat_core(z), rhat_core(_scores_from_sorted(fvalues, forder, tuple(s.shape))))
 
 
 def nested_rhat_core(x: Tensor, ids: Tensor) -> Tensor:
@@ -408,7 +540,7 @@ def _mcse_quantile(t: Tensor, prob: float) -> Tensor:
     with np.errstate(invalid="ignore"):
         lo = stats.beta.ppf(0.1586553, e_np * prob + 1, e_np * (1 - prob) + 1)
         hi = stats.beta.ppf(0.8413447, e_np * prob + 1, e_np * (1 - prob) + 1)
-    values = torch.sort(t.reshape(t.shape[0], -1), dim=-1).values
+    values = sort_values(t.reshape(t.shape[0], -1))
     size = values.shape[-1]
     lo_i = np.floor(np.fmax(lo * size - 1, 0)).astype(np.int64)
     hi_i = np.ceil(np.fmin(hi * size - 1, size - 1)).astype(np.int64)

@@ -17,6 +17,7 @@ from .convergence import (
     ess_core,
     rank_normalize,
     rhat_core,
+    sort_values,
     split_chains,
 )
 
@@ -27,7 +28,7 @@ COLUMNS = ("mean", "sd", "hdi_lower", "hdi_upper", "mcse_mean", "mcse_sd", "ess_
 
 def _hdi_core(t: Tensor, prob: float) -> Tensor:
     """Narrowest interval holding ``floor(prob n)`` + 1 sorted draws, ``(p, 2)`` (ArviZ's ``hdi``)."""
-    values = torch.sort(t.reshape(t.shape[0], -1), dim=-1).values
+    values = sort_values(t.reshape(t.shape[0], -1))
     n = values.shape[-1]
     inc = int(math.floor(prob * n))
     widths = values[:, inc:] - values[:, : n - inc]

@@ -14,9 +14,12 @@ result and its numbers).
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 import warnings
-from typing import Any
+from pathlib import Path
+from typing import Any, Callable
 
 from torch import nn
 
@@ -24,6 +27,7 @@ from .. import process_group
 from ..energy import LatentEnergy
 from ..samplers.registry import SAMPLERS, SamplerOptions
 from ..samplers.registry import make_sampler as _make_sampler
+from ..samplers.resume import check_fingerprint, load_state, save_state
 from .blocks import (
     BlockRun,
     block_ranges,
@@ -35,7 +39,7 @@ from .blocks import (
 from .options import RefineOptions
 from .summary import Refinement, assemble, run_metrics
 
-__all__ = ["SAMPLERS", "RefineOptions", "Refinement", "BlockRun", "refine", "run_blocks", "assemble", "block_ranges",
+__all__ = ["SAMPLERS", "RefineOptions", "state_path", "Refinement", "BlockRun", "refine", "run_blocks", "assemble", "block_ranges",
            "block_seed", "stream_seeds", "prior_draws", "make_sampler", "run_metrics"]
 
 
@@ -46,8 +50,32 @@ def make_sampler(name: str, energy, eps: float = 0.01, schedule: str = "linear",
     return _make_sampler(name, energy, SamplerOptions(eps=eps, schedule=schedule, compile=compile))
 
 
+KILL_AFTER_CHECKPOINT = "_LATENTMCMC_KILL_AFTER_CHECKPOINT"
+"""Testing only: SIGKILL this process right after writing that many run-state checkpoints (the resume tests)."""
+
+
+def state_path(checkpoint: str | os.PathLike, rank: int, world: int) -> Path:
+    """The run-state file of ``rank`` (``checkpoint`` itself in a one-process run)."""
+    return Path(checkpoint) if world == 1 else Path(f"{checkpoint}.rank{rank}")
+
+
+def _writer(path: Path, mark: dict) -> Callable[[dict], None]:
+    limit = int(os.environ.get(KILL_AFTER_CHECKPOINT, "0") or 0)
+    written = [0]
+
+    def write(blocks_state: dict) -> None:
+        save_state(path, {"fingerprint": mark, "blocks": blocks_state})
+        written[0] += 1
+        if limit and written[0] >= limit:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return write
+
+
 def refine(generator: nn.Module, critic: nn.Module, latent_shape: tuple[int, ...], options: RefineOptions | None = None,
-           *, dataset=None, distributed: bool | None = None, **overrides: Any) -> Refinement | None:
+           *, dataset=None, distributed: bool | None = None, checkpoint: str | os.PathLike | None = None,
+           checkpoint_every: int | None = None, resume: bool = False, source: str | None = None,
+           **overrides: Any) -> Refinement | None:
     r"""Sample ``exp(-E)``, ``E(z) = beta s U(G(z)) + 0.5 |z|^2``, from prior draws; measure it.
 
     ``options`` (:class:`RefineOptions`) say what to run; keywords override its fields (the
@@ -71,8 +99,20 @@ def refine(generator: nn.Module, critic: nn.Module, latent_shape: tuple[int, ...
     ``compile`` (True or a ``torch.compile`` mode) compiles the energy; see
     :func:`~latentmcmc.energy.compile_target`.  ``stream=k`` keeps recorded draws in (pinned) host
     memory, copied from the device every ``k`` draws (see :meth:`~latentmcmc.samplers.Sampler.run`).
+
+    ``checkpoint`` (a file) with ``checkpoint_every=N``: every ``N`` steps (warm-up included) and after
+    every block, the complete state (finished blocks, the current block's sampler state, every random
+    generator) is written there atomically (under torchrun one file per rank, ``.rankR``).  The same
+    call with ``resume=True`` continues from it and returns exactly what an uninterrupted call would;
+    a state written with other options, another model (``source`` names it) or another number of
+    processes is refused, naming the difference.
     """
     options = (options or RefineOptions()).replace(**overrides) if overrides else (options or RefineOptions())
+    if checkpoint_every is not None and (isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int)
+                                         or checkpoint_every < 1):
+        raise ValueError(f"checkpoint_every must be an integer >= 1, got {checkpoint_every!r}")
+    if (checkpoint_every is not None or resume) and checkpoint is None:
+        raise ValueError("checkpoint_every= and resume= need checkpoint= (the run-state file)")
     device = options.resolved_device(generator)
     energy = LatentEnergy(generator, critic, beta=options.beta, prior=options.prior, latent_shape=tuple(latent_shape),
                           critic_sign=options.critic_sign)
@@ -80,14 +120,26 @@ def refine(generator: nn.Module, critic: nn.Module, latent_shape: tuple[int, ...
     t0 = time.perf_counter()
     if distributed is None:
         distributed = process_group.active()
+    rank, world = process_group.rank_and_world() if distributed else (0, 1)
+    saving: dict[str, Any] = {}
+    if checkpoint is not None:
+        path = state_path(checkpoint, rank, world)
+        mark = {"options": options.fingerprint(), "latent_shape": list(latent_shape), "world_size": world,
+                "source": source}
+        if resume:
+            state = load_state(path)
+            check_fingerprint(state["fingerprint"], mark, path)
+            saving["resume"] = state["blocks"]
+        if checkpoint_every is not None:
+            saving.update(checkpoint=_writer(path, mark), checkpoint_every=checkpoint_every)
     if distributed:
         from .distributed import run_sharded
 
-        gathered = run_sharded(energy, tuple(latent_shape), options, device)
+        gathered = run_sharded(energy, tuple(latent_shape), options, device, **saving)
         if gathered is None:
             return None
         (blocks, interrupted), extra["world_size"] = gathered, process_group.rank_and_world()[1]
     else:
-        blocks, interrupted = run_blocks(energy, tuple(latent_shape), options, None, device)
+        blocks, interrupted = run_blocks(energy, tuple(latent_shape), options, None, device, **saving)
     extra["seconds"] = time.perf_counter() - t0
     return assemble(blocks, generator, interrupted, dataset, extra, options.superchain_size)

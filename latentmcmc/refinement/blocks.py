@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch import Tensor
 
-from ..chains import Chains
+from ..chains import Chains, chains_from_state, chains_to_state
 from ..energy import LatentEnergy
 from ..samplers.registry import make_sampler
 from .options import RefineOptions
 
-__all__ = ["BlockRun", "block_seed", "stream_seeds", "block_ranges", "prior_draws", "run_blocks"]
+__all__ = ["BlockRun", "block_seed", "stream_seeds", "block_ranges", "prior_draws", "run_blocks", "block_to_state",
+           "block_from_state"]
 
 START, SAMPLER = 0, 1  # the two random streams of a block: its starting points, its sampler's noise
 
@@ -77,31 +79,60 @@ class BlockRun:
     chains: Chains | None = None
 
 
+def block_to_state(block: BlockRun) -> dict:
+    """A finished block as plain data and tensors (for run-state files)."""
+    d = {f: getattr(block, f) for f in ("index", "z0", "z", "acceptance_rate", "divergences", "frozen", "eps")}
+    d["chains"] = None if block.chains is None else chains_to_state(block.chains)
+    return d
+
+
+def block_from_state(d: dict, device: torch.device | None) -> BlockRun:
+    move = (lambda t: t.to(device)) if device is not None else (lambda t: t)
+    chains = None if d["chains"] is None else chains_from_state(
+        {k: move(v) if isinstance(v, Tensor) else v for k, v in d["chains"].items()})
+    return BlockRun(int(d["index"]), *(move(d[f]) for f in ("z0", "z", "acceptance_rate", "divergences", "frozen",
+                                                          "eps")), chains)
+
+
 def run_blocks(energy: LatentEnergy, latent_shape: tuple[int, ...], options: RefineOptions,
-               indices: list[int] | None = None, device: torch.device | None = None) -> tuple[list[BlockRun], bool]:
+               indices: list[int] | None = None, device: torch.device | None = None, *,
+               checkpoint: Callable[[dict], None] | None = None, checkpoint_every: int | None = None,
+               resume: dict | None = None) -> tuple[list[BlockRun], bool]:
     """Run the blocks ``indices`` (default: all) of a blocked refinement; returns them and whether Ctrl-C stopped it.
 
     Block ``b`` (``b = 0`` for an unblocked run) starts from ``z0 ~ N(0, I)`` drawn from its start seed
     and samples with its sampler seed, two independent streams (:func:`stream_seeds` ``(seed, b)``).
     Blocks ``b < record_blocks`` (all when None) record every draw; the others keep only their final
-    state.
+    state.  ``checkpoint(state)`` receives the whole state of the blocks (finished ones and the
+    current run) every ``checkpoint_every`` steps and after every block; ``resume`` is such a state.
     """
     o = options
     ranges = block_ranges(o.num_chains, o.block_size)
     indices = list(range(len(ranges))) if indices is None else list(indices)
     device = device if device is not None else (torch.device(o.device) if o.device is not None else None)
     mcmc = make_sampler(o.sampler, energy, o.sampler_options)
-    done: list[BlockRun] = []
+    done: list[BlockRun] = [block_from_state(d, device) for d in resume["done"]] if resume else []
+    current = resume.get("current") if resume else None
+    finished = {blk.index for blk in done}
+
+    def save(current_state: dict | None) -> None:
+        checkpoint({"done": [block_to_state(blk) for blk in done], "current": current_state})
+
     for b in indices:
+        if b in finished:
+            continue
         start, stop = ranges[b]
         start_seed, seed = stream_seeds(o.seed, b)
         z0 = prior_draws(stop - start, tuple(latent_shape), start_seed, device, o.superchain_size)
         full = o.record_blocks is None or b < o.record_blocks
+        block_resume = current["state"] if current is not None and current["block"] == b else False
         try:
-            run = mcmc.run(z0, steps=o.steps, warmup=o.warmup, adapt=o.adapt and o.warmup > 0 and mcmc.has_step_size,
-                           thin=o.thin, seed=seed,
+            run = mcmc.run(z0, steps=o.steps, warmup=o.warmup, adapt=o.adapt and o.has_warmup and mcmc.has_step_size,
+                           thin=o.thin, seed=seed, max_warmup=o.max_warmup, until=o.until, monitor_every=o.monitor_every,
                            progress=o.progress if len(indices) == 1 else False, keep_warmup=o.keep_warmup and full,
-                           record="full" if full else "last", stream=o.stream)
+                           record="full" if full else "last", stream=o.stream,
+                           checkpoint=(lambda payload, b=b: save({"block": b, "state": payload})) if checkpoint else None,
+                           checkpoint_every=checkpoint_every if checkpoint else None, resume=block_resume)
         except KeyboardInterrupt:
             if not done:
                 raise
@@ -110,4 +141,6 @@ def run_blocks(energy: LatentEnergy, latent_shape: tuple[int, ...], options: Ref
                              run if full else None))
         if run.extra.get("interrupted"):
             return done, True
+        if checkpoint is not None:
+            save(None)  # between blocks
     return done, False

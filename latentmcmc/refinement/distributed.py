@@ -43,13 +43,18 @@ def _to(obj, device: torch.device):
 
 
 def run_sharded(energy: LatentEnergy, latent_shape: tuple[int, ...], options: RefineOptions,
-                device: torch.device) -> tuple[list[BlockRun], bool] | None:
-    """Run this rank's blocks and gather all blocks on rank 0: ``(blocks, interrupted)`` there, None elsewhere."""
+                device: torch.device, **saving) -> tuple[list[BlockRun], bool] | None:
+    """Run this rank's blocks and gather all blocks on rank 0: ``(blocks, interrupted)`` there, None elsewhere.
+
+    ``saving``: ``checkpoint``/``checkpoint_every``/``resume`` of :func:`run_blocks`, this rank's state.
+    """
     rank, world = dist.get_rank(), dist.get_world_size()
+    if options.warmup == "auto" or options.until is not None:
+        raise ValueError("warmup='auto' and stop rules need one block, so they do not run under torchrun")
     options = options.replace(block_size=options.block_size or math.ceil(options.num_chains / world),
                               progress=options.progress if rank == 0 else False)
     mine = list(range(rank, len(block_ranges(options.num_chains, options.block_size)), world))
-    done, interrupted = run_blocks(energy, latent_shape, options, mine, device) if mine else ([], False)
+    done, interrupted = run_blocks(energy, latent_shape, options, mine, device, **saving) if mine else ([], False)
     payload = ([_to(blk, torch.device("cpu")) for blk in done], interrupted)
     gathered: list | None = [None] * world if rank == 0 else None
     dist.gather_object(payload, gathered, dst=0)

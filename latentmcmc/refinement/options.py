@@ -25,15 +25,21 @@ class RefineOptions:
     ``warmup`` then ``steps`` steps of ``sampler`` with ``sampler_options`` (eps, schedule, compile).
     ``block_size``/``record_blocks`` cut the chains into blocks (see :func:`~latentmcmc.refinement.refine`).
     ``superchains=K``: the chains form ``K`` superchains of ``num_chains / K`` chains that share their
-    starting point, and the report adds nested R-hat (Margossian et al. 2024).
+    starting point, and the report adds nested R-hat (Margossian et al. 2024).  ``warmup="auto"`` adapts
+    until eps settles (at most ``max_warmup`` steps); ``until_rhat``/``min_ess`` end the recorded phase
+    once R-hat / bulk ESS reach them, ``steps`` being the cap (:class:`~latentmcmc.samplers.Until`).
     """
 
     num_chains: int = 1000
     sampler: str = "mala"
     sampler_options: SamplerOptions = field(default_factory=SamplerOptions)
     steps: int = 500
-    warmup: int = 500
+    warmup: int | str = 500
     adapt: bool = True
+    max_warmup: int = 1000
+    until_rhat: float | None = None
+    min_ess: float | None = None
+    monitor_every: int = 0
     thin: int = 1
     seed: int = 0
     beta: float = 1.0
@@ -50,7 +56,12 @@ class RefineOptions:
     def __post_init__(self) -> None:
         if self.sampler not in SAMPLERS:
             raise ValueError(f"unknown sampler {self.sampler!r}; choose one of {', '.join(SAMPLERS)}")
-        for name, minimum in (("num_chains", 1), ("steps", 1), ("warmup", 0), ("thin", 1)):
+        if self.warmup != "auto":
+            if isinstance(self.warmup, bool) or not isinstance(self.warmup, int) or self.warmup < 0:
+                raise ValueError(f"warmup must be an integer >= 0 or 'auto', got {self.warmup!r}")
+        if self.until_rhat is not None or self.min_ess is not None:
+            self.until  # validates the rules
+        for name, minimum in (("num_chains", 1), ("steps", 1), ("thin", 1)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
                 raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
@@ -65,8 +76,36 @@ class RefineOptions:
             if self.block_size is not None and self.block_size < self.num_chains and self.block_size % size:
                 raise ValueError(f"block_size={self.block_size} must be a multiple of the superchain size {size} "
                                  f"(num_chains / superchains)")
-        if SAMPLERS[self.sampler].anneals and self.warmup < 1:
+        if (self.warmup == "auto" or self.until_rhat is not None or self.min_ess is not None) and self.blocked:
+            raise ValueError("warmup='auto' and stop rules (until_rhat, min_ess) end each run at its own step, so they "
+                             "need one block: leave block_size unset (and run in one process)")
+        if SAMPLERS[self.sampler].anneals and (self.warmup == "auto" or self.warmup < 1):
             raise ValueError(f"{self.sampler} anneals from the prior during warm-up: warmup must be >= 1")
+
+    @property
+    def blocked(self) -> bool:
+        return self.block_size is not None and self.block_size < self.num_chains
+
+    @property
+    def until(self):
+        """The stop rules as a :class:`~latentmcmc.samplers.Until`, or None."""
+        from ..samplers.monitor import Until
+
+        if self.until_rhat is None and self.min_ess is None:
+            return None
+        return Until(rhat=self.until_rhat, min_ess=self.min_ess)
+
+    @property
+    def has_warmup(self) -> bool:
+        return self.warmup == "auto" or self.warmup > 0
+
+    def fingerprint(self) -> dict[str, Any]:
+        """The options that define the draws (not progress, device or streaming), as plain data."""
+        plain = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                 if f.name not in ("progress", "device", "stream", "sampler_options", "monitor_every")}
+        plain.update({f"sampler.{k}": v for k, v in dataclasses.asdict(self.sampler_options).items()
+                      if isinstance(v, (int, float, str, bool, type(None)))})
+        return plain
 
     @property
     def superchain_size(self) -> int:

@@ -32,7 +32,7 @@ def run_metrics(chains: Chains, superchain_size: int = 1) -> dict[str, Any]:
 
     With ``superchain_size > 1`` (consecutive chains sharing a start), also nested R-hat.
     """
-    from ..diagnostics import ess, rhat, rhat_nested
+    from ..diagnostics import ess_rhat, rhat_nested
 
     m: dict[str, Any] = {
         "sampler": chains.sampler,
@@ -55,13 +55,11 @@ def run_metrics(chains: Chains, superchain_size: int = 1) -> dict[str, Any]:
         m["trajectory_length"] = float(chains.extra["trajectory_length"])
     if chains.num_draws >= 4:  # split chains need at least two draws per half
         flat = chains.draws.reshape(chains.num_chains, chains.num_draws, -1)
+        bulk_e, tail_e, rhat_e = ess_rhat(chains.energy)  # one sort per quantity serves bulk ESS, tail ESS, R-hat
+        bulk_z, tail_z, rhat_z = ess_rhat(flat)
         m.update(
-            ess_bulk_energy=float(ess(chains.energy)),
-            ess_tail_energy=float(ess(chains.energy, method="tail")),
-            rhat_energy=float(rhat(chains.energy)),
-            ess_bulk_z_min=float(ess(flat).min()),
-            ess_tail_z_min=float(ess(flat, method="tail").min()),
-            rhat_z_max=float(rhat(flat).max()),
+            ess_bulk_energy=float(bulk_e), ess_tail_energy=float(tail_e), rhat_energy=float(rhat_e),
+            ess_bulk_z_min=float(bulk_z.min()), ess_tail_z_min=float(tail_z.min()), rhat_z_max=float(rhat_z.max()),
         )
         if superchain_size > 1 and chains.num_chains // superchain_size >= 2:
             k = chains.num_chains // superchain_size
@@ -73,6 +71,9 @@ def run_metrics(chains: Chains, superchain_size: int = 1) -> dict[str, Any]:
                  pareto_k=est.pareto_k, log_normalizer_reliable=est.reliable)
     if chains.extra.get("interrupted"):
         m["interrupted"] = True
+    for key in ("stopped_by", "warmup_settled", "online_rhat", "online_ess"):
+        if key in chains.extra:
+            m[key] = chains.extra[key]
     reason = unusable(m, chains.num_chains * max(1, chains.steps))
     if reason:
         m["unusable"] = reason

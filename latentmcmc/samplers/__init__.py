@@ -12,6 +12,7 @@ from .kernel import Kernel, SamplerState, StepInfo
 from .langevin import Langevin, LangevinProposer
 from .mala import MALA
 from .metropolis import MetropolisHastings, Uncalibrated, mh_accept
+from .monitor import Until
 from .registry import SAMPLERS, SamplerEntry, SamplerOptions, make_sampler
 from .schedules import (
     SCHEDULES,
@@ -24,6 +25,6 @@ from .tempering import TemperedTarget
 
 __all__ = [
     "Sampler", "Langevin", "MALA", "AnnealedLangevin", "AnnealedMALA", "HMC", "ISIR", "Ex2MCMC", "FlEx2MCMC", "SamplerState", "StepInfo", "Kernel",
-    "LangevinProposer", "MetropolisHastings", "Uncalibrated", "mh_accept", "TemperedTarget",
+    "Until", "LangevinProposer", "MetropolisHastings", "Uncalibrated", "mh_accept", "TemperedTarget",
     "SAMPLERS", "SamplerEntry", "SamplerOptions", "make_sampler", "StepSizeAdapter", "SCHEDULES", "linear_schedule", "geometric_schedule", "sigmoid_schedule", "make_schedule",
 ]

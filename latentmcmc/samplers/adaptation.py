@@ -54,6 +54,14 @@ class StepSizeAdapter:
         x_t, _ = self._scheme.get_state()
         return self._expand(x_t)
 
+    def state_dict(self) -> dict:
+        """The dual-averaging state (Pyro's DualAveraging fields: tensors and numbers)."""
+        return {k: v for k, v in vars(self._scheme).items()}
+
+    def load_state_dict(self, d: dict) -> None:
+        for k, v in d.items():
+            setattr(self._scheme, k, v.to(self._scheme.prox_center.device) if isinstance(v, Tensor) else v)
+
     def final(self) -> Tensor:
         """The adapted step size ``exp(x_bar)`` ``(chains,)``, to use after warm-up."""
         _, x_avg = self._scheme.get_state()

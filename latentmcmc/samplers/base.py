@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import os
+from typing import Callable, Literal
 
 import torch
 from torch import Tensor
@@ -12,6 +13,7 @@ from ..deprecation import resolve_rng
 from ..energy import EnergyFn, Target, as_target, compile_target
 from .driver import (
     RunSettings,
+    check_int,
     check_start,
     freeze_divergent,
     init_state,
@@ -19,6 +21,8 @@ from .driver import (
     sample,
 )
 from .kernel import Kernel, SamplerState, StepInfo
+from .monitor import Until
+from .resume import check_fingerprint, fingerprint, load_state, save_state
 from .tempering import TemperedTarget
 
 __all__ = ["Sampler"]
@@ -125,7 +129,7 @@ class Sampler:
         self,
         z0: Tensor,
         steps: int = 1000,
-        warmup: int = 0,
+        warmup: int | Literal["auto"] = 0,
         adapt: bool | None = None,
         target_accept: float | None = None,
         thin: int = 1,
@@ -137,13 +141,22 @@ class Sampler:
         stream: int | None = None,
         *,
         generator: torch.Generator | None = None,
+        until: Until | None = None,
+        max_warmup: int = 1000,
+        monitor_every: int = 0,
+        checkpoint: str | os.PathLike | Callable[[dict], None] | None = None,
+        checkpoint_every: int | None = None,
+        resume: bool | dict = False,
     ) -> Chains:
         """Run ``warmup`` steps (adapting eps by dual averaging when ``adapt``), then ``steps`` recorded steps.
 
         Args:
             z0: starting states ``(chains, *latent_shape)``; device and dtype of the run follow it.
-            steps: recorded steps after warm-up (>= 1).
-            warmup: steps before recording (annealed samplers anneal during them).
+            steps: recorded steps after warm-up (>= 1); with ``until``, the most recorded steps.
+            warmup: steps before recording (annealed samplers anneal during them), or ``"auto"``:
+                adapt until eps and the acceptance settle (checked every 50 steps: acceptance within
+                0.05 of the target and the averaged eps moved by under 5% over the last window), at
+                most ``max_warmup`` steps.
             adapt: adapt eps during warm-up; default True when ``warmup > 0``.  A scalar eps is
                 adapted as one shared value, a ``(chains,)`` eps per chain.
             target_accept: acceptance probability adaptation aims at; default
@@ -160,15 +173,37 @@ class Sampler:
             stream: keep the recorded draws in host memory (pinned for CUDA chains) instead of on
                 the chains' device, copied over asynchronously every ``stream`` kept draws, so a
                 long GPU run is bounded by host memory; the draws are the same.
+            until: stop rules (:class:`~latentmcmc.samplers.monitor.Until`): end the recorded phase
+                once R-hat and/or ESS of the energy and a few coordinates reach their thresholds;
+                ``chains.extra["stopped_by"]`` says which rule ended the run.
+            monitor_every: compute R-hat and ESS online every this many recorded steps (shown in the
+                progress bar) without stopping on them.
+            checkpoint, checkpoint_every: write the run's complete state to ``checkpoint`` every
+                ``checkpoint_every`` steps (warm-up included), atomically.  ``resume=True`` continues
+                from that file (the same call with the same arguments) and gives exactly the draws of
+                an uninterrupted run; a file written by other arguments is refused, naming the
+                difference.  (``checkpoint`` may also be a function that stores the state payload
+                itself, and ``resume`` that payload: what :func:`~latentmcmc.refinement.refine` does.)
         """
         rng = resolve_rng(rng, generator)
         if not self.has_step_size:
             if adapt:
                 raise ValueError(f"{type(self).__name__} has no step size to adapt: leave adapt unset or False")
             adapt = False
+            if warmup == "auto":
+                raise ValueError(f"warmup='auto' ends warm-up when eps settles; {type(self).__name__} has no eps")
+        if warmup == "auto" and self.anneals:
+            raise ValueError(f"warmup='auto' is not for {type(self).__name__}: it anneals over its warm-up, whose length "
+                             "must be known in advance; give warmup as a number of steps")
         settings = RunSettings.checked(steps, warmup, adapt,
                                        self.default_target_accept if target_accept is None else target_accept,
-                                       thin, record, keep_warmup, stream, progress)
+                                       thin, record, keep_warmup, stream, progress, max_warmup, monitor_every)
+        if until is not None and not isinstance(until, Until):
+            raise ValueError(f"until must be a latentmcmc.samplers.Until, got {type(until).__name__}")
+        if (checkpoint is None) != (checkpoint_every is None) and not (resume and checkpoint is not None):
+            raise ValueError("checkpoint= and checkpoint_every= go together")
+        if checkpoint_every is not None:
+            check_int("checkpoint_every", checkpoint_every, 1)
         z0 = check_start(z0)
         if rng is None:
             rng = make_rng(seed, z0.device)
@@ -178,9 +213,27 @@ class Sampler:
         eps = self._eps_vector(z0)
         if not self.has_step_size:
             eps = torch.full_like(eps, float("nan"))
+        mark = fingerprint(self, settings, z0, eps, rng.initial_seed())
+        saved = None
+        if isinstance(resume, dict):
+            check_fingerprint(resume["fingerprint"], mark, "the saved state")
+            saved = resume["run"]
+        elif resume:
+            if checkpoint is None or callable(checkpoint):
+                raise ValueError("resume=True needs checkpoint= (the file a previous run wrote)")
+            state = load_state(checkpoint)
+            check_fingerprint(state["fingerprint"], mark, checkpoint)
+            saved = state["run"]
+        write = None
+        if checkpoint is not None and checkpoint_every:
+            if callable(checkpoint):
+                write = lambda run: checkpoint({"fingerprint": mark, "run": run.state_dict()})  # noqa: E731
+            else:
+                write = lambda run: save_state(checkpoint, {"fingerprint": mark, "run": run.state_dict()})  # noqa: E731
         chains = sample(self.kernel, self.target, z0, eps, self.shared_eps, settings, rng, levels, type(self).__name__,
                         adapters=self.warmup_adapters,
-                        restart_adaptation_at=self.adaptation_restart(settings.warmup, settings.adapt))
+                        restart_adaptation_at=self.adaptation_restart(settings.warmup, settings.adapt), until=until,
+                        checkpoint=write, checkpoint_every=checkpoint_every, resume_from=saved)
         chains.extra.update(self.run_extras())
         return chains
 

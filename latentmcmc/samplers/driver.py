@@ -7,9 +7,10 @@ warnings.  A kernel only maps ``(target, state, eps, noise)`` to ``(state, info)
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Any, Callable, Literal, Protocol
 
 import torch
 from torch import Tensor
@@ -18,10 +19,11 @@ from ..chains import Chains, Evaluations
 from ..progress import progress_bar
 from .adaptation import StepSizeAdapter, check_target_accept
 from .kernel import GRADIENT_STEP, Kernel, SamplerState, acceptance_probability
+from .monitor import Monitor, Until
 from .recording import PhaseRecorder
 from .tempering import TemperedTarget, ais_log_weight_increment
 
-__all__ = ["RunSettings", "init_state", "sample", "make_rng", "check_int"]
+__all__ = ["RunSettings", "Run", "init_state", "sample", "make_rng", "check_int", "WarmupSettler"]
 
 
 def check_int(name: str, value: int, minimum: int) -> int:
@@ -56,12 +58,21 @@ class RunSettings:
     keep_warmup: bool = False
     stream: int | None = None
     progress: bool | None = None
+    auto_warmup: bool = False  # warmup is then the cap of a warm-up that ends when eps has settled
+    monitor_every: int = 0  # online diagnostics every this many recorded steps (0: none unless stop rules)
 
     @classmethod
-    def checked(cls, steps: int, warmup: int, adapt: bool | None, target_accept: float, thin: int, record: str,
-                keep_warmup: bool, stream: int | None, progress: bool | None) -> "RunSettings":
+    def checked(cls, steps: int, warmup: int | str, adapt: bool | None, target_accept: float, thin: int, record: str,
+                keep_warmup: bool, stream: int | None, progress: bool | None, max_warmup: int = 1000,
+                monitor_every: int = 0) -> "RunSettings":
         steps = check_int("steps", steps, 1)
+        auto = warmup == "auto"
+        if auto:
+            warmup = check_int("max_warmup", max_warmup, 100)
+            if adapt is False:
+                raise ValueError("warmup='auto' ends warm-up when the adapted eps settles: it needs adapt")
         warmup = check_int("warmup", warmup, 0)
+        monitor_every = check_int("monitor_every", monitor_every, 0)
         thin = check_int("thin", thin, 1)
         if stream is not None:
             stream = check_int("stream", stream, 1)
@@ -73,7 +84,7 @@ class RunSettings:
         if adapt and warmup == 0:
             raise ValueError("adapt=True needs warmup > 0 (adaptation happens during warm-up)")
         return cls(steps, warmup, adapt, check_target_accept(target_accept), thin, record, bool(keep_warmup),
-                   stream, progress)
+                   stream, progress, auto, monitor_every)
 
 
 def check_start(z0: Tensor) -> Tensor:
@@ -135,106 +146,276 @@ def _adaptation_signal(kernel: Kernel, info) -> Tensor:
 
 
 class _Progress:
-    """The progress bar of a run: phase, running acceptance and eps, refreshed once per 1% of the steps."""
+    """The progress bar of a run: phase, running acceptance, eps and the online diagnostics, refreshed once
+    per 1% of the steps."""
 
-    def __init__(self, total: int, enabled: bool | None, name: str) -> None:
-        self.bar = progress_bar(total, enabled, name)
-        self.total = total
+    def __init__(self, total: int, enabled: bool | None, name: str, initial: int = 0) -> None:
+        self.bar = progress_bar(total, enabled, name, initial=initial)
         self.every = max(1, total // 100)
 
-    def update(self, i: int, warmup: int, recorder: PhaseRecorder, eps: Tensor) -> None:
-        if self.bar is None or not ((i + 1) % self.every == 0 or i + 1 == self.total):
+    def update(self, run: "Run") -> None:
+        if self.bar is None:
             return
-        in_warmup = i < warmup
-        done = (i + 1) if in_warmup else (i + 1 - warmup)
-        self.bar.set_postfix(phase="warmup" if in_warmup else "sampling",
-                             acc=f"{float(recorder.accept_sum.mean()) / max(done, 1):.3f}",
-                             eps=f"{float(eps.mean()):.3g}", refresh=False)
-        self.bar.update((i + 1) - self.bar.n)
+        i = run.i
+        if self.bar.total != run.total:  # warm-up ended early (warmup="auto")
+            self.bar.total = run.total
+        if not (i % self.every == 0 or run.done):
+            return
+        in_warmup = run.in_warmup or i == run.warm_end
+        recorder = run.warm_rec if in_warmup else run.main_rec
+        done = i if in_warmup else i - run.warm_end
+        post = dict(phase="warmup" if in_warmup else "sampling",
+                    acc=f"{float(recorder.accept_sum.mean()) / max(done, 1):.3f}", eps=f"{float(run.eps.mean()):.3g}")
+        if run.monitor is not None and run.monitor.last is not None:
+            post.update(rhat=f"{run.monitor.last[0]:.3f}", ess=f"{run.monitor.last[1]:.0f}")
+        self.bar.set_postfix(**post, refresh=False)
+        self.bar.update(i - self.bar.n)
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
 
 
-def sample(kernel: Kernel, target, z0: Tensor, eps: Tensor, shared_eps: bool, settings: RunSettings,
-           rng: torch.Generator, levels: Tensor | None, name: str,
-           adapters: "list[WarmupAdapter] | None" = None, restart_adaptation_at: int | None = None) -> Chains:
-    """Run ``settings.warmup`` then ``settings.steps`` steps of ``kernel`` from ``z0``; return what was recorded.
+class WarmupSettler:
+    """``warmup="auto"``: ends warm-up once eps and the acceptance have settled (checked every ``window`` steps).
+
+    Settled means, over the last window: mean acceptance within ``tolerance`` of the target, and the
+    dual-averaged step size (what the recorded steps would use) changed by less than 5% since the end
+    of the previous window; at least two windows, at most the warm-up cap.
+    """
+
+    def __init__(self, target_accept: float, window: int = 50, tolerance: float = 0.05) -> None:
+        self.target, self.window, self.tolerance = target_accept, window, tolerance
+        self.accept_sum = 0.0
+        self.previous: float | None = None
+
+    def settled(self, i: int, signal: Tensor, adapter: StepSizeAdapter) -> bool:
+        self.accept_sum = self.accept_sum + signal.mean()
+        if (i + 1) % self.window:
+            return False
+        accept = float(self.accept_sum) / self.window  # one host read per window
+        self.accept_sum = 0.0
+        final = float(adapter.final().mean().log())
+        moved = self.previous is None or abs(final - self.previous) > math.log(1.05)
+        self.previous = final
+        return (i + 1) >= 2 * self.window and not moved and abs(accept - self.target) < self.tolerance
+
+    def state_dict(self) -> dict:
+        return {"accept_sum": float(self.accept_sum), "previous": self.previous}
+
+    def load_state_dict(self, d: dict) -> None:
+        self.accept_sum, self.previous = d["accept_sum"], d["previous"]
+
+
+class Run:
+    """One run of a kernel: the loop's whole state, advanced one step at a time, checkpointable.
 
     ``eps`` is the starting step size ``(chains,)``; ``levels`` the annealing level of each warm-up
-    step (None: no annealing); ``adapters`` tune other kernel parameters during warm-up (they are
-    built by the sampler from the initial state: a callable ``(state, warmup) -> list``); at warm-up step
-    ``restart_adaptation_at`` dual averaging starts afresh from the current eps.  See
-    :meth:`~latentmcmc.samplers.Sampler.run` for the rest.
+    step (None: no annealing); ``adapters`` tune other kernel parameters during warm-up (built by the
+    sampler from the initial state: a callable ``(state, warmup) -> list``); at warm-up step
+    ``restart_adaptation_at`` dual averaging starts afresh from the current eps; ``until`` stops the
+    recorded phase early (:class:`~latentmcmc.samplers.monitor.Until`).  :meth:`state_dict` and
+    :meth:`load_state_dict` save and restore everything the remaining steps depend on, so that a
+    resumed run continues exactly as an uninterrupted one.
     """
-    s = settings
-    state = init_state(kernel, target, z0)
-    evaluations = Evaluations(1, 0 if state.grad is None else 1)
-    adapters = adapters(state, s.warmup) if callable(adapters) else list(adapters or [])
-    adapter = StepSizeAdapter(eps, s.target_accept, shared=shared_eps) if s.adapt else None
-    log_weights = torch.zeros_like(state.energy) if levels is not None else None
-    warm_rec = PhaseRecorder(state, s.warmup, s.thin, store=s.keep_warmup, store_eps=True, stream=s.stream)
-    main_rec = PhaseRecorder(state, s.steps, s.thin, store=s.record == "full", store_eps=False,
-                             track_mh=not kernel.calibrated, stream=s.stream)
-    total = s.warmup + s.steps
-    progress = _Progress(total, s.progress, name)
-    level_prev = torch.zeros((), dtype=state.z.dtype, device=state.z.device) if levels is not None else None
+
+    def __init__(self, kernel: Kernel, target, z0: Tensor, eps: Tensor, shared_eps: bool, settings: RunSettings,
+                 rng: torch.Generator, levels: Tensor | None, name: str, adapters=None,
+                 restart_adaptation_at: int | None = None, until: Until | None = None) -> None:
+        s = self.settings = settings
+        self.kernel, self.target, self.rng, self.levels, self.name = kernel, target, rng, levels, name
+        self.shared_eps, self.restart_adaptation_at = shared_eps, restart_adaptation_at
+        self.state = init_state(kernel, target, z0)
+        self.eps = eps
+        self.evaluations = Evaluations(1, 0 if self.state.grad is None else 1)
+        self.adapters = adapters(self.state, s.warmup) if callable(adapters) else list(adapters or [])
+        self.adapter = StepSizeAdapter(eps, s.target_accept, shared=shared_eps) if s.adapt else None
+        self.settler = WarmupSettler(s.target_accept) if s.auto_warmup and s.adapt else None
+        self.log_weights = torch.zeros_like(self.state.energy) if levels is not None else None
+        self.level_prev = (torch.zeros((), dtype=self.state.z.dtype, device=self.state.z.device)
+                           if levels is not None else None)
+        self.warm_rec = PhaseRecorder(self.state, s.warmup, s.thin, store=s.keep_warmup, store_eps=True,
+                                      stream=s.stream)
+        self.main_rec = PhaseRecorder(self.state, s.steps, s.thin, store=s.record == "full", store_eps=False,
+                                      track_mh=not kernel.calibrated, stream=s.stream)
+        self.monitor = Monitor(self.state, s.steps, until, s.monitor_every) if (until or s.monitor_every) else None
+        self.i = 0  # steps taken
+        self.warm_end = s.warmup  # the first recorded step (earlier with warmup="auto")
+        self.stopped_by: str | None = None
+
+    @property
+    def total(self) -> int:
+        return self.warm_end + self.settings.steps
+
+    @property
+    def done(self) -> bool:
+        return self.i >= self.total or self.stopped_by is not None
+
+    @property
+    def in_warmup(self) -> bool:
+        return self.i < self.warm_end
+
+    def step(self) -> None:
+        """One transition of every chain, with the driver's policies around it."""
+        s, i, kernel = self.settings, self.i, self.kernel
+        in_warmup = i < self.warm_end
+        if self.adapter is not None and i == self.restart_adaptation_at:
+            self.adapter = StepSizeAdapter(self.eps, s.target_accept, shared=self.shared_eps)
+        level = self.levels[i] if (self.levels is not None and in_warmup) else None
+        before, eps = self.state, self.eps
+        noise = kernel.draw_noise(before, self.rng)
+        state, info = kernel.step(self.target if level is None else TemperedTarget(self.target, level), before, eps,
+                                  noise)
+        self.evaluations = self.evaluations + _evaluations(kernel, noise)
+        if not kernel.calibrated and not in_warmup:
+            state = freeze_divergent(state, info.diverging)
+        if self.log_weights is not None:
+            inc = ais_log_weight_increment(kernel.calibrated, before, info, self.level_prev, level)
+            if inc is not None:
+                self.log_weights = self.log_weights + inc
+            self.level_prev = level
+        self.state = state
+        if in_warmup:
+            self.warm_rec.record(i, state, info, eps)
+            for other in self.adapters:
+                other.update(before, state, info, eps)
+            end = i == self.warm_end - 1
+            if self.adapter is not None:
+                signal = _adaptation_signal(kernel, info)
+                self.eps = self.adapter.update(signal, ~state.frozen)
+                if self.settler is not None and self.settler.settled(i, signal, self.adapter):
+                    end, self.warm_end = True, i + 1
+                if end:
+                    self.eps = self.adapter.final()
+            if end:
+                for other in self.adapters:
+                    other.finish(self.eps)
+        else:
+            self.main_rec.record(i - self.warm_end, state, info, eps)
+            if self.monitor is not None:
+                self.monitor.record(state)
+                if self.monitor.due() and self.monitor.check():
+                    self.stopped_by = self.monitor.stopped_by
+        self.i += 1
+
+    # -------------------------------------------------------------- checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        """Everything the remaining steps depend on (tensors and plain data: ``torch.load(weights_only=True)`` reads it)."""
+        self.warm_rec.flush()
+        self.main_rec.flush()
+        return {
+            "i": self.i, "warm_end": self.warm_end, "stopped_by": self.stopped_by,
+            "state": {k: v for k, v in self.state._asdict().items()},
+            "eps": self.eps, "rng": self.rng.get_state(),
+            "evaluations": tuple(self.evaluations),
+            "adapter": None if self.adapter is None else self.adapter.state_dict(),
+            "settler": None if self.settler is None else self.settler.state_dict(),
+            "adapters": [a.state_dict() for a in self.adapters],
+            "kernel": kernel_state(self.kernel),
+            "log_weights": self.log_weights, "level_prev": self.level_prev,
+            "warm_rec": self.warm_rec.state_dict(), "main_rec": self.main_rec.state_dict(),
+            "monitor": None if self.monitor is None else self.monitor.state_dict(),
+        }
+
+    def load_state_dict(self, d: dict[str, Any]) -> None:
+        device = self.state.z.device
+        self.i, self.warm_end, self.stopped_by = int(d["i"]), int(d["warm_end"]), d["stopped_by"]
+        self.state = SamplerState(**{k: None if v is None else v.to(device) for k, v in d["state"].items()})
+        self.eps = d["eps"].to(device)
+        self.rng.set_state(d["rng"])
+        self.evaluations = Evaluations(*d["evaluations"])
+        if d["adapter"] is not None:
+            self.adapter = StepSizeAdapter(self.eps, self.settings.target_accept, shared=self.shared_eps)
+            self.adapter.load_state_dict(d["adapter"])
+        if self.settler is not None and d["settler"] is not None:
+            self.settler.load_state_dict(d["settler"])
+        for adapter, saved in zip(self.adapters, d["adapters"]):
+            adapter.load_state_dict(saved)
+            if self.i >= self.warm_end > 0:
+                adapter.finish(self.eps)  # warm-up was over: the adapted parameter is fixed again
+        load_kernel_state(self.kernel, d["kernel"])
+        self.log_weights = None if d["log_weights"] is None else d["log_weights"].to(device)
+        self.level_prev = None if d["level_prev"] is None else d["level_prev"].to(device)
+        self.warm_rec.load_state_dict(d["warm_rec"])
+        self.main_rec.load_state_dict(d["main_rec"])
+        if self.monitor is not None and d["monitor"] is not None:
+            self.monitor.load_state_dict(d["monitor"])
+
+    # -------------------------------------------------------------- result
+    def chains(self, interrupted: bool = False) -> Chains:
+        self.warm_rec.flush()
+        self.main_rec.flush()
+        s = self.settings
+        chains = _chains(self.state, self.eps, self.warm_rec, self.main_rec, s, self.rng.initial_seed(),
+                         self.log_weights, self.kernel.calibrated, self.name, self.warm_end)
+        chains.evaluations = self.evaluations
+        short = self.main_rec.count < s.steps
+        if short:
+            chains = _truncate(chains, self.main_rec.count // s.thin)
+            chains.steps = self.main_rec.count
+        if self.warm_end < s.warmup:
+            chains = _truncate_warmup(chains, self.warm_rec.count // s.thin)
+        if interrupted:
+            chains.extra["interrupted"] = True
+        if self.stopped_by is not None:
+            chains.extra["stopped_by"] = self.stopped_by
+        elif self.monitor is not None and self.monitor.until is not None and not interrupted:
+            chains.extra["stopped_by"] = f"max steps ({s.steps}) before {self.monitor.until.describe()}"
+        if self.monitor is not None and self.monitor.last is not None:
+            chains.extra["online_rhat"], chains.extra["online_ess"] = self.monitor.last
+        if s.auto_warmup:
+            chains.extra["warmup_settled"] = self.warm_end < s.warmup
+        return chains
+
+
+def kernel_state(kernel) -> Any:
+    """The kernel's own mutable state (HMC's Halton index and trajectory length), when it has any."""
+    return kernel.state_dict() if hasattr(kernel, "state_dict") else None
+
+
+def load_kernel_state(kernel, state: Any) -> None:
+    if state is not None and hasattr(kernel, "load_state_dict"):
+        kernel.load_state_dict(state)
+
+
+def sample(kernel: Kernel, target, z0: Tensor, eps: Tensor, shared_eps: bool, settings: RunSettings,
+           rng: torch.Generator, levels: Tensor | None, name: str, adapters=None,
+           restart_adaptation_at: int | None = None, until: Until | None = None,
+           checkpoint: Callable[[Run], None] | None = None, checkpoint_every: int | None = None,
+           resume_from: dict | None = None) -> Chains:
+    """Run ``settings.warmup`` then ``settings.steps`` steps of ``kernel`` from ``z0``; return what was recorded.
+
+    See :class:`Run` for the arguments and :meth:`~latentmcmc.samplers.Sampler.run` for the rest.
+    ``checkpoint(run)`` is called every ``checkpoint_every`` steps (warm-up included) with the run, whose
+    :meth:`Run.state_dict` it saves; ``resume_from`` is such a state to continue from.
+    """
+    run = Run(kernel, target, z0, eps, shared_eps, settings, rng, levels, name, adapters, restart_adaptation_at,
+              until)
+    if resume_from is not None:
+        run.load_state_dict(resume_from)
+    progress = _Progress(run.total, settings.progress, name, initial=run.i)
     interrupted = False
-    i = 0
     try:
-        for i in range(total):
-            in_warmup = i < s.warmup
-            if adapter is not None and i == restart_adaptation_at:
-                adapter = StepSizeAdapter(eps, s.target_accept, shared=shared_eps)
-            level = levels[i] if (levels is not None and in_warmup) else None
-            before = state
-            noise = kernel.draw_noise(state, rng)
-            state, info = kernel.step(target if level is None else TemperedTarget(target, level), state, eps, noise)
-            evaluations = evaluations + _evaluations(kernel, noise)
-            if not kernel.calibrated and not in_warmup:
-                state = freeze_divergent(state, info.diverging)
-            if log_weights is not None:
-                inc = ais_log_weight_increment(kernel.calibrated, before, info, level_prev, level)
-                if inc is not None:
-                    log_weights = log_weights + inc
-                level_prev = level
-            if in_warmup:
-                warm_rec.record(i, state, info, eps)
-                for other in adapters:
-                    other.update(before, state, info, eps)
-                if adapter is not None:
-                    eps = adapter.update(_adaptation_signal(kernel, info), ~state.frozen)
-                    if i == s.warmup - 1:
-                        eps = adapter.final()
-                if i == s.warmup - 1:
-                    for other in adapters:
-                        other.finish(eps)
-            else:
-                main_rec.record(i - s.warmup, state, info, eps)
-            progress.update(i, s.warmup, warm_rec if in_warmup else main_rec, eps)
+        while not run.done:
+            run.step()
+            progress.update(run)
+            if checkpoint is not None and checkpoint_every and run.i % checkpoint_every == 0 and not run.done:
+                checkpoint(run)
     except KeyboardInterrupt:
-        if i < s.warmup:
+        if run.in_warmup or run.i <= run.warm_end:
             raise
         interrupted = True
-        warnings.warn(f"run interrupted after {main_rec.count} of {s.steps} recorded steps; returning those draws",
-                      RuntimeWarning, stacklevel=3)
+        warnings.warn(f"run interrupted after {run.main_rec.count} of {settings.steps} recorded steps; returning "
+                      "those draws", RuntimeWarning, stacklevel=3)
     finally:
         progress.close()
-        warm_rec.flush()
-        main_rec.flush()
-
-    chains = _chains(state, eps, warm_rec, main_rec, s, rng.initial_seed(), log_weights, kernel.calibrated, name)
-    chains.evaluations = evaluations
-    if interrupted:
-        chains = _truncate(chains, main_rec.count // s.thin)
-        chains.extra["interrupted"] = True
+    chains = run.chains(interrupted)
     _warn_divergences(chains)
     return chains
 
 
 def _chains(state: SamplerState, eps: Tensor, warm_rec: PhaseRecorder, main_rec: PhaseRecorder, s: RunSettings,
-            seed: int, log_weights: Tensor | None, calibrated: bool, name: str) -> Chains:
+            seed: int, log_weights: Tensor | None, calibrated: bool, name: str, warmup: int) -> Chains:
     if s.record == "full":
         draws, energy = main_rec.draws, main_rec.energy
         accept_prob, diverging = main_rec.accept_prob, main_rec.diverging
@@ -256,7 +437,7 @@ def _chains(state: SamplerState, eps: Tensor, warm_rec: PhaseRecorder, main_rec:
         frozen=state.frozen,
         sampler=name,
         seed=seed,
-        warmup=s.warmup,
+        warmup=warmup,
         steps=s.steps,
         thin=s.thin,
         warmup_draws=warm_rec.draws if keep else None,
@@ -270,6 +451,14 @@ def _chains(state: SamplerState, eps: Tensor, warm_rec: PhaseRecorder, main_rec:
         last_energy=state.energy,
         extra={"last_grad": state.grad},
     )
+
+
+def _truncate_warmup(chains: Chains, n: int) -> Chains:
+    for name in ("warmup_draws", "warmup_energy", "warmup_accept_prob", "warmup_eps", "warmup_diverging"):
+        value = getattr(chains, name)
+        if value is not None:
+            setattr(chains, name, value[:, :n])
+    return chains
 
 
 def _truncate(chains: Chains, n: int) -> Chains:

@@ -118,6 +118,15 @@ class FlowFit:
         self.flow.requires_grad_(False)
         self.flow.eval()
 
+    def state_dict(self) -> dict:
+        return {"flow": {k: v.clone() for k, v in self.flow.state_dict().items()},
+                "optimizer": self.optimizer.state_dict(), "k": self.k}
+
+    def load_state_dict(self, d: dict) -> None:
+        self.flow.load_state_dict(d["flow"])
+        self.optimizer.load_state_dict(d["optimizer"])
+        self.k = d["k"]
+
 
 class FlEx2MCMC(Ex2MCMC):
     r"""FlEx2MCMC (Samsonov et al. 2022): Ex2MCMC whose i-SIR proposal is a normalizing flow.

@@ -85,6 +85,12 @@ class LeapfrogProposer:
     def evaluations(self, noise: HMCNoise) -> Evaluations:
         return Evaluations(noise.leapfrog_steps, noise.leapfrog_steps)
 
+    def state_dict(self) -> dict:
+        return {"index": self._index, "trajectory_length": self.trajectory_length, "eps_for_length": self.eps_for_length}
+
+    def load_state_dict(self, d: dict) -> None:
+        self._index, self.trajectory_length, self.eps_for_length = d["index"], d["trajectory_length"], d["eps_for_length"]
+
 
 class ChEESAdapter:
     r"""Trajectory length by ChEES (Hoffman, Radul & Sountsov 2021), across chains, during warm-up.
@@ -152,6 +158,15 @@ class ChEESAdapter:
         self.log_t_avg = (1 - weight) * self.log_t_avg + weight * self.log_t
         self.proposer.trajectory_length = math.exp(self.log_t)
         self.proposer.eps_for_length = float(eps.mean())
+
+    _FIELDS = ("log_t", "log_t_avg", "v", "k", "seen")
+
+    def state_dict(self) -> dict:
+        return {name: getattr(self, name) for name in self._FIELDS}
+
+    def load_state_dict(self, d: dict) -> None:
+        for name in self._FIELDS:
+            setattr(self, name, d[name])
 
     def finish(self, eps: Tensor) -> None:
         if self.proposer.trajectory_length is None:  # too short a warm-up for ChEES to start

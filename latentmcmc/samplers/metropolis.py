@@ -103,6 +103,14 @@ class MetropolisHastings:
     def evaluations(self, noise: MHNoise) -> Evaluations:
         return _evaluations(self.proposer, noise.proposal)
 
+    def state_dict(self):
+        """The proposer's own mutable state, if any (for checkpoints)."""
+        return self.proposer.state_dict() if hasattr(self.proposer, "state_dict") else None
+
+    def load_state_dict(self, d) -> None:
+        if d is not None and hasattr(self.proposer, "load_state_dict"):
+            self.proposer.load_state_dict(d)
+
 
 def _evaluations(proposer, noise) -> Evaluations:
     cost = getattr(proposer, "evaluations", None)
@@ -129,6 +137,13 @@ class Uncalibrated:
 
     def evaluations(self, noise: Any) -> Evaluations:
         return _evaluations(self.proposer, noise)
+
+    def state_dict(self):
+        return self.proposer.state_dict() if hasattr(self.proposer, "state_dict") else None
+
+    def load_state_dict(self, d) -> None:
+        if d is not None and hasattr(self.proposer, "load_state_dict"):
+            self.proposer.load_state_dict(d)
 
     def step(self, target, state: SamplerState, eps: Tensor, noise: Any) -> tuple[SamplerState, StepInfo]:
         proposal = self.proposer.propose(target, state, eps, noise)

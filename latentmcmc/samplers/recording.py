@@ -94,6 +94,22 @@ class PhaseRecorder:
         if self._device.type == "cuda":
             torch.cuda.current_stream(self._device).synchronize()
 
+    _SUMS = ("accept_sum", "mh_accept_sum", "divergences", "last_accept_prob", "jump_sum")
+
+    def state_dict(self) -> dict:
+        """What was recorded so far (kept draws only) and the running sums; call after :meth:`flush`."""
+        return {"kept": self._kept, "count": self.count, "flushed": self._flushed,
+                "stored": {name: t[:, : self._kept].clone() for name, t in self._stored.items()},
+                "sums": {name: getattr(self, name) for name in self._SUMS}}
+
+    def load_state_dict(self, d: dict) -> None:
+        self._kept, self.count = int(d["kept"]), int(d["count"])
+        self._flushed = self._kept if self._buffer is not None else 0
+        for name, t in d["stored"].items():
+            self._stored[name][:, : self._kept] = t.to(self._stored[name].device)
+        for name, value in d["sums"].items():
+            setattr(self, name, None if value is None else value.to(self._device))
+
     def rate(self, total: Tensor) -> Tensor:
         """Per-step mean of a running sum over the steps recorded so far."""
         return total / max(self.count, 1)

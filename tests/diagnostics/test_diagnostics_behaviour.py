@@ -158,3 +158,23 @@ def test_nested_rhat_rejects_unequal_superchains():
         rhat_nested(x, 4)
     with pytest.raises(ValueError, match="superchains="):
         rhat(x, method="nested")
+
+
+@pytest.mark.parametrize("shape", [(4, 100, 3), (5, 101, 2), (1, 40, 2), (3, 9, 1)])
+def test_ess_rhat_from_one_sort_equals_the_separate_diagnostics(shape):
+    """Shared intermediates change nothing: odd draws (splitting drops the middle one), repeated draws
+    (MALA rejections make ties), one chain (no R-hat) and a NaN parameter."""
+    from latentmcmc.diagnostics import ess_rhat
+
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(shape, generator=g, dtype=torch.float64).cumsum(1)
+    x[:, 1::3] = x[:, 0::3][:, : x[:, 1::3].shape[1]]  # ties
+    if shape[2] > 1:
+        x[0, 2, 1] = float("nan")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        bulk, tail, r = ess_rhat(x)
+        torch.testing.assert_close(bulk, ess(x), rtol=1e-12, atol=0, equal_nan=True)
+        torch.testing.assert_close(tail, ess(x, method="tail"), rtol=1e-12, atol=0, equal_nan=True)
+        torch.testing.assert_close(r, rhat(x) if shape[0] > 1 else torch.full_like(r, float("nan")), rtol=1e-12, atol=0,
+                                   equal_nan=True)

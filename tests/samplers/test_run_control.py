@@ -1,0 +1,134 @@
+"""Run control: stop rules end the recorded phase where the numbers say, warmup="auto" ends warm-up when eps
+has settled, and a run resumed from its checkpoint gives exactly the draws of an uninterrupted one."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from helpers.mc import gaussian_energy, random_gaussian
+
+from latentmcmc import HMC, ISIR, MALA, AnnealedMALA, Ex2MCMC, Langevin
+from latentmcmc.diagnostics import ess, rhat
+from latentmcmc.samplers import Until
+
+ENERGY = lambda z: 0.5 * z.square().sum(1) + 0.1 * z[:, 0] ** 4  # noqa: E731
+GAUSS = lambda z: 0.5 * z.square().sum(1) + 0.5 * z[:, 0].square()  # noqa: E731
+
+
+def z0(n=64, d=3, seed=0, scale=1.0):
+    return scale * torch.randn(n, d, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+# ------------------------------------------------------------------ stop rules
+def test_until_stops_at_the_first_check_where_the_rules_hold():
+    rule = Until(rhat=1.01, min_ess=400, check_every=25)
+    chains = MALA(GAUSS, eps=0.5).run(z0(200), steps=1000, warmup=100, seed=1, until=rule)
+    n = chains.num_draws
+    assert n < 1000 and n % 25 == 0 and chains.steps == n
+    assert "until R-hat <= 0.01" not in chains.extra["stopped_by"] and "after" in chains.extra["stopped_by"]
+    # where it stopped the rules hold on everything monitored, and one check earlier they did not
+    watched = torch.cat([chains.energy.unsqueeze(-1), chains.draws], -1)
+    assert float(rhat(watched).max()) <= 1.01 and float(ess(watched).min()) >= 400
+    earlier = watched[:, : n - 25]
+    assert float(rhat(earlier).max()) > 1.01 or float(ess(earlier).min()) < 400
+
+
+def test_until_reports_the_cap_when_the_rules_never_hold():
+    chains = MALA(ENERGY, eps=0.5).run(z0(8), steps=60, seed=1, until=Until(min_ess=1e9, check_every=20))
+    assert chains.num_draws == 60 and chains.extra["stopped_by"].startswith("max steps (60)")
+
+
+def test_until_and_record_last_and_bad_rules():
+    chains = MALA(ENERGY, eps=0.5).run(z0(100), steps=500, warmup=50, seed=2, record="last", until=Until(rhat=1.05))
+    assert chains.num_draws == 1 and chains.steps < 500
+    for kwargs in (dict(), dict(rhat=0.99), dict(min_ess=-1), dict(rhat=1.01, check_every=0)):
+        with pytest.raises(ValueError, match="until|Until"):
+            Until(**kwargs)
+
+
+# ------------------------------------------------------------------ warmup="auto"
+def test_auto_warmup_ends_once_eps_has_settled():
+    mean, cov = random_gaussian(5, 10.0, seed=3)
+    chains = MALA(gaussian_energy(mean, cov), eps=1e-4).run(z0(256, 5), steps=200, warmup="auto", max_warmup=2000,
+                                                            seed=4, keep_warmup=True)
+    assert chains.extra["warmup_settled"] and 100 <= chains.warmup < 2000 and chains.warmup % 50 == 0
+    assert chains.warmup_draws.shape[1] == chains.warmup
+    assert abs(float(chains.acceptance_rate.mean()) - 0.574) < 0.05
+    capped = MALA(gaussian_energy(mean, cov), eps=1e-4).run(z0(256, 5), steps=10, warmup="auto", max_warmup=100,
+                                                            seed=4)
+    assert capped.warmup == 100 and not capped.extra["warmup_settled"]  # eps still climbing from 1e-4
+    with pytest.raises(ValueError, match="warmup='auto'"):
+        AnnealedMALA(ENERGY).run(z0(), steps=5, warmup="auto")
+    with pytest.raises(ValueError, match="no eps"):
+        ISIR(ENERGY).run(z0(), steps=5, warmup="auto")
+
+
+# ------------------------------------------------------------------ resume
+SAMPLERS = [
+    lambda: MALA(ENERGY, eps=0.3),
+    lambda: Langevin(ENERGY, eps=0.3),
+    lambda: AnnealedMALA(ENERGY, eps=0.3),
+    lambda: HMC(ENERGY, eps=0.2, leapfrog_steps=3, chees=True),
+    lambda: Ex2MCMC(ENERGY, eps=0.3, candidates=4, local_steps=1,
+                    proposal=torch.distributions.MultivariateNormal(torch.zeros(3, dtype=torch.float64),
+                                                                    4 * torch.eye(3, dtype=torch.float64))),
+]
+
+
+class Killed(Exception):
+    """Stands in for the process dying right after a checkpoint."""
+
+
+@pytest.mark.filterwarnings("ignore:HMC\\(chees=True\\)", "ignore:.*divergent:RuntimeWarning", "ignore:.*froze:RuntimeWarning")
+@pytest.mark.parametrize("make", SAMPLERS)
+@pytest.mark.parametrize("stop_after", [2, 5])  # checkpoints written before the "crash": in warm-up, in sampling
+def test_a_resumed_run_equals_the_uninterrupted_run(make, stop_after, tmp_path, monkeypatch):
+    kwargs = dict(steps=30, warmup=40, seed=7, keep_warmup=True, thin=2)
+    whole = make().run(z0(), **kwargs)
+    path = tmp_path / "state.pt"
+    import latentmcmc.samplers.base as base
+
+    real_save = base.save_state
+    written = {"n": 0}
+
+    def save_then_die(p, payload):
+        real_save(p, payload)
+        written["n"] += 1
+        if written["n"] == stop_after:
+            raise Killed
+
+    monkeypatch.setattr(base, "save_state", save_then_die)
+    with pytest.raises(Killed):
+        make().run(z0(), **kwargs, checkpoint=path, checkpoint_every=10)
+    monkeypatch.setattr(base, "save_state", real_save)
+    import latentmcmc.samplers.driver as driver
+
+    real_step, taken = driver.Run.step, {"n": 0}
+
+    def counted(run):
+        taken["n"] += 1
+        real_step(run)
+
+    monkeypatch.setattr(driver.Run, "step", counted)
+    resumed = make().run(z0(), **kwargs, checkpoint=path, checkpoint_every=10, resume=True)
+    assert taken["n"] == 70 - 10 * stop_after  # it continued from the checkpoint, not from the start
+    for name in ("draws", "energy", "accept_prob", "diverging", "eps", "last", "acceptance_rate", "divergences",
+                 "warmup_draws", "warmup_eps", "log_weights", "jump_rate"):
+        a, b = getattr(whole, name), getattr(resumed, name)
+        assert (a is None) == (b is None), name
+        if a is not None:
+            assert torch.equal(a, b), name
+    assert whole.evaluations == resumed.evaluations
+
+
+def test_resume_refuses_other_arguments_and_missing_state(tmp_path):
+    path = tmp_path / "state.pt"
+    MALA(ENERGY, eps=0.3).run(z0(), steps=20, warmup=10, seed=1, checkpoint=path, checkpoint_every=5)
+    with pytest.raises(ValueError, match="steps=20, not 25"):
+        MALA(ENERGY, eps=0.3).run(z0(), steps=25, warmup=10, seed=1, checkpoint=path, resume=True)
+    with pytest.raises(ValueError, match="other starting points"):
+        MALA(ENERGY, eps=0.3).run(z0(seed=5), steps=20, warmup=10, seed=1, checkpoint=path, resume=True)
+    with pytest.raises(ValueError, match="another seed"):
+        MALA(ENERGY, eps=0.3).run(z0(), steps=20, warmup=10, seed=2, checkpoint=path, resume=True)
+    with pytest.raises(ValueError, match="no saved run state"):
+        MALA(ENERGY, eps=0.3).run(z0(), steps=20, checkpoint=tmp_path / "none.pt", resume=True)
