@@ -20,25 +20,24 @@ __all__ = ["Calibration", "calibrate"]
 
 @dataclass
 class Calibration:
-    """``l(x) = slope * r(x) + intercept`` with ``r = -critic_sign * critic(x)``; ``fitted`` False when uncalibrated."""
+    """``l(x) = slope * r(x) + intercept`` with ``r = -U(x)``; ``fitted`` False when uncalibrated."""
 
     slope: float
     intercept: float
     fitted: bool
-    critic_sign: float = 1.0
 
-    def logit(self, critic: nn.Module, x: Tensor) -> Tensor:
-        """``l(x)``, differentiable in ``x`` (call it under ``torch.no_grad()`` when no gradient is needed)."""
-        realness = -self.critic_sign * critic(x).reshape(x.shape[0])
+    def logit(self, energy_critic: nn.Module, x: Tensor) -> Tensor:
+        """``l(x)`` from ``U`` (the critic read as an energy), differentiable in ``x`` (wrap in no_grad otherwise)."""
+        realness = -energy_critic(x).reshape(x.shape[0])
         return self.slope * realness + self.intercept
 
 
 @torch.no_grad()
-def calibrate(generator: nn.Module, critic: nn.Module, latent_shape: tuple[int, ...], real: Tensor | None,
-              beta: float = 1.0, critic_sign: float = 1.0, n: int = 5000, seed: int = 0) -> Calibration:
-    """Platt scaling on up to ``n`` real samples against ``n`` generated ones; ``beta``-scaled realness without data."""
+def calibrate(generator: nn.Module, energy_critic: nn.Module, latent_shape: tuple[int, ...], real: Tensor | None,
+              beta: float = 1.0, n: int = 5000, seed: int = 0) -> Calibration:
+    """Platt scaling of ``r = -U`` on up to ``n`` real samples against ``n`` generated ones; ``beta r`` without data."""
     if real is None or real.shape[0] < 10:
-        return Calibration(beta, 0.0, False, critic_sign)
+        return Calibration(beta, 0.0, False)
     from sklearn.linear_model import LogisticRegression
 
     g = torch.Generator().manual_seed(seed)
@@ -46,8 +45,8 @@ def calibrate(generator: nn.Module, critic: nn.Module, latent_shape: tuple[int, 
     m = min(n, real.shape[0])
     idx = torch.randperm(real.shape[0], generator=g)[:m]
     fake = torch.cat([generator(torch.randn(1000, *latent_shape, generator=g).to(device)) for _ in range(-(-m // 1000))])[:m]
-    realness = torch.cat([-critic_sign * critic(real[idx].to(device)).reshape(-1),
-                          -critic_sign * critic(fake).reshape(-1)]).double().cpu().numpy()[:, None]
+    realness = torch.cat([-energy_critic(real[idx].to(device)).reshape(-1),
+                          -energy_critic(fake).reshape(-1)]).double().cpu().numpy()[:, None]
     labels = [1] * m + [0] * m
     fit = LogisticRegression(C=1e6).fit(realness, labels)  # effectively unregularised: two parameters
-    return Calibration(float(fit.coef_[0, 0]), float(fit.intercept_[0]), True, critic_sign)
+    return Calibration(float(fit.coef_[0, 0]), float(fit.intercept_[0]), True)

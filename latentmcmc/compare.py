@@ -129,7 +129,8 @@ def _row(name: str, run: MethodRun, problem: Problem, dataset, exact: ExactRefer
 
 def compare(generator: nn.Module, critic: nn.Module, latent_shape: tuple[int, ...], methods=DEFAULT_METHODS,
             budget: int = 400, beta: float = 1.0, num_chains: int = 2000, seed: int = 0, dataset=None,
-            critic_sign: float = 1.0, device: str | torch.device = "cpu", grid_points: int = 801,
+            critic_sign: float = 1.0, critic_output: str | None = None, device: str | torch.device = "cpu",
+            grid_points: int = 801,
             sampler_options=None, progress=None) -> Comparison:
     """Run ``methods`` (names of :data:`~latentmcmc.methods.METHODS`) on one model; see the module docstring."""
     unknown = [m for m in methods if m not in METHODS]
@@ -144,6 +145,7 @@ def compare(generator: nn.Module, critic: nn.Module, latent_shape: tuple[int, ..
 
     device = torch.device(device)
     problem = Problem(generator, critic, tuple(latent_shape), beta=beta, critic_sign=critic_sign,
+                      critic_output=critic_output,
                       real=None if dataset is None else dataset.x, sampler_options=sampler_options or SamplerOptions())
     start_seed, method_seed = stream_seeds(seed)
     z0 = prior_draws(num_chains, tuple(latent_shape), start_seed, device)

@@ -150,13 +150,15 @@ def compile_target(target: Target, mode: bool | str = True) -> Target:
 class LatentEnergy:
     r"""Energy of a generator's latent space under an energy-based critic.
 
-    .. math::  E(z) = \beta\, s\, D(G(z)) + \tfrac12 \lVert z \rVert^2 \qquad (\text{prior term only if } prior)
+    .. math::  E(z) = \beta\, U(G(z)) + \tfrac12 \lVert z \rVert^2 \qquad (\text{prior term only if } prior)
 
-    ``U = s D`` is the critic read as an energy (lower = more like the data), ``G`` the generator,
-    ``beta`` an inverse temperature on the critic term.  ``critic_sign`` ``s`` is +1 for a critic
-    that outputs an energy (WGAN/energy-GAN critics trained to score data low) and -1 for a
-    discriminator whose logit is higher for real data (then ``U = -logit``, as in DDLS).  With ``prior=False`` the Gaussian term is dropped, as
-    in the original energy-GAN formula; the target may then be improper (chains drift to where ``G``
+    ``U`` is the critic read as an energy (lower = more like the data), ``G`` the generator, ``beta``
+    an inverse temperature on the critic term.  ``critic_output`` says what the critic outputs
+    (:data:`~latentmcmc.critics.CRITIC_OUTPUTS`): ``"energy"`` (``U = D(x)``; WGAN/energy-GAN critics),
+    ``"logit"`` (a discriminator logit, higher for real data: ``U = -logit``, as in DDLS) or
+    ``"probability"`` (``D(x)`` = P(real) in (0, 1): ``U = -logit(p)``, with a final Sigmoid removed
+    exactly when it can be).  ``critic_sign=-1`` is the 0.1 spelling of ``critic_output="logit"``.
+    With ``prior=False`` the Gaussian term is dropped, as in the original energy-GAN formula; the target may then be improper (chains drift to where ``G``
     extrapolates), so that choice warns.  Neither form includes the Jacobian of ``G``: the latent
     energy is a refinement heuristic, not the exact pull-back of ``exp(-U)``.
 
@@ -166,11 +168,12 @@ class LatentEnergy:
 
     Args:
         generator: module ``(chains, *latent_shape) -> (chains, *data_shape)``.
-        critic: module ``(chains, *data_shape) -> (chains,)`` or ``(chains, 1)`` energies.
+        critic: module ``(chains, *data_shape) -> (chains,)`` or ``(chains, 1)``.
         beta: inverse temperature, finite and >= 0.
         prior: keep the ``0.5 |z|^2`` term of the standard normal prior.
         latent_shape: if given, inputs must have shape ``(chains, *latent_shape)``.
-        critic_sign: +1 (critic output is an energy) or -1 (critic output is a realness logit).
+        critic_sign: +1 (energy) or -1 (logit); kept from 0.1, ``critic_output`` says more.
+        critic_output: ``"energy"``, ``"logit"`` or ``"probability"``.
     """
 
     def __init__(
@@ -181,6 +184,7 @@ class LatentEnergy:
         prior: bool = True,
         latent_shape: tuple[int, ...] | None = None,
         critic_sign: float = 1.0,
+        critic_output: str | None = None,
     ) -> None:
         if not callable(generator):
             raise ValueError("generator must be a callable module")
@@ -191,7 +195,8 @@ class LatentEnergy:
             raise ValueError(f"beta must be finite and >= 0, got {beta}")
         if critic_sign not in (1, -1):
             raise ValueError(f"critic_sign must be +1 (critic outputs an energy) or -1 (a realness logit), got {critic_sign}")
-        self.critic_sign = float(critic_sign)
+        self.critic_output = resolve_critic_output(critic_sign, critic_output)
+        self.critic_sign = 1.0 if self.critic_output == "energy" else -1.0
         self.generator = generator
         self.critic = critic
         self.beta = beta
@@ -201,6 +206,9 @@ class LatentEnergy:
             if isinstance(module, nn.Module):
                 module.eval()
                 module.requires_grad_(False)
+        from .critics import energy_critic
+
+        self.energy_of_critic, self.critic_reading = energy_critic(critic, self.critic_output)
         if not self.prior:
             warnings.warn(
                 "LatentEnergy(prior=False): without the 0.5|z|^2 prior term the latent target can be "
@@ -215,13 +223,13 @@ class LatentEnergy:
             raise ValueError(
                 f"z has shape {tuple(z.shape)}; this LatentEnergy expects (chains, *{self.latent_shape})"
             )
-        u = self.critic(self.generator(z))
+        u = self.energy_of_critic(self.generator(z))
         if u.shape not in ((z.shape[0],), (z.shape[0], 1)):
             raise ValueError(
                 f"critic returned shape {tuple(u.shape)}; expected ({z.shape[0]},) or ({z.shape[0]}, 1), "
                 "one energy per sample"
             )
-        energy = (self.beta * self.critic_sign) * u.reshape(z.shape[0])
+        energy = self.beta * u.reshape(z.shape[0])
         if self.prior:
             energy = energy + prior_energy(z)
         return energy
@@ -231,5 +239,18 @@ class LatentEnergy:
         return _autograd_value_and_grad(self, z)
 
     def __repr__(self) -> str:
-        sign = "" if self.critic_sign == 1 else ", critic_sign=-1"
-        return f"LatentEnergy(beta={self.beta}, prior={self.prior}{sign})"
+        kind = "" if self.critic_output == "energy" else f", critic_output={self.critic_output!r}"
+        return f"LatentEnergy(beta={self.beta}, prior={self.prior}{kind})"
+
+
+def resolve_critic_output(critic_sign: float = 1.0, critic_output: str | None = None) -> str:
+    """``critic_output``, or what the 0.1 ``critic_sign`` meant (+1 energy, -1 logit); a contradiction is an error."""
+    from .critics import CRITIC_OUTPUTS
+
+    if critic_output is None:
+        return "energy" if critic_sign == 1 else "logit"
+    if critic_output not in CRITIC_OUTPUTS:
+        raise ValueError(f"unknown critic_output {critic_output!r}; choose one of {', '.join(CRITIC_OUTPUTS)}")
+    if critic_sign == -1 and critic_output == "energy":
+        raise ValueError("critic_sign=-1 says the critic outputs a logit but critic_output='energy' says an energy")
+    return critic_output

@@ -43,6 +43,7 @@ class Problem:
     latent_shape: tuple[int, ...]
     beta: float = 1.0
     critic_sign: float = 1.0
+    critic_output: str | None = None
     real: Tensor | None = None
     sampler_options: SamplerOptions = field(default_factory=SamplerOptions)
     _energy: LatentEnergy | None = None
@@ -52,20 +53,20 @@ class Problem:
     def energy(self) -> LatentEnergy:
         if self._energy is None:
             self._energy = LatentEnergy(self.generator, self.critic, beta=self.beta, latent_shape=self.latent_shape,
-                                        critic_sign=self.critic_sign)
+                                        critic_sign=self.critic_sign, critic_output=self.critic_output)
         return self._energy
 
     @property
     def calibration(self) -> Calibration:
         if self._calibration is None:
-            self._calibration = calibrate(self.generator, self.critic, self.latent_shape, self.real, self.beta,
-                                          self.critic_sign)
+            self._calibration = calibrate(self.generator, self.energy.energy_of_critic, self.latent_shape, self.real,
+                                          self.beta)
         return self._calibration
 
     @torch.no_grad()
     def logit(self, z: Tensor) -> Tensor:
         """The (calibrated, when data is known) discriminator logit ``l(G(z))``."""
-        return self.calibration.logit(self.critic, self.generator(z))
+        return self.calibration.logit(self.energy.energy_of_critic, self.generator(z))
 
 
 @dataclass
@@ -247,7 +248,7 @@ class DOT:
         for _ in range(steps):
             with torch.enable_grad():
                 x = problem.generator(z)
-                logit = cal.logit(problem.critic, x)
+                logit = cal.logit(problem.energy.energy_of_critic, x)
                 loss = ((z - z0).reshape(z.shape[0], -1).norm(dim=1) - logit / k_eff).sum()
                 opt.zero_grad(set_to_none=True)
                 loss.backward()

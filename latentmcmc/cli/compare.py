@@ -7,16 +7,9 @@ from typing import Optional
 
 import typer
 
+from ..critics import CRITIC_OUTPUTS
 from ..methods import METHODS
-from .common import (
-    CommandError,
-    app,
-    check_device,
-    choices,
-    flag,
-    live_help,
-    progress_flag,
-)
+from .common import CommandError, app, check_choice, check_device, choices, described, flag, live_help, progress_flag
 
 
 @app.command("compare")
@@ -33,7 +26,10 @@ def compare_command(
     generator: Optional[Path] = typer.Option(None, help="Generator saved with torch.export.save (.pt2)."),
     critic: Optional[Path] = typer.Option(None, help="Critic saved with torch.export.save (.pt2)."),
     latent_shape: Optional[str] = typer.Option(None, help="Latent shape, e.g. 128 (needed with --generator)."),
-    critic_sign: float = typer.Option(1.0, help="+1: the critic outputs an energy; -1: a discriminator logit."),
+    critic_output: Optional[str] = live_help(typer.Option(None, show_default=False),
+                                             lambda: f"What the critic outputs: {described(CRITIC_OUTPUTS)}  "
+                                                     "\\[default: energy]"),
+    critic_sign: float = typer.Option(1.0, help="0.1's spelling: -1 means --critic-output logit."),
     eps: float = typer.Option(0.01, help="Starting step size of the samplers (adapted in their warm-up)."),
     candidates: int = typer.Option(10, help="isir, ex2mcmc, flex2mcmc: points per global move."),
     local_steps: int = typer.Option(3, help="ex2mcmc, flex2mcmc: MALA steps after each global move."),
@@ -54,7 +50,7 @@ def compare_command(
     from ..compare import compare, comparison_figure, comparison_table, default_methods
     from ..report import check_writable, staged_outputs, write_json
     from ..samplers.registry import SamplerOptions
-    from .refine import load_target
+    from .refine import load_target, warn_critic_output
 
     names = list(default_methods()) if methods is None else [m.strip() for m in methods.split(",") if m.strip()]
     unknown = [m for m in names if m not in METHODS]
@@ -70,10 +66,13 @@ def compare_command(
         raise CommandError(f"--beta must be finite and >= 0, got {beta}")
     dev = check_device(device)
     check_writable(out)
+    if critic_output is not None:
+        check_choice("--critic-output", critic_output, CRITIC_OUTPUTS, "critic output")
     g, u, shape, dataset = load_target(checkpoint, generator, critic, latent_shape, dev)
+    warn_critic_output(g, u, shape, critic_output, critic_sign, dev)
     options = SamplerOptions(eps=eps, candidates=candidates, local_steps=local_steps, leapfrog_steps=leapfrog_steps)
     result = compare(g, u, shape, names, budget=budget, beta=beta, num_chains=chains, seed=seed, dataset=dataset,
-                     critic_sign=critic_sign, device=dev, grid_points=grid_points, sampler_options=options,
+                     critic_sign=critic_sign, critic_output=critic_output, device=dev, grid_points=grid_points, sampler_options=options,
                      progress=progress_flag(quiet))
     source = str(checkpoint) if checkpoint is not None else f"{generator} + {critic}"
     with staged_outputs(out) as staging:

@@ -8,6 +8,7 @@ from typing import Optional
 
 import typer
 
+from ..critics import CRITIC_OUTPUTS
 from ..process_group import world_from_env
 from ..samplers.registry import COMPILE_CHOICES, SAMPLERS
 from ..samplers.schedules import SCHEDULES
@@ -57,6 +58,20 @@ def load_target(checkpoint: Optional[Path], generator: Optional[Path], critic: O
                            "or --generator g.pt2 --critic u.pt2 --latent-shape N")
     check_latent_shape(g, u, shape, device)
     return g, u, shape, dataset
+
+
+def warn_critic_output(g, u, shape, critic_output, critic_sign, device) -> None:
+    """A warning line when the critic's outputs look like probabilities read as something else."""
+    from ..critics import probe_critic_output
+    from ..energy import resolve_critic_output
+
+    try:
+        kind = resolve_critic_output(critic_sign, critic_output)
+    except ValueError as err:
+        raise CommandError(str(err).replace("critic_sign=-1", "--critic-sign -1").replace("critic_output=", "--critic-output "))
+    message = probe_critic_output(g, u, shape, kind, device)
+    if message:
+        typer.echo(f"warning: {message}", err=True)
 
 
 def _warn_ignored(sampler: str, given: dict) -> None:
@@ -110,8 +125,10 @@ def refine_command(
     generator: Optional[Path] = typer.Option(None, help="Generator saved with torch.export.save (.pt2), instead of a checkpoint."),
     critic: Optional[Path] = typer.Option(None, help="Critic saved with torch.export.save (.pt2), instead of a checkpoint."),
     latent_shape: Optional[str] = typer.Option(None, help="Latent shape, e.g. 128 or 4,4,8 (needed with --generator)."),
-    critic_sign: float = typer.Option(1.0, help="+1: the critic outputs an energy (lower = more real); "
-                                                "-1: a discriminator logit (higher = more real), as in DDLS."),
+    critic_output: Optional[str] = live_help(typer.Option(None, show_default=False),
+                                             lambda: f"What the critic outputs: {described(CRITIC_OUTPUTS)}  "
+                                                     "\\[default: energy]"),
+    critic_sign: float = typer.Option(1.0, help="0.1's spelling: -1 means --critic-output logit."),
     keep_warmup: bool = flag(False, "--keep-warmup", help="Also record the warm-up (shown in the figures)."),
     block_size: Optional[int] = typer.Option(None, help="Run the chains in blocks of this many, each seeded by "
                                                         "(seed, block)  \\[default: one block; under torchrun "
@@ -178,7 +195,10 @@ def refine_command(
         from ..process_group import init_distributed
 
         rank, _, dev = init_distributed(dev)
+    if critic_output is not None:
+        check_choice("--critic-output", critic_output, CRITIC_OUTPUTS, "critic output")
     g, u, shape, dataset = load_target(checkpoint, generator, critic, latent_shape, dev)
+    warn_critic_output(g, u, shape, critic_output, critic_sign, dev)
     if not prior:
         warnings.filterwarnings("ignore", message=r"LatentEnergy\(prior=False\)")
         typer.echo("warning: --no-prior: the latent target can be improper (chains may drift where G extrapolates)",
@@ -186,7 +206,8 @@ def refine_command(
     has_warmup = warmup == "auto" or warmup > 0
     options = RefineOptions(
         num_chains=chains, sampler=sampler, steps=steps, warmup=warmup, adapt=adapt and has_warmup, thin=thin, seed=seed,
-        beta=beta, prior=prior, critic_sign=critic_sign, block_size=block_size, record_blocks=record_blocks,
+        beta=beta, prior=prior, critic_sign=critic_sign, critic_output=critic_output, block_size=block_size,
+        record_blocks=record_blocks,
         superchains=superchains, max_warmup=max_warmup, until_rhat=until_rhat, min_ess=min_ess,
         monitor_every=monitor_every,
         keep_warmup=keep_warmup, stream=stream_draws, progress=progress_flag(quiet), device=dev,

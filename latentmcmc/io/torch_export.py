@@ -65,6 +65,15 @@ class ExportedModule(nn.Module):
         self.static_batch = _static_batch(program)
         self.program = program.module().to(device)
 
+    def with_program(self, module: nn.Module) -> "ExportedModule":
+        """A copy running ``module`` instead (the same program with its graph edited, e.g. a Sigmoid removed)."""
+        import copy
+
+        twin = copy.copy(self)
+        twin._modules = dict(self._modules)
+        twin.program = module
+        return twin
+
     def train(self, mode: bool = True) -> "ExportedModule":
         """No-op: an exported program has its train/eval behaviour fixed at export (export in eval mode)."""
         self.training = mode

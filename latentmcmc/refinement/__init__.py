@@ -115,8 +115,9 @@ def refine(generator: nn.Module, critic: nn.Module, latent_shape: tuple[int, ...
         raise ValueError("checkpoint_every= and resume= need checkpoint= (the run-state file)")
     device = options.resolved_device(generator)
     energy = LatentEnergy(generator, critic, beta=options.beta, prior=options.prior, latent_shape=tuple(latent_shape),
-                          critic_sign=options.critic_sign)
-    extra: dict[str, Any] = {"beta": options.beta, "prior": options.prior, "critic_sign": options.critic_sign}
+                          critic_sign=options.critic_sign, critic_output=options.critic_output)
+    extra: dict[str, Any] = {"beta": options.beta, "prior": options.prior, "critic_output": energy.critic_output,
+                             "critic_reading": energy.critic_reading}
     t0 = time.perf_counter()
     if distributed is None:
         distributed = process_group.active()

@@ -20,7 +20,8 @@ _RENAMED = {"chains": "num_chains"}  # latentmcmc 0.1 keyword -> field
 class RefineOptions:
     r"""Everything that defines a refinement besides the models and the data set.
 
-    The target is ``E(z) = beta s U(G(z)) + 0.5|z|^2`` (``s = critic_sign``; no prior term when
+    The target is ``E(z) = beta U(G(z)) + 0.5|z|^2`` with ``U`` read from the critic as ``critic_output``
+    says (energy, logit or probability; ``critic_sign=-1`` is 0.1's "logit"; no prior term when
     ``prior`` is False); ``num_chains`` chains start from ``z0 ~ N(0, I)`` drawn from ``seed`` and run
     ``warmup`` then ``steps`` steps of ``sampler`` with ``sampler_options`` (eps, schedule, compile).
     ``block_size``/``record_blocks`` cut the chains into blocks (see :func:`~latentmcmc.refinement.refine`).
@@ -45,6 +46,7 @@ class RefineOptions:
     beta: float = 1.0
     prior: bool = True
     critic_sign: float = 1.0
+    critic_output: str | None = None
     block_size: int | None = None
     record_blocks: int | None = None
     superchains: int | None = None
