@@ -55,7 +55,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     except pickle.UnpicklingError as err:
         raise CheckpointError(
             f"{path} was refused: it holds objects other than tensors and plain data (loading it could run "
-            f"code), so it is not a latentmcmc checkpoint ({str(err).splitlines()[0]})"
+            "code), so it is not a latentmcmc checkpoint"
         ) from err
     except Exception as err:  # torch raises many kinds (RuntimeError, EOFError, KeyError...) for non-checkpoints
         raise CheckpointError(
@@ -92,6 +92,10 @@ def _refuse_other_formats(path: Path) -> None:
         if any(n.endswith(("archive_format", "serialized_exported_program.json")) for n in names):
             raise CheckpointError(f"{path} is a torch.export program, not a latentmcmc checkpoint: pass it as "
                                   "--generator or --critic (with --latent-shape)")
+        if names and all(n.endswith(".npy") for n in names):
+            raise CheckpointError(f"{path} is a NumPy archive (such as a refinement's samples.npz), not a checkpoint")
+    if head.lstrip()[:1] in (b"{", b"["):
+        raise CheckpointError(f"{path} is a JSON file (such as a refinement's metrics.json), not a checkpoint")
 
 
 def load_models(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[nn.Module, nn.Module, dict]:

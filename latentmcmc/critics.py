@@ -162,6 +162,10 @@ def probe_critic_output(generator: nn.Module, critic: nn.Module, latent_shape: t
     ``kind`` is not ``probability``; else None."""
     if kind == "probability":
         return None
+    if strip_final_sigmoid(critic) is not None:
+        return (f"the critic ends in a Sigmoid (it outputs P(real)) but its output is read as "
+                f"{'an energy' if kind == 'energy' else 'a logit'}: pass --critic-output probability "
+                "(LatentEnergy(..., critic_output='probability')), which uses the logit before the Sigmoid")
     z = torch.randn(n, *latent_shape, generator=torch.Generator().manual_seed(0)).to(device)
     out = critic(generator(z))
     if bool(((out > 0) & (out < 1)).all()):

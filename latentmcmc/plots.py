@@ -17,7 +17,7 @@ from torch import Tensor
 
 from .chains import Chains
 
-__all__ = ["samples_figure", "energy_trace_figure", "acceptance_figure", "image_grid"]
+__all__ = ["samples_figure", "energy_trace_figure", "acceptance_figure", "image_grid", "quality_figure"]
 
 
 def _np(t: Tensor) -> np.ndarray:
@@ -36,13 +36,38 @@ def image_grid(images: Tensor, columns: int = 8) -> np.ndarray:
     return canvas[..., 0] if c == 1 else canvas
 
 
+def _square_side(n: int) -> int | None:
+    side = int(round(math.sqrt(n)))
+    return side if side * side == n and side >= 4 else None
+
+
 def samples_figure(before: Tensor, after: Tensor, reference: Tensor | None = None, title: str = "",
-                   max_points: int = 5000, max_images: int = 64) -> Figure:
-    """Before/after panels: scatter plots for 2-D samples (data in grey behind), image grids otherwise."""
+                   max_points: int = 5000, max_images: int = 64, quality: dict | None = None) -> Figure:
+    """Before/after panels of the same latents: scatter plots for 2-D samples (data in grey behind, the
+    quality numbers in the titles), image grids for ``(n, C, H, W)`` samples; flat samples whose size is
+    a square are shown as square grey images, other flat samples as their first two principal components."""
     fig = Figure(figsize=(10, 5), layout="constrained")
     axes = fig.subplots(1, 2)
     two_d = before.dim() == 2 and before.shape[1] == 2
-    for ax, x, name in zip(axes, (before, after), ("prior samples G(z), z ~ N(0, I)", "after latent MCMC")):
+    note = ""
+    if before.dim() == 2 and not two_d:
+        side = _square_side(before.shape[1])
+        if side is not None:
+            before, after = before.reshape(-1, 1, side, side), after.reshape(-1, 1, side, side)
+            note = f" (flat output shown as {side}x{side}; --data-shape sets the shape)"
+        else:
+            centre = before.double().mean(0)
+            _, _, v = torch.pca_lowrank(before.double() - centre, q=2, center=False)
+            before, after = (before.double() - centre) @ v, (after.double() - centre) @ v
+            two_d, note = True, " (first two principal components of the prior samples)"
+    titles = ["prior samples G(z), z ~ N(0, I)", "after latent MCMC"]
+    if quality:
+        for k, when in enumerate(("before", "after")):
+            q = quality.get(when) or {}
+            parts = [f"{name} {q[name]:.3g}" for name in ("hq_fraction", "modes", "fd") if q.get(name) is not None]
+            if parts:
+                titles[k] += "\n" + ", ".join(parts).replace("hq_fraction", "HQ")
+    for ax, x, name in zip(axes, (before, after), titles):
         if two_d:
             if reference is not None:
                 ref = _np(reference[:max_points])
@@ -51,6 +76,8 @@ def samples_figure(before: Tensor, after: Tensor, reference: Tensor | None = Non
             ax.scatter(pts[:, 0], pts[:, 1], s=3, alpha=0.6, c="C0" if x is before else "C3",
                        label="samples", rasterized=True)
             ax.set_aspect("equal")
+            ax.set_xlabel("x[0]" if not note else "component 1")
+            ax.set_ylabel("x[1]" if not note else "component 2")
             ax.legend(loc="upper right", markerscale=4, fontsize="small")
             if reference is not None:  # keep both panels on the data's frame
                 lo, hi = _np(reference.min(0).values), _np(reference.max(0).values)
@@ -65,8 +92,35 @@ def samples_figure(before: Tensor, after: Tensor, reference: Tensor | None = Non
             ax.hist(_np(x.reshape(x.shape[0], -1)[:, 0]), bins=50)
             ax.set_xlabel("first output coordinate")
         ax.set_title(name)
-    if title:
-        fig.suptitle(title)
+    if title or note:
+        fig.suptitle((title + note).strip())
+    return fig
+
+
+def quality_figure(rows: list[dict], tracking: dict) -> Figure:
+    """Each tracked quality metric against the step, with the prior and the truncation trick as reference lines."""
+    metrics = [k for k in rows[0] if k not in ("step", "phase") and any(r.get(k) is not None for r in rows)]
+    fig = Figure(figsize=(4.2 * max(1, len(metrics)), 3.6), layout="constrained")
+    axes = fig.subplots(1, max(1, len(metrics)), squeeze=False)[0]
+    steps = np.array([r["step"] for r in rows])
+    reference = tracking.get("reference", {})
+    for ax, name in zip(axes, metrics):
+        values = np.array([np.nan if r.get(name) is None else r[name] for r in rows], dtype=float)
+        ax.plot(steps, values, marker=".", lw=1, label="chains")
+        for (label, ref), style in zip(reference.items(), ("--", ":")):
+            if ref.get(name) is not None:
+                ax.axhline(ref[name], ls=style, c="0.4", lw=1, label=label)
+        if tracking.get("metric") == name and tracking.get("best_step") is not None:
+            ax.axvline(tracking["best_step"], c="C3", lw=1, label=f"best (step {tracking['best_step']})")
+        warm = [r["step"] for r in rows if r.get("phase") == "warmup"]
+        if warm:
+            ax.axvspan(0, max(warm), color="0.93", zorder=0)
+        ax.set_xlabel("step (warm-up shaded)" if warm else "step")
+        ax.set_title(name)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes[0].legend(fontsize="x-small")
+    fig.suptitle("quality along the chain (tracked chains); best-step states are a heuristic, not draws of exp(-E)",
+                 fontsize="small")
     return fig
 
 

@@ -111,25 +111,51 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
 
 
 def write_report(result: Refinement, out: str | os.PathLike, figures: bool = True, target_accept: float | None = None,
-                 extra_metrics: dict[str, Any] | None = None) -> Path:
-    """Write the outputs of ``result`` into ``out`` (created if needed) as one set; returns ``out``."""
-    with staged_outputs(out) as staging:
-        np.savez_compressed(
-            staging / "samples.npz",
-            z0=result.z0.detach().cpu().numpy(),
-            z=result.z.detach().cpu().numpy(),
-            x_before=result.before.detach().cpu().numpy(),
-            x_after=result.after.detach().cpu().numpy(),
-        )
-        result.chains.save(staging / "run.nc")
-        write_json(staging / "metrics.json", {**result.metrics, **(extra_metrics or {})})
-        if figures:
-            from .plots import acceptance_figure, energy_trace_figure, samples_figure
+                 extra_metrics: dict[str, Any] | None = None, run_file: bool = True) -> Path:
+    """Write the outputs of ``result`` into ``out`` (created if needed) as one set; returns ``out``.
 
-            _save_figure(samples_figure(result.before, result.after, result.reference), staging / "samples.png")
+    ``samples.npz`` (``z0``, ``z``, ``x_before``, ``x_after``, and ``weights`` of an annealed run),
+    ``run.nc`` (unless ``run_file`` is False), ``metrics.json``, ``quality.csv`` when quality was
+    tracked, and the figures.
+    """
+    with staged_outputs(out) as staging:
+        arrays = dict(z0=result.z0.detach().cpu().numpy(), z=result.z.detach().cpu().numpy(),
+                      x_before=result.before.detach().cpu().numpy(), x_after=result.after.detach().cpu().numpy())
+        if result.weights is not None:
+            arrays["weights"] = result.weights.detach().cpu().numpy()
+        np.savez_compressed(staging / "samples.npz", **arrays)
+        if run_file:
+            result.chains.save(staging / "run.nc")
+        write_json(staging / "metrics.json", {**result.metrics, **(extra_metrics or {})})
+        if result.tracking:
+            write_tracking_csv(staging / "quality.csv", result.tracking)
+        if figures:
+            from .plots import (
+                acceptance_figure,
+                energy_trace_figure,
+                quality_figure,
+                samples_figure,
+            )
+
+            _save_figure(samples_figure(result.before, result.after, result.reference, quality=result.metrics.get("quality")),
+                         staging / "samples.png")
             _save_figure(energy_trace_figure(result.chains), staging / "energy.png")
             _save_figure(acceptance_figure(result.chains, target_accept), staging / "acceptance.png")
+            if result.tracking:
+                _save_figure(quality_figure(result.tracking, result.metrics.get("tracking", {})), staging / "quality.png")
     return Path(out)
+
+
+def write_tracking_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    """The quality measured along the chain, one row per tracked step (empty cells where not computable)."""
+    import csv
+
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in columns})
 
 
 def _finite(value) -> bool:
@@ -189,7 +215,7 @@ def format_table(metrics: dict[str, Any]) -> str:
           if metrics.get("trajectory_length") is not None else []),
         f"{'divergences':<28}{metrics.get('divergences', 0)}",
     ]
-    if "ess_bulk_energy" in metrics:
+    if "ess_bulk_energy" in metrics and not metrics.get("unusable"):
         lines += [
             f"{'ESS bulk / tail (energy)':<28}{metrics['ess_bulk_energy']:.0f} / {metrics['ess_tail_energy']:.0f}",
             f"{'ESS bulk (worst z coord)':<28}{metrics['ess_bulk_z_min']:.0f}",
@@ -219,11 +245,32 @@ def format_table(metrics: dict[str, Any]) -> str:
                          f"{metrics['pareto_k']:.2f}; no error bar can be given")
     quality = metrics.get("quality")
     if quality:
-        lines.append(f"{'quality (' + quality['data'] + ')':<28}{'before':>10}{'after':>10}")
+        resampled = "after (resampled)" in quality
+        lines.append(f"{'quality (' + quality['data'] + ')':<28}{'before':>10}{'after':>10}"
+                     + (f"{'resampled':>11}" if resampled else ""))
         for key, value in quality["before"].items():
-            lines.append(f"{'  ' + key:<28}" + _cell(value) + _cell(quality["after"][key]))
+            lines.append(f"{'  ' + key:<28}" + _cell(value) + _cell(quality["after"].get(key))
+                         + (" " + _cell(quality["after (resampled)"].get(key)) if resampled else ""))
         if any("kl" in quality[when] and not _finite(quality[when]["kl"]) for when in ("before", "after")):
             lines.append("  (kl n/a: no high-quality sample, so there is no mode histogram)")
+        if any(quality[when].get(k) is None for when in ("before", "after") for k in quality[when]):
+            lines.append("  (n/a: too few samples or non-finite features for that metric)")
+        if metrics.get("superchains"):
+            lines.append(f"  (before: the {metrics['superchains']} shared starting points of the superchains, each "
+                         "repeated)")
+        if quality["data"].startswith("features of"):
+            lines.append(f"  (measured in the {quality['data']}: not Inception FIDs, and comparable only with the same "
+                         "extractor)")
+        if resampled:
+            ok = metrics.get("log_normalizer_reliable", True)
+            lines.append(f"  (resampled: an importance resample under the AIS weights, importance ESS "
+                         f"{metrics.get('importance_ess', float('nan')):.1f}"
+                         + ("" if ok else "; TOO FEW EFFECTIVE WEIGHTS to trust it") + ")")
+    tracking = metrics.get("tracking")
+    if tracking and tracking.get("best_step") is not None:
+        lines.append(f"{'tracked quality':<28}best {tracking['metric']} {tracking['best_value']:.4g} at step "
+                     f"{tracking['best_step']} (every {tracking['every']} steps, {tracking['chains']} chains; "
+                     "quality.csv)" + (" - kept those states" if metrics.get("kept") == "best" else ""))
     if metrics.get("interrupted"):
         lines.append("(interrupted: the run was stopped early; the outputs hold the draws completed so far)")
     return "\n".join(lines)

@@ -11,7 +11,12 @@ import torch
 from torch import nn
 
 from latentmcmc import MALA, LatentEnergy
-from latentmcmc.critics import CRITIC_OUTPUTS, ProbabilityEnergy, probe_critic_output, strip_final_sigmoid
+from latentmcmc.critics import (
+    CRITIC_OUTPUTS,
+    ProbabilityEnergy,
+    probe_critic_output,
+    strip_final_sigmoid,
+)
 
 torch.manual_seed(0)
 BODY = nn.Sequential(nn.Linear(2, 16), nn.Tanh(), nn.Linear(16, 1))

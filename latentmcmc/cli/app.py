@@ -22,6 +22,23 @@ def _one_line(text: str) -> str:
     return " ".join(_ANSI.sub("", text).split())
 
 
+_FLAGS = {  # Python option names in messages from the library -> the CLI's flags
+    "num_chains": "--chains", "block_size": "--block-size", "record_blocks": "--record-blocks",
+    "until_rhat": "--until-rhat", "min_ess": "--min-ess", "max_warmup": "--max-warmup", "latent_dim": "--latent-dim",
+    "track_every": "--track-every", "track_chains": "--track-chains", "track_metric": "--track-metric",
+    "critic_output": "--critic-output", "data_shape": "--data-shape", "checkpoint_every": "--checkpoint-every",
+    "leapfrog_steps": "--leapfrog-steps", "local_steps": "--local-steps", "flow_lr": "--flow-lr",
+    "superchains": "--superchains", "warmup='auto'": "--warmup auto", "keep='best'": "--keep best",
+}
+
+
+def cli_names(message: str) -> str:
+    """A library message with the CLI's flag names (``--block-size`` rather than ``block_size``)."""
+    for name, flag in _FLAGS.items():
+        message = re.sub(rf"(?<![\w-]){re.escape(name)}(?![\w])", flag, message)
+    return message.replace("--superchains=", "--superchains ").replace("--chains=", "--chains ")
+
+
 def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:
     print(f"warning: {_one_line(str(message))}", file=sys.stderr)
 
@@ -41,15 +58,15 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except Exception as err:  # noqa: BLE001 - every failure becomes one readable line
         if hasattr(err, "format_message") and hasattr(err, "exit_code"):  # click: bad option, missing argument
-            if not err.format_message():  # no arguments at all: the help was printed, nothing else to say
-                return EXIT_ERROR
+            if not err.format_message():  # no arguments at all: the help was printed, nothing went wrong
+                return 0
             ctx = getattr(err, "ctx", None)
             hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
             print(f"error: {_one_line(err.format_message())}{hint}", file=sys.stderr)
             return EXIT_ERROR
         if os.environ.get("LATENTMCMC_DEBUG"):
             raise
-        print(f"error: {_one_line(str(err)) or type(err).__name__}", file=sys.stderr)
+        print(f"error: {cli_names(_one_line(str(err))) or type(err).__name__}", file=sys.stderr)
         return EXIT_ERROR
     finally:
         warnings.showwarning = showwarning

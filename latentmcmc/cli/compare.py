@@ -9,7 +9,17 @@ import typer
 
 from ..critics import CRITIC_OUTPUTS
 from ..methods import METHODS
-from .common import CommandError, app, check_choice, check_device, choices, described, flag, live_help, progress_flag
+from .common import (
+    CommandError,
+    app,
+    check_choice,
+    check_device,
+    choices,
+    described,
+    flag,
+    live_help,
+    progress_flag,
+)
 
 
 @app.command("compare")
@@ -69,7 +79,8 @@ def compare_command(
     if critic_output is not None:
         check_choice("--critic-output", critic_output, CRITIC_OUTPUTS, "critic output")
     g, u, shape, dataset = load_target(checkpoint, generator, critic, latent_shape, dev)
-    warn_critic_output(g, u, shape, critic_output, critic_sign, dev)
+    if critic is not None:  # a model trained elsewhere (latentmcmc's own critics output energies)
+        warn_critic_output(g, u, shape, critic_output, critic_sign, dev)
     options = SamplerOptions(eps=eps, candidates=candidates, local_steps=local_steps, leapfrog_steps=leapfrog_steps)
     result = compare(g, u, shape, names, budget=budget, beta=beta, num_chains=chains, seed=seed, dataset=dataset,
                      critic_sign=critic_sign, critic_output=critic_output, device=dev, grid_points=grid_points, sampler_options=options,

@@ -35,7 +35,7 @@ def diagnose_command(
     try:
         chains = Chains.load(run)
     except (OSError, ValueError, KeyError) as err:
-        raise CommandError(f"{run} is not a run saved by latentmcmc ({' '.join(str(err).split())})") from err
+        raise CommandError(f"{run} is not a run saved by latentmcmc (a run.nc NetCDF file or a .zarr store)") from err
     if max_rows < 1:
         raise CommandError(f"--max-rows must be >= 1, got {max_rows}")
     acc = acceptance_summary(chains)

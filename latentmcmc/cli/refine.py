@@ -60,6 +60,40 @@ def load_target(checkpoint: Optional[Path], generator: Optional[Path], critic: O
     return g, u, shape, dataset
 
 
+def load_feature_quality(features: Path, reference: Path, classifier: Optional[Path], g, latent_shape, view_shape,
+                         device):
+    """The user's feature-space metrics: an exported extractor (and classifier) and reference samples (.npz)."""
+    import numpy as np
+    import torch
+
+    from ..feature_metrics import FeatureQuality
+    from ..io.torch_export import load_exported
+
+    extractor = load_exported(features, device, name=f"feature extractor {features}")
+    judge = load_exported(classifier, device, name=f"classifier {classifier}") if classifier is not None else None
+    if not reference.is_file():
+        raise CommandError(f"no reference data at {reference}")
+    try:
+        with np.load(reference, allow_pickle=False) as data:
+            names = list(data.files)
+            key = "x" if "x" in names else (names[0] if len(names) == 1 else None)
+            if key is None:
+                raise CommandError(f"{reference} holds several arrays ({', '.join(names)}); name the samples 'x'")
+            ref = torch.as_tensor(data[key]).float()
+    except (OSError, ValueError) as err:
+        raise CommandError(f"{reference} is not a NumPy .npz of reference samples ({err})") from err
+    with torch.no_grad():
+        sample = g(torch.zeros(2, *latent_shape, device=device))
+    data_shape = tuple(view_shape) if view_shape else tuple(sample.shape[1:])
+    if tuple(ref.shape[1:]) != data_shape:
+        raise CommandError(f"the reference samples have shape {tuple(ref.shape[1:])} but the generator's samples are "
+                           f"{data_shape}" + ("" if view_shape else " (--data-shape views them otherwise)"))
+    try:
+        return FeatureQuality(extractor, ref.to(device), judge, name=f"features of {features.name}")
+    except ImportError as err:
+        raise CommandError(str(err)) from err
+
+
 def warn_critic_output(g, u, shape, critic_output, critic_sign, device) -> None:
     """A warning line when the critic's outputs look like probabilities read as something else."""
     from ..critics import probe_critic_output
@@ -145,6 +179,28 @@ def refine_command(
     stream_draws: Optional[int] = typer.Option(None, help="Keep the recorded draws in host memory, copied from the "
                                                          "GPU every N draws (GPU memory then holds N draws)  "
                                                          "\\[default: on the device]", show_default=False),
+    data_shape: Optional[str] = typer.Option(None, help="View the generator's output as samples of this shape, e.g. "
+                                                         "1,28,28 (figures and metrics)  \\[default: as output]",
+                                             show_default=False),
+    features: Optional[Path] = typer.Option(None, help="A feature extractor saved with torch.export (x -> (n, d)): "
+                                                       "FD, KID, precision/recall, density/coverage against "
+                                                       "--reference (needs latentmcmc[metrics])", show_default=False),
+    reference: Optional[Path] = typer.Option(None, help="Reference samples (.npz, one array or 'x') for --features",
+                                             show_default=False),
+    classifier: Optional[Path] = typer.Option(None, help="A classifier saved with torch.export (x -> logits) for the "
+                                                         "Inception Score", show_default=False),
+    track_every: int = typer.Option(0, help="Measure the quality of --track-chains chains every N steps (warm-up "
+                                            "included): quality.csv and quality.png (0: off)."),
+    track_chains: int = typer.Option(1000, help="Chains whose quality --track-every measures."),
+    track_metric: Optional[str] = typer.Option(None, help="The tracked metric that decides the best step  \\[default: "
+                                                          "fd, else kid, else hq_fraction]", show_default=False),
+    keep: str = typer.Option("last", help="last: the chains' final states; best: their states at the best tracked "
+                                          "step (a heuristic: not draws from exp(-E))."),
+    resample: bool = flag(False, "--resample", help="Annealed samplers: output an importance resample of the final "
+                                                    "states under the AIS weights."),
+    record: str = typer.Option("full", help="full: keep every (thinned) draw; last: only the final states (no ESS or "
+                                            "R-hat; for big runs)."),
+    run_file: bool = flag(True, "--run-nc/--no-run-nc", help="Write run.nc (the draws for ArviZ; large for big runs)."),
     figures: bool = flag(True, "--figures/--no-figures", help="Write the PNG figures."),
     quiet: bool = flag(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
@@ -197,8 +253,25 @@ def refine_command(
         rank, _, dev = init_distributed(dev)
     if critic_output is not None:
         check_choice("--critic-output", critic_output, CRITIC_OUTPUTS, "critic output")
+    check_choice("--keep", keep, ("last", "best"), "choice")
+    check_choice("--record", record, ("full", "last"), "choice")
+    if track_every < 0 or track_chains < 2:
+        raise CommandError(f"--track-every must be >= 1 (0: off) and --track-chains >= 2, got {track_every} and "
+                           f"{track_chains}")
+    if keep == "best" and not track_every:
+        raise CommandError("--keep best keeps the states at the best tracked step: give --track-every N")
+    if (features is None) != (reference is None):
+        raise CommandError("--features and --reference go together (an extractor and the samples to compare with)")
+    if classifier is not None and features is None:
+        raise CommandError("--classifier (the Inception Score) is measured with --features and --reference")
+    view_shape = parse_shape(data_shape) if data_shape else None
     g, u, shape, dataset = load_target(checkpoint, generator, critic, latent_shape, dev)
-    warn_critic_output(g, u, shape, critic_output, critic_sign, dev)
+    if critic is not None:  # a model trained elsewhere (latentmcmc's own critics output energies)
+        warn_critic_output(g, u, shape, critic_output, critic_sign, dev)
+    quality = load_feature_quality(features, reference, classifier, g, shape, view_shape, dev) if features else None
+    if track_every and quality is None and dataset is None:
+        raise CommandError("--track-every needs quality metrics: a checkpoint that knows its data, or --features and "
+                           "--reference")
     if not prior:
         warnings.filterwarnings("ignore", message=r"LatentEnergy\(prior=False\)")
         typer.echo("warning: --no-prior: the latent target can be improper (chains may drift where G extrapolates)",
@@ -209,7 +282,8 @@ def refine_command(
         beta=beta, prior=prior, critic_sign=critic_sign, critic_output=critic_output, block_size=block_size,
         record_blocks=record_blocks,
         superchains=superchains, max_warmup=max_warmup, until_rhat=until_rhat, min_ess=min_ess,
-        monitor_every=monitor_every,
+        monitor_every=monitor_every, data_shape=view_shape, track_every=track_every, track_chains=track_chains,
+        track_metric=track_metric, keep=keep, resample=resample, record=record,
         keep_warmup=keep_warmup, stream=stream_draws, progress=progress_flag(quiet), device=dev,
     ).replace(eps=eps, schedule=schedule, compile=False if compile_mode == "off" else compile_mode,
               candidates=candidates, local_steps=local_steps, leapfrog_steps=leapfrog_steps, chees=chees,
@@ -219,15 +293,22 @@ def refine_command(
     if checkpoint_every is not None or resume:
         if resume and checkpoint_every is None:
             raise CommandError("--resume continues a run that wrote checkpoints: give the same --checkpoint-every")
+        if resume and not state_file.exists():
+            done = (out / "samples.npz").exists()
+            raise CommandError(f"nothing to resume in {out}: " + ("the run there is complete (its state is removed "
+                               "once the outputs are written)" if done else f"no saved run state ({RESUME_FILE})"))
+        if resume:
+            _RESUMED_AT["where"] = _where(state_file)
         out.mkdir(parents=True, exist_ok=True)
         saving = dict(checkpoint=state_file, checkpoint_every=checkpoint_every, resume=resume,
                       source=_source_digest(checkpoint, generator, critic))
     try:
-        result = refine(g, u, shape, options, dataset=dataset, distributed=distributed, **saving)
+        result = refine(g, u, shape, options, dataset=dataset, distributed=distributed, quality=quality, **saving)
         if result is None:  # a rank other than 0 of a torchrun job: rank 0 writes (main() then leaves the group)
             return
     except KeyboardInterrupt:
-        typer.echo(f"interrupted during warm-up: nothing was written to {out}", err=True)
+        kept = f"; the run state stays in {state_file}: rerun with --resume to continue" if saving else ""
+        typer.echo(f"interrupted during warm-up: no outputs were written to {out}{kept}", err=True)
         raise typer.Exit(EXIT_INTERRUPTED)
     if result.chains.num_draws == 0:
         typer.echo(f"interrupted before the first kept draw: nothing was written to {out}", err=True)
@@ -237,18 +318,38 @@ def refine_command(
     target = entry.default_target_accept if entry.has_step_size else None
     try:
         write_report(result, out, figures=figures, target_accept=target if adapt and has_warmup else None,
+                     run_file=run_file,
                      extra_metrics={"source": source, "latent_shape": list(shape), "device": str(dev)})
     except KeyboardInterrupt:
         typer.echo(f"interrupted while writing: {out} was left as it was", err=True)
         raise typer.Exit(EXIT_INTERRUPTED)
-    if saving:
+    if saving and not result.metrics.get("interrupted"):
         _finish_checkpoints(out, state_file, resume)
+    elif saving:
+        typer.echo(f"the run state stays in {state_file}: rerun the same command with --resume to continue", err=True)
     typer.echo(format_table(result.metrics))
-    typer.echo(f"wrote {out}/ (samples.npz, run.nc, metrics.json" + (", figures)" if figures else ")"))
+    written = ["samples.npz"] + (["run.nc"] if run_file else []) + ["metrics.json"] + (
+        ["quality.csv"] if result.tracking else []) + (["figures"] if figures else [])
+    typer.echo(f"wrote {out}/ ({', '.join(written)})")
     exit_for(result.metrics)
 
 
 RESUME_FILE = ".latentmcmc-resume.pt"
+_RESUMED_AT: dict[str, str] = {}
+
+
+def _where(state_file: Path) -> str:
+    """Which block and step a run state was saved at (for resume.log)."""
+    from ..samplers.resume import load_state
+
+    try:
+        blocks = load_state(state_file)["blocks"]
+    except ValueError:
+        return "a checkpoint"
+    current = blocks.get("current")
+    if current is None:
+        return f"after {len(blocks['done'])} finished block(s)"
+    return f"block {current['block']}, step {current['state']['run']['i']}"
 
 
 def _source_digest(checkpoint, generator, critic) -> str:
@@ -271,8 +372,8 @@ def _finish_checkpoints(out: Path, state_file: Path, resumed: bool) -> None:
 
     if resumed:
         with open(out / "resume.log", "a") as log:
-            log.write(f"{datetime.datetime.now().isoformat(timespec='seconds')} resumed from {state_file.name} and "
-                      "finished\n")
+            log.write(f"{datetime.datetime.now().isoformat(timespec='seconds')} resumed from {state_file.name} "
+                      f"({_RESUMED_AT.get('where', 'a checkpoint')}) and finished\n")
     for path in [state_file, *out.glob(RESUME_FILE + ".rank*")]:
         path.unlink(missing_ok=True)
 

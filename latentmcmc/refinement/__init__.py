@@ -14,6 +14,7 @@ result and its numbers).
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import time
@@ -21,6 +22,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable
 
+import torch
 from torch import nn
 
 from .. import process_group
@@ -75,7 +77,7 @@ def _writer(path: Path, mark: dict) -> Callable[[dict], None]:
 def refine(generator: nn.Module, critic: nn.Module, latent_shape: tuple[int, ...], options: RefineOptions | None = None,
            *, dataset=None, distributed: bool | None = None, checkpoint: str | os.PathLike | None = None,
            checkpoint_every: int | None = None, resume: bool = False, source: str | None = None,
-           **overrides: Any) -> Refinement | None:
+           quality=None, **overrides: Any) -> Refinement | None:
     r"""Sample ``exp(-E)``, ``E(z) = beta s U(G(z)) + 0.5 |z|^2``, from prior draws; measure it.
 
     ``options`` (:class:`RefineOptions`) say what to run; keywords override its fields (the
@@ -116,8 +118,20 @@ def refine(generator: nn.Module, critic: nn.Module, latent_shape: tuple[int, ...
     device = options.resolved_device(generator)
     energy = LatentEnergy(generator, critic, beta=options.beta, prior=options.prior, latent_shape=tuple(latent_shape),
                           critic_sign=options.critic_sign, critic_output=options.critic_output)
+    view = data_view(generator, tuple(latent_shape), options.data_shape, device)
+    tracker = None
+    if options.track_every:
+        from .tracking import QualityTracker
+
+        measure = quality if quality is not None else (dataset.quality if dataset is not None else None)
+        if measure is None:
+            raise ValueError("track_every needs quality metrics: a built-in data set or quality= (your features)")
+        tracker = QualityTracker(measure, generator, view, options.track_every, options.track_chains,
+                                 options.track_metric, options.keep == "best")
     extra: dict[str, Any] = {"beta": options.beta, "prior": options.prior, "critic_output": energy.critic_output,
                              "critic_reading": energy.critic_reading}
+    if options.track_every:
+        extra["kept"] = options.keep
     t0 = time.perf_counter()
     if distributed is None:
         distributed = process_group.active()
@@ -133,6 +147,8 @@ def refine(generator: nn.Module, critic: nn.Module, latent_shape: tuple[int, ...
             saving["resume"] = state["blocks"]
         if checkpoint_every is not None:
             saving.update(checkpoint=_writer(path, mark), checkpoint_every=checkpoint_every)
+    if tracker is not None:
+        saving["tracker"] = tracker
     if distributed:
         from .distributed import run_sharded
 
@@ -143,4 +159,20 @@ def refine(generator: nn.Module, critic: nn.Module, latent_shape: tuple[int, ...
     else:
         blocks, interrupted = run_blocks(energy, tuple(latent_shape), options, None, device, **saving)
     extra["seconds"] = time.perf_counter() - t0
-    return assemble(blocks, generator, interrupted, dataset, extra, options.superchain_size)
+    return assemble(blocks, generator, interrupted, dataset, extra,
+                    options.superchain_size if options.superchains else None, quality, view,
+                    options.resample, options.seed, tracker)
+
+
+@torch.no_grad()
+def data_view(generator: nn.Module, latent_shape: tuple[int, ...], data_shape: tuple[int, ...] | None,
+              device: torch.device):
+    """``x -> x`` viewed as ``(n, *data_shape)``, or None; a ValueError when the sizes do not match."""
+    if data_shape is None:
+        return None
+    x = generator(torch.zeros(2, *latent_shape, device=device))
+    size = x[0].numel()
+    if size != math.prod(data_shape):
+        raise ValueError(f"data_shape {tuple(data_shape)} holds {math.prod(data_shape)} values but the generator "
+                         f"outputs {size} per sample (shape {tuple(x.shape[1:])})")
+    return lambda t: t.reshape(t.shape[0], *data_shape)

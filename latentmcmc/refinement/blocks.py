@@ -77,11 +77,13 @@ class BlockRun:
     frozen: Tensor
     eps: Tensor
     chains: Chains | None = None
+    log_weights: Tensor | None = None  # annealed samplers' AIS log-weights of every chain of the block
 
 
 def block_to_state(block: BlockRun) -> dict:
     """A finished block as plain data and tensors (for run-state files)."""
-    d = {f: getattr(block, f) for f in ("index", "z0", "z", "acceptance_rate", "divergences", "frozen", "eps")}
+    d = {f: getattr(block, f) for f in ("index", "z0", "z", "acceptance_rate", "divergences", "frozen", "eps",
+                                       "log_weights")}
     d["chains"] = None if block.chains is None else chains_to_state(block.chains)
     return d
 
@@ -91,13 +93,14 @@ def block_from_state(d: dict, device: torch.device | None) -> BlockRun:
     chains = None if d["chains"] is None else chains_from_state(
         {k: move(v) if isinstance(v, Tensor) else v for k, v in d["chains"].items()})
     return BlockRun(int(d["index"]), *(move(d[f]) for f in ("z0", "z", "acceptance_rate", "divergences", "frozen",
-                                                          "eps")), chains)
+                                                          "eps")), chains,
+                    None if d.get("log_weights") is None else move(d["log_weights"]))
 
 
 def run_blocks(energy: LatentEnergy, latent_shape: tuple[int, ...], options: RefineOptions,
                indices: list[int] | None = None, device: torch.device | None = None, *,
                checkpoint: Callable[[dict], None] | None = None, checkpoint_every: int | None = None,
-               resume: dict | None = None) -> tuple[list[BlockRun], bool]:
+               resume: dict | None = None, tracker=None) -> tuple[list[BlockRun], bool]:
     """Run the blocks ``indices`` (default: all) of a blocked refinement; returns them and whether Ctrl-C stopped it.
 
     Block ``b`` (``b = 0`` for an unblocked run) starts from ``z0 ~ N(0, I)`` drawn from its start seed
@@ -105,6 +108,7 @@ def run_blocks(energy: LatentEnergy, latent_shape: tuple[int, ...], options: Ref
     Blocks ``b < record_blocks`` (all when None) record every draw; the others keep only their final
     state.  ``checkpoint(state)`` receives the whole state of the blocks (finished ones and the
     current run) every ``checkpoint_every`` steps and after every block; ``resume`` is such a state.
+    ``tracker`` (a :class:`~latentmcmc.refinement.tracking.QualityTracker`) follows the first block.
     """
     o = options
     ranges = block_ranges(o.num_chains, o.block_size)
@@ -126,19 +130,24 @@ def run_blocks(energy: LatentEnergy, latent_shape: tuple[int, ...], options: Ref
         z0 = prior_draws(stop - start, tuple(latent_shape), start_seed, device, o.superchain_size)
         full = o.record_blocks is None or b < o.record_blocks
         block_resume = current["state"] if current is not None and current["block"] == b else False
+        follow = tracker is not None and b == indices[0]
+        if follow and not block_resume:
+            tracker.start(z0, 0 if o.warmup == "auto" else o.warmup)
         try:
             run = mcmc.run(z0, steps=o.steps, warmup=o.warmup, adapt=o.adapt and o.has_warmup and mcmc.has_step_size,
                            thin=o.thin, seed=seed, max_warmup=o.max_warmup, until=o.until, monitor_every=o.monitor_every,
                            progress=o.progress if len(indices) == 1 else False, keep_warmup=o.keep_warmup and full,
-                           record="full" if full else "last", stream=o.stream,
+                           record=o.record if full else "last", stream=o.stream,
                            checkpoint=(lambda payload, b=b: save({"block": b, "state": payload})) if checkpoint else None,
-                           checkpoint_every=checkpoint_every if checkpoint else None, resume=block_resume)
+                           checkpoint_every=checkpoint_every if checkpoint else None, resume=block_resume,
+                           observers=[tracker] if follow else None)
         except KeyboardInterrupt:
             if not done:
                 raise
             return done, True  # keep the blocks completed so far
-        done.append(BlockRun(b, z0, run.last, run.acceptance_rate, run.divergences, run.frozen, run.eps,
-                             run if full else None))
+        last = tracker.best_z if follow and o.keep == "best" and tracker.best_z is not None else run.last
+        done.append(BlockRun(b, z0, last, run.acceptance_rate, run.divergences, run.frozen, run.eps,
+                             run if full else None, run.log_weights))
         if run.extra.get("interrupted"):
             return done, True
         if checkpoint is not None:

@@ -49,6 +49,8 @@ def run_sharded(energy: LatentEnergy, latent_shape: tuple[int, ...], options: Re
     ``saving``: ``checkpoint``/``checkpoint_every``/``resume`` of :func:`run_blocks`, this rank's state.
     """
     rank, world = dist.get_rank(), dist.get_world_size()
+    if rank != 0:
+        saving.pop("tracker", None)  # rank 0 runs block 0, which the tracker follows
     if options.warmup == "auto" or options.until is not None:
         raise ValueError("warmup='auto' and stop rules need one block, so they do not run under torchrun")
     options = options.replace(block_size=options.block_size or math.ceil(options.num_chains / world),

@@ -25,6 +25,11 @@ class RefineOptions:
     ``prior`` is False); ``num_chains`` chains start from ``z0 ~ N(0, I)`` drawn from ``seed`` and run
     ``warmup`` then ``steps`` steps of ``sampler`` with ``sampler_options`` (eps, schedule, compile).
     ``block_size``/``record_blocks`` cut the chains into blocks (see :func:`~latentmcmc.refinement.refine`).
+    ``record="last"`` keeps only the final states (no ESS or R-hat); ``data_shape`` views the
+    generator's flat outputs as samples of that shape (figures, metrics).  ``track_every=k`` measures
+    the quality of ``track_chains`` chains every ``k`` steps; ``keep="best"`` returns the states at the
+    best tracked step of ``track_metric``.  ``resample`` replaces an annealed sampler's final states by
+    an importance resample under its AIS weights.
     ``superchains=K``: the chains form ``K`` superchains of ``num_chains / K`` chains that share their
     starting point, and the report adds nested R-hat (Margossian et al. 2024).  ``warmup="auto"`` adapts
     until eps settles (at most ``max_warmup`` steps); ``until_rhat``/``min_ess`` end the recorded phase
@@ -51,6 +56,13 @@ class RefineOptions:
     record_blocks: int | None = None
     superchains: int | None = None
     keep_warmup: bool = False
+    record: str = "full"
+    data_shape: tuple[int, ...] | None = None
+    track_every: int = 0
+    track_chains: int = 1000
+    track_metric: str | None = None
+    keep: str = "last"
+    resample: bool = False
     stream: int | None = None
     progress: bool | None = None
     device: str | torch.device | None = None
@@ -78,6 +90,29 @@ class RefineOptions:
             if self.block_size is not None and self.block_size < self.num_chains and self.block_size % size:
                 raise ValueError(f"block_size={self.block_size} must be a multiple of the superchain size {size} "
                                  f"(num_chains / superchains)")
+        if self.record not in ("full", "last"):
+            raise ValueError(f"record must be 'full' or 'last', got {self.record!r}")
+        if self.keep not in ("last", "best"):
+            raise ValueError(f"keep must be 'last' or 'best', got {self.keep!r}")
+        for name in ("track_every",):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be an integer >= 0 (0: no tracking), got {value!r}")
+        if isinstance(self.track_chains, bool) or not isinstance(self.track_chains, int) or self.track_chains < 2:
+            raise ValueError(f"track_chains must be an integer >= 2, got {self.track_chains!r}")
+        if self.keep == "best" and not self.track_every:
+            raise ValueError("keep='best' needs track_every (the best tracked step)")
+        if self.track_metric is not None:
+            from ..feature_metrics import METRIC_DIRECTIONS
+
+            if self.track_metric not in METRIC_DIRECTIONS:
+                raise ValueError(f"unknown track_metric {self.track_metric!r}; choose one of {', '.join(METRIC_DIRECTIONS)}")
+        if self.resample and not SAMPLERS[self.sampler].anneals:
+            raise ValueError(f"resample needs an annealed sampler (AIS weights); {self.sampler} has none")
+        if self.data_shape is not None and (not self.data_shape or any(int(d) < 1 for d in self.data_shape)):
+            raise ValueError(f"data_shape must be positive integers, got {self.data_shape!r}")
+        if self.keep == "best" and self.blocked:
+            raise ValueError("keep='best' keeps the states of one tracked step of every chain: it needs one block")
         if (self.warmup == "auto" or self.until_rhat is not None or self.min_ess is not None) and self.blocked:
             raise ValueError("warmup='auto' and stop rules (until_rhat, min_ess) end each run at its own step, so they "
                              "need one block: leave block_size unset (and run in one process)")
@@ -95,7 +130,7 @@ class RefineOptions:
 
         if self.until_rhat is None and self.min_ess is None:
             return None
-        return Until(rhat=self.until_rhat, min_ess=self.min_ess)
+        return Until(rhat=self.until_rhat, min_ess=self.min_ess, superchains=self.superchains)
 
     @property
     def has_warmup(self) -> bool:
@@ -105,6 +140,7 @@ class RefineOptions:
         """The options that define the draws (not progress, device or streaming), as plain data."""
         plain = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
                  if f.name not in ("progress", "device", "stream", "sampler_options", "monitor_every")}
+        plain["data_shape"] = None if self.data_shape is None else list(self.data_shape)
         plain.update({f"sampler.{k}": v for k, v in dataclasses.asdict(self.sampler_options).items()
                       if isinstance(v, (int, float, str, bool, type(None)))})
         return plain

@@ -16,21 +16,29 @@ __all__ = ["Refinement", "run_metrics", "assemble"]
 
 @dataclass
 class Refinement:
-    """A refinement run: the recorded chains, the starting and final latents and samples, and its metrics."""
+    """A refinement run: the recorded chains, the starting and final latents and samples, and its metrics.
+
+    ``z`` is every chain's final state (or its state at the best tracked step with ``keep="best"``,
+    or an importance resample with ``resample``); ``weights`` are an annealed sampler's normalised AIS
+    weights of the chains (of ``z`` before any resampling); ``tracking`` the rows of the quality
+    measured along the chain.
+    """
 
     chains: Chains  # the recorded run (the blocks that recorded their draws)
     z0: Tensor  # (num_chains, *latent_shape) prior draws every chain started from
     z: Tensor  # (num_chains, *latent_shape) every chain's final state
-    before: Tensor  # G(z0)
-    after: Tensor  # G(z)
+    before: Tensor  # G(z0), viewed as the data's shape
+    after: Tensor  # G(z), likewise
     metrics: dict[str, Any] = field(default_factory=dict)
     reference: Tensor | None = None  # data the generator was trained on, for plots (when known)
+    weights: Tensor | None = None  # (num_chains,) AIS weights, summing to 1 (annealed samplers)
+    tracking: list[dict[str, Any]] | None = None
 
 
-def run_metrics(chains: Chains, superchain_size: int = 1) -> dict[str, Any]:
+def run_metrics(chains: Chains, superchain_size: int | None = None) -> dict[str, Any]:
     """Acceptance, step size, divergences, ESS (bulk/tail, energy and worst coordinate) and R-hat of a run.
 
-    With ``superchain_size > 1`` (consecutive chains sharing a start), also nested R-hat.
+    With ``superchain_size`` (consecutive chains sharing a start), also nested R-hat.
     """
     from ..diagnostics import ess_rhat, rhat_nested
 
@@ -61,14 +69,14 @@ def run_metrics(chains: Chains, superchain_size: int = 1) -> dict[str, Any]:
             ess_bulk_energy=float(bulk_e), ess_tail_energy=float(tail_e), rhat_energy=float(rhat_e),
             ess_bulk_z_min=float(bulk_z.min()), ess_tail_z_min=float(tail_z.min()), rhat_z_max=float(rhat_z.max()),
         )
-        if superchain_size > 1 and chains.num_chains // superchain_size >= 2:
+        if superchain_size is not None and chains.num_chains // superchain_size >= 2:
             k = chains.num_chains // superchain_size
             m.update(superchains=k, rhat_nested_energy=float(rhat_nested(chains.energy, k)),
                      rhat_nested_z_max=float(rhat_nested(flat, k).max()))
     if chains.log_weights is not None:
         est = chains.log_normalizer()
-        m.update(log_normalizer=est.estimate, log_normalizer_stderr=est.stderr, importance_ess=est.importance_ess,
-                 pareto_k=est.pareto_k, log_normalizer_reliable=est.reliable)
+        m.update(log_normalizer=est.estimate, log_normalizer_stderr=est.stderr if est.reliable else None,
+                 importance_ess=est.importance_ess, pareto_k=est.pareto_k, log_normalizer_reliable=est.reliable)
     if chains.extra.get("interrupted"):
         m["interrupted"] = True
     for key in ("stopped_by", "warmup_settled", "online_rhat", "online_ess"):
@@ -95,10 +103,14 @@ def _generate(generator: nn.Module, z: Tensor, batch: int) -> Tensor:
 
 
 def assemble(blocks: list[BlockRun], generator: nn.Module, interrupted: bool = False, dataset=None,
-             extra_metrics: dict[str, Any] | None = None, superchain_size: int = 1) -> Refinement:
+             extra_metrics: dict[str, Any] | None = None, superchain_size: int | None = None, quality=None,
+             view=None, resample: bool = False, seed: int = 0, tracker=None) -> Refinement:
     """Blocks (in index order) -> one :class:`Refinement`: all final states, samples, metrics.
 
-    ESS and R-hat are computed over every chain of the blocks that recorded their draws.
+    ESS and R-hat are computed over every chain of the blocks that recorded their draws.  ``quality``
+    (samples -> metrics; default the data set's) measures the samples before and after, viewed by
+    ``view`` (e.g. a reshape to the data's shape).  With AIS weights the samples are also measured
+    after an importance resample (``after (resampled)``), which becomes the output with ``resample``.
     """
     blocks = sorted(blocks, key=lambda blk: blk.index)
     z0 = torch.cat([blk.z0 for blk in blocks])
@@ -108,8 +120,18 @@ def assemble(blocks: list[BlockRun], generator: nn.Module, interrupted: bool = F
         raise ValueError("no block recorded its draws (block 0 always does): pass the blocks in full")
     diagnostic = Chains.concat(recorded) if len(recorded) > 1 else recorded[0]
     batch = blocks[0].z0.shape[0]
-    before, after = _generate(generator, z0, batch), _generate(generator, z, batch)
+    view = view or (lambda x: x)
+    before, after = view(_generate(generator, z0, batch)), view(_generate(generator, z, batch))
     metrics = {**run_metrics(diagnostic, superchain_size), **(extra_metrics or {})}
+    weights = None
+    if all(blk.log_weights is not None for blk in blocks):
+        log_w = torch.cat([blk.log_weights for blk in blocks]).double()
+        if bool(torch.isfinite(log_w).any()):
+            weights = torch.softmax(log_w, 0)
+    picked = None
+    if weights is not None:
+        rng = torch.Generator().manual_seed(int(seed))
+        picked = torch.multinomial(weights.cpu(), weights.numel(), replacement=True, generator=rng).to(z.device)
     if len(blocks) > 1:
         acc = torch.cat([blk.acceptance_rate for blk in blocks])
         metrics.update(
@@ -124,10 +146,24 @@ def assemble(blocks: list[BlockRun], generator: nn.Module, interrupted: bool = F
     reason = unusable(metrics, int(z.shape[0]) * max(1, diagnostic.steps))
     if reason and not interrupted:
         metrics["unusable"] = reason
-    reference = None
-    if dataset is not None:
-        q_before, q_after = dataset.quality(before), dataset.quality(after)
+    reference = None if dataset is None else dataset.x
+    measure = quality if quality is not None else (dataset.quality if dataset is not None else None)
+    if measure is not None:
+        q_before, q_after = measure(before), measure(after)
         if q_before is not None:
-            metrics["quality"] = {"data": dataset.name, "before": q_before, "after": q_after}
-        reference = dataset.x
-    return Refinement(diagnostic, z0, z, before, after, metrics, reference)
+            name = getattr(quality, "name", None) or (dataset.name if dataset is not None else "quality")
+            metrics["quality"] = {"data": name, "before": _plain(q_before), "after": _plain(q_after)}
+            if picked is not None:
+                metrics["quality"]["after (resampled)"] = _plain(measure(after[picked]))
+    if resample and picked is not None:
+        z, after = z[picked], after[picked]
+        metrics["resampled"] = "the outputs are an importance resample of the final states under the AIS weights"
+    if tracker is not None:
+        metrics["tracking"] = tracker.summary()
+    return Refinement(diagnostic, z0, z, before, after, metrics, reference, weights,
+                      None if tracker is None else tracker.rows)
+
+
+def _plain(q: dict[str, Any]) -> dict[str, Any]:
+    """Quality metrics without their notes (which go to ``quality_notes``), None where not computable."""
+    return {k: v for k, v in q.items() if k != "notes"}

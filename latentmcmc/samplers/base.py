@@ -147,6 +147,7 @@ class Sampler:
         checkpoint: str | os.PathLike | Callable[[dict], None] | None = None,
         checkpoint_every: int | None = None,
         resume: bool | dict = False,
+        observers: list | None = None,
     ) -> Chains:
         """Run ``warmup`` steps (adapting eps by dual averaging when ``adapt``), then ``steps`` recorded steps.
 
@@ -184,6 +185,9 @@ class Sampler:
                 an uninterrupted run; a file written by other arguments is refused, naming the
                 difference.  (``checkpoint`` may also be a function that stores the state payload
                 itself, and ``resume`` that payload: what :func:`~latentmcmc.refinement.refine` does.)
+            observers: objects called with the driver's run every ``observer.every`` steps (warm-up
+                included), e.g. to measure sample quality along the chain; their ``state_dict`` (if
+                any) is checkpointed with the run.
         """
         rng = resolve_rng(rng, generator)
         if not self.has_step_size:
@@ -233,7 +237,7 @@ class Sampler:
         chains = sample(self.kernel, self.target, z0, eps, self.shared_eps, settings, rng, levels, type(self).__name__,
                         adapters=self.warmup_adapters,
                         restart_adaptation_at=self.adaptation_restart(settings.warmup, settings.adapt), until=until,
-                        checkpoint=write, checkpoint_every=checkpoint_every, resume_from=saved)
+                        checkpoint=write, checkpoint_every=checkpoint_every, resume_from=saved, observers=observers)
         chains.extra.update(self.run_extras())
         return chains
 

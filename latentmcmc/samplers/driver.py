@@ -157,8 +157,9 @@ class _Progress:
         if self.bar is None:
             return
         i = run.i
-        if self.bar.total != run.total:  # warm-up ended early (warmup="auto")
-            self.bar.total = run.total
+        total = run.i if run.done else run.total  # warm-up or sampling ended early (warmup="auto", stop rules)
+        if self.bar.total != total:
+            self.bar.total = total
         if not (i % self.every == 0 or run.done):
             return
         in_warmup = run.in_warmup or i == run.warm_end
@@ -221,7 +222,7 @@ class Run:
 
     def __init__(self, kernel: Kernel, target, z0: Tensor, eps: Tensor, shared_eps: bool, settings: RunSettings,
                  rng: torch.Generator, levels: Tensor | None, name: str, adapters=None,
-                 restart_adaptation_at: int | None = None, until: Until | None = None) -> None:
+                 restart_adaptation_at: int | None = None, until: Until | None = None, observers=None) -> None:
         s = self.settings = settings
         self.kernel, self.target, self.rng, self.levels, self.name = kernel, target, rng, levels, name
         self.shared_eps, self.restart_adaptation_at = shared_eps, restart_adaptation_at
@@ -239,9 +240,11 @@ class Run:
         self.main_rec = PhaseRecorder(self.state, s.steps, s.thin, store=s.record == "full", store_eps=False,
                                       track_mh=not kernel.calibrated, stream=s.stream)
         self.monitor = Monitor(self.state, s.steps, until, s.monitor_every) if (until or s.monitor_every) else None
+        self.observers = list(observers or [])  # called with the run every ``observer.every`` steps
         self.i = 0  # steps taken
         self.warm_end = s.warmup  # the first recorded step (earlier with warmup="auto")
         self.stopped_by: str | None = None
+        self.settled = False  # warmup="auto": eps settled before the cap
 
     @property
     def total(self) -> int:
@@ -284,7 +287,7 @@ class Run:
                 signal = _adaptation_signal(kernel, info)
                 self.eps = self.adapter.update(signal, ~state.frozen)
                 if self.settler is not None and self.settler.settled(i, signal, self.adapter):
-                    end, self.warm_end = True, i + 1
+                    end, self.warm_end, self.settled = True, i + 1, True
                 if end:
                     self.eps = self.adapter.final()
             if end:
@@ -297,6 +300,9 @@ class Run:
                 if self.monitor.due() and self.monitor.check():
                     self.stopped_by = self.monitor.stopped_by
         self.i += 1
+        for observer in self.observers:
+            if self.i % observer.every == 0:
+                observer(self)
 
     # -------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict[str, Any]:
@@ -304,7 +310,7 @@ class Run:
         self.warm_rec.flush()
         self.main_rec.flush()
         return {
-            "i": self.i, "warm_end": self.warm_end, "stopped_by": self.stopped_by,
+            "i": self.i, "warm_end": self.warm_end, "stopped_by": self.stopped_by, "settled": self.settled,
             "state": {k: v for k, v in self.state._asdict().items()},
             "eps": self.eps, "rng": self.rng.get_state(),
             "evaluations": tuple(self.evaluations),
@@ -315,11 +321,13 @@ class Run:
             "log_weights": self.log_weights, "level_prev": self.level_prev,
             "warm_rec": self.warm_rec.state_dict(), "main_rec": self.main_rec.state_dict(),
             "monitor": None if self.monitor is None else self.monitor.state_dict(),
+            "observers": [o.state_dict() if hasattr(o, "state_dict") else None for o in self.observers],
         }
 
     def load_state_dict(self, d: dict[str, Any]) -> None:
         device = self.state.z.device
         self.i, self.warm_end, self.stopped_by = int(d["i"]), int(d["warm_end"]), d["stopped_by"]
+        self.settled = bool(d.get("settled", False))
         self.state = SamplerState(**{k: None if v is None else v.to(device) for k, v in d["state"].items()})
         self.eps = d["eps"].to(device)
         self.rng.set_state(d["rng"])
@@ -340,6 +348,9 @@ class Run:
         self.main_rec.load_state_dict(d["main_rec"])
         if self.monitor is not None and d["monitor"] is not None:
             self.monitor.load_state_dict(d["monitor"])
+        for observer, saved in zip(self.observers, d.get("observers", [])):
+            if saved is not None and hasattr(observer, "load_state_dict"):
+                observer.load_state_dict(saved)
 
     # -------------------------------------------------------------- result
     def chains(self, interrupted: bool = False) -> Chains:
@@ -364,7 +375,7 @@ class Run:
         if self.monitor is not None and self.monitor.last is not None:
             chains.extra["online_rhat"], chains.extra["online_ess"] = self.monitor.last
         if s.auto_warmup:
-            chains.extra["warmup_settled"] = self.warm_end < s.warmup
+            chains.extra["warmup_settled"] = self.settled
         return chains
 
 
@@ -382,7 +393,7 @@ def sample(kernel: Kernel, target, z0: Tensor, eps: Tensor, shared_eps: bool, se
            rng: torch.Generator, levels: Tensor | None, name: str, adapters=None,
            restart_adaptation_at: int | None = None, until: Until | None = None,
            checkpoint: Callable[[Run], None] | None = None, checkpoint_every: int | None = None,
-           resume_from: dict | None = None) -> Chains:
+           resume_from: dict | None = None, observers=None) -> Chains:
     """Run ``settings.warmup`` then ``settings.steps`` steps of ``kernel`` from ``z0``; return what was recorded.
 
     See :class:`Run` for the arguments and :meth:`~latentmcmc.samplers.Sampler.run` for the rest.
@@ -390,7 +401,7 @@ def sample(kernel: Kernel, target, z0: Tensor, eps: Tensor, shared_eps: bool, se
     :meth:`Run.state_dict` it saves; ``resume_from`` is such a state to continue from.
     """
     run = Run(kernel, target, z0, eps, shared_eps, settings, rng, levels, name, adapters, restart_adaptation_at,
-              until)
+              until, observers)
     if resume_from is not None:
         run.load_state_dict(resume_from)
     progress = _Progress(run.total, settings.progress, name, initial=run.i)

@@ -22,6 +22,8 @@ class Until:
     """Stop rules for the recorded phase: ``rhat`` (max rank R-hat at most this) and ``min_ess`` (min bulk ESS).
 
     Both are measured on the energy and the monitored coordinates; a rule left None is not required.
+    With ``superchains`` (chains in that many consecutive groups that share their starting point) the
+    R-hat is nested R-hat (Margossian et al. 2024) over the monitored whole superchains.
     ``check_every`` recorded steps between checks (at least 8 draws are needed); ``steps`` of
     :meth:`~latentmcmc.samplers.Sampler.run` is the cap.  ``chains`` and ``coordinates`` bound the
     cost of a check.
@@ -32,6 +34,7 @@ class Until:
     check_every: int = 50
     chains: int = 4096
     coordinates: int = 16
+    superchains: int | None = None  # consecutive groups of chains sharing a start: the rule uses nested R-hat
 
     def __post_init__(self) -> None:
         if self.rhat is None and self.min_ess is None:
@@ -46,7 +49,8 @@ class Until:
                 raise ValueError(f"until {name} must be an integer >= 1, got {value!r}")
 
     def describe(self) -> str:
-        parts = ([f"R-hat <= {self.rhat:g}"] if self.rhat is not None else []) + (
+        which = "nested R-hat" if self.superchains else "R-hat"
+        parts = ([f"{which} <= {self.rhat:g}"] if self.rhat is not None else []) + (
             [f"ESS >= {self.min_ess:g}"] if self.min_ess is not None else [])
         return " and ".join(parts)
 
@@ -57,7 +61,13 @@ class Monitor:
     def __init__(self, state, steps: int, until: Until | None, check_every: int) -> None:
         self.until = until
         self.every = until.check_every if until is not None else check_every
-        self.m = min(state.z.shape[0], until.chains if until else 4096)
+        chains = state.z.shape[0]
+        self.m = min(chains, until.chains if until else 4096)
+        self.groups = None
+        if until is not None and until.superchains:
+            size = chains // until.superchains
+            self.m = max(2 * size, self.m // size * size)  # whole superchains, at least two
+            self.groups = self.m // size
         k = min(state.z[0].numel(), until.coordinates if until else 16)
         self.k = k
         self.buffer = torch.empty((self.m, steps, k + 1), dtype=state.energy.dtype, device=state.z.device)
@@ -82,6 +92,10 @@ class Monitor:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             bulk, _, r = ess_rhat(self.buffer[:, : self.count])
+            if self.groups is not None:
+                from ..diagnostics.convergence import rhat_nested
+
+                r = rhat_nested(self.buffer[:, : self.count], self.groups)
         worst_rhat = float(torch.nan_to_num(r, nan=float("inf")).max()) if self.m > 1 else float("nan")
         least_ess = float(torch.nan_to_num(bulk, nan=0.0).min())
         self.last = (worst_rhat, least_ess)
@@ -90,7 +104,8 @@ class Monitor:
             return False
         ok = (u.rhat is None or worst_rhat <= u.rhat) and (u.min_ess is None or least_ess >= u.min_ess)
         if ok:
-            self.stopped_by = (f"until {u.describe()}: R-hat {worst_rhat:.4f}, ESS {least_ess:.0f} after "
+            which = "nested R-hat" if self.groups is not None else "R-hat"
+            self.stopped_by = (f"until {u.describe()}: {which} {worst_rhat:.4f}, ESS {least_ess:.0f} after "
                                f"{self.count} recorded steps")
         return ok
 

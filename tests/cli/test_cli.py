@@ -339,7 +339,7 @@ def test_tampered_checkpoint_is_refused_without_running_it(tmp_path, capsys):
 
 def test_bare_command_prints_the_help_and_no_empty_error(capsys):
     code, out, err = run_cli(capsys)
-    assert code == 2 and "Usage: latentmcmc" in out and "error" not in err
+    assert code == 0 and "Usage: latentmcmc" in out and "error" not in err  # help, nothing wrong
 
 
 def test_version(capsys):
@@ -381,7 +381,7 @@ def test_ctrl_c_during_warmup_leaves_earlier_outputs_intact(ckpt, refined, tmp_p
     before = snapshot(out)
     _interrupt_after(monkeypatch, 3)  # warm-up is 8 steps
     code, _, err = run_cli(capsys, "refine", ckpt, *FAST_REFINE, "--out", out)
-    assert code == 130 and "nothing was written" in err
+    assert code == 130 and "no outputs were written" in err
     assert snapshot(out) == before
 
 
@@ -457,7 +457,7 @@ def test_a_run_where_every_transition_diverged_exits_3_and_says_so(ckpt, tmp_pat
     code, out, _ = run_cli(capsys, "refine", ckpt, "--eps", "1e12", "--no-adapt", *FAST_REFINE, "--no-figures",
                            "--out", tmp_path / "bad")
     assert code == 3 and "UNUSABLE: every recorded transition diverged" in out
-    assert "R-hat > 1.01" not in out  # no hint that pretends the run mixed
+    assert "R-hat > 1.01" not in out and "ESS bulk" not in out  # no numbers that pretend the run mixed
     metrics = json.loads((tmp_path / "bad" / "metrics.json").read_text())
     assert metrics["unusable"] == "every recorded transition diverged"  # the outputs are written, flagged
 
@@ -478,7 +478,7 @@ def test_messages_for_files_passed_in_the_wrong_place(ckpt, refined, exported, t
     code, _, err = run_cli(capsys, "diagnose", refined)
     assert_one_line_error(code, err, "is a directory, not a saved run", "run.nc")
     code, _, err = run_cli(capsys, "train", "--latent-dim", "0", "--out", tmp_path / "c.pt")
-    assert_one_line_error(code, err, "latent_dim must be >= 1")
+    assert_one_line_error(code, err, "--latent-dim must be >= 1")
     assert not (tmp_path / "x").exists() and not (tmp_path / "c.pt").exists()
 
 
@@ -500,3 +500,24 @@ def test_terminal_colour_codes_never_reach_error_lines():
     from latentmcmc.cli.app import _one_line
 
     assert _one_line("\x1b[31mshape\x1b[0m mismatch\n  here") == "shape mismatch here"
+
+
+def test_ctrl_c_keeps_the_run_state_for_resume(ckpt, tmp_path, monkeypatch, capsys):
+    _interrupt_after(monkeypatch, 8 + 7)  # in sampling, right after the checkpoint at step 15
+    out = tmp_path / "run"
+    code, _, err = run_cli(capsys, "refine", ckpt, *FAST_REFINE, "--checkpoint-every", "5", "--no-figures", "--out", out)
+    assert code == 130 and (out / ".latentmcmc-resume.pt").exists() and "--resume to continue" in err
+    monkeypatch.undo()
+    code, _, err = run_cli(capsys, "refine", ckpt, *FAST_REFINE, "--checkpoint-every", "5", "--no-figures", "--resume",
+                           "--out", out)
+    assert code == 0, err
+    assert not (out / ".latentmcmc-resume.pt").exists() and "step 15" in (out / "resume.log").read_text()
+
+
+def test_files_of_other_kinds_passed_as_a_checkpoint_are_named(refined, tmp_path, capsys):
+    code, _, err = run_cli(capsys, "refine", refined / "samples.npz", "--out", tmp_path / "x")
+    assert_one_line_error(code, err, "is a NumPy archive")
+    code, _, err = run_cli(capsys, "refine", refined / "metrics.json", "--out", tmp_path / "x")
+    assert_one_line_error(code, err, "is a JSON file")
+    code, _, err = run_cli(capsys, "diagnose", refined / "samples.npz")
+    assert_one_line_error(code, err, "is not a run saved by latentmcmc (a run.nc NetCDF file or a .zarr store)")

@@ -54,9 +54,12 @@ def test_auto_warmup_ends_once_eps_has_settled():
     assert chains.extra["warmup_settled"] and 100 <= chains.warmup < 2000 and chains.warmup % 50 == 0
     assert chains.warmup_draws.shape[1] == chains.warmup
     assert abs(float(chains.acceptance_rate.mean()) - 0.574) < 0.05
-    capped = MALA(gaussian_energy(mean, cov), eps=1e-4).run(z0(256, 5), steps=10, warmup="auto", max_warmup=100,
+    capped = MALA(gaussian_energy(mean, cov), eps=1e-8).run(z0(256, 5), steps=10, warmup="auto", max_warmup=100,
                                                             seed=4)
-    assert capped.warmup == 100 and not capped.extra["warmup_settled"]  # eps still climbing from 1e-4
+    assert capped.warmup == 100 and not capped.extra["warmup_settled"]  # eps still climbing from 1e-8
+    at_cap = MALA(gaussian_energy(mean, cov), eps=0.3).run(z0(256, 5), steps=10, warmup="auto", max_warmup=100,
+                                                           seed=4)
+    assert at_cap.warmup == 100 and at_cap.extra["warmup_settled"]  # settled at the last window, which is the cap
     with pytest.raises(ValueError, match="warmup='auto'"):
         AnnealedMALA(ENERGY).run(z0(), steps=5, warmup="auto")
     with pytest.raises(ValueError, match="no eps"):
