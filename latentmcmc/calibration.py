@@ -45,6 +45,7 @@ def calibrate(generator: nn.Module, energy_critic: nn.Module, latent_shape: tupl
     m = min(n, real.shape[0])
     idx = torch.randperm(real.shape[0], generator=g)[:m]
     fake = torch.cat([generator(torch.randn(1000, *latent_shape, generator=g).to(device)) for _ in range(-(-m // 1000))])[:m]
+    real = real.reshape(real.shape[0], *fake.shape[1:])  # data viewed in another shape: the critic reads G's
     realness = torch.cat([-energy_critic(real[idx].to(device)).reshape(-1),
                           -energy_critic(fake).reshape(-1)]).double().cpu().numpy()[:, None]
     labels = [1] * m + [0] * m

@@ -131,8 +131,12 @@ def compare(generator: nn.Module, critic: nn.Module, latent_shape: tuple[int, ..
             budget: int = 400, beta: float = 1.0, num_chains: int = 2000, seed: int = 0, dataset=None,
             critic_sign: float = 1.0, critic_output: str | None = None, device: str | torch.device = "cpu",
             grid_points: int = 801,
-            sampler_options=None, progress=None) -> Comparison:
-    """Run ``methods`` (names of :data:`~latentmcmc.methods.METHODS`) on one model; see the module docstring."""
+            sampler_options=None, progress=None, quality=None, data_shape: tuple[int, ...] | None = None) -> Comparison:
+    """Run ``methods`` (names of :data:`~latentmcmc.methods.METHODS`) on one model; see the module docstring.
+
+    ``quality`` (e.g. a :class:`~latentmcmc.feature_metrics.FeatureQuality`) replaces the data set's
+    metrics; ``data_shape`` views the generator's outputs as samples of that shape.
+    """
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise ValueError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
@@ -146,9 +150,14 @@ def compare(generator: nn.Module, critic: nn.Module, latent_shape: tuple[int, ..
     device = torch.device(device)
     problem = Problem(generator, critic, tuple(latent_shape), beta=beta, critic_sign=critic_sign,
                       critic_output=critic_output,
-                      real=None if dataset is None else dataset.x, sampler_options=sampler_options or SamplerOptions())
+                      real=dataset.x if dataset is not None else getattr(quality, "reference", None),
+                      sampler_options=sampler_options or SamplerOptions())
     start_seed, method_seed = stream_seeds(seed)
     z0 = prior_draws(num_chains, tuple(latent_shape), start_seed, device)
+    from .refinement import data_view
+
+    view = data_view(generator, tuple(latent_shape), data_shape, device) or (lambda x: x)
+    measure = quality if quality is not None else (dataset.quality if dataset is not None else None)
     exact = None
     if tuple(latent_shape) == (2,):
         exact = ExactReference(problem, dataset, num_chains, grid_points)
@@ -160,16 +169,18 @@ def compare(generator: nn.Module, critic: nn.Module, latent_shape: tuple[int, ..
         if bar is not None:
             bar.set_postfix(method=name, refresh=True)
         run = METHODS[name].run(problem, z0, budget, method_seed)
-        x = _generate(generator, run.z)
-        quality = dataset.quality(x) if dataset is not None else None
-        rows[name] = _row(name, run, problem, dataset, exact, quality)
+        x = view(_generate(generator, run.z))
+        q = measure(x) if measure is not None else None
+        rows[name] = _row(name, run, problem, dataset, exact, None if q is None else
+                          {k: v for k, v in q.items() if k != "notes"})
         samples[name] = x.detach().cpu()
         if bar is not None:
             bar.update(1)
     if bar is not None:
         bar.close()
     settings = {"budget": budget, "beta": beta, "chains": num_chains, "seed": seed, "latent_shape": list(latent_shape),
-                "calibrated": problem.calibration.fitted, "calibration_slope": problem.calibration.slope}
+                "calibrated": problem.calibration.fitted, "calibration_slope": problem.calibration.slope,
+                "quality": getattr(quality, "name", None) or (dataset.name if dataset is not None else None)}
     if exact is not None:
         settings.update(exact_distance=exact.kind, exact_log_z=exact.grid.log_z, tv_floor_mean=exact.floor[0],
                         tv_floor_95=exact.floor[1])
@@ -189,14 +200,14 @@ def comparison_table(result: Comparison) -> str:
     s = result.settings
     rows = list(result.rows.values())
     metric_names = list(rows[0]["quality"]) if rows and rows[0].get("quality") else []
-    head = f"{'method':<18}" + "".join(f"{m:>9}" for m in metric_names)
+    head = f"{'method':<18}" + "".join(f"{m:>10}" for m in metric_names)
     if "exact_distance" in s:
         head += f"{'TV-exact':>9}"
     head += f"{'accept':>8}{'jump':>7}{'ESS/kpass':>10}{'passes':>8}{'seconds':>9}"
     lines = [f"budget {s['budget']} passes per sample, beta {s['beta']}, {s['chains']} chains, seed {s['seed']}"
              + ("" if s["calibrated"] else "; MH-GAN/DRS/DOT use the uncalibrated critic (no real data)"), head]
     for r in rows:
-        line = f"{r['method']:<18}" + "".join(_fmt(r["quality"].get(m), 9) for m in metric_names)
+        line = f"{r['method']:<18}" + "".join(_fmt(r["quality"].get(m), 10) for m in metric_names)
         if "exact_distance" in s:
             line += _fmt(r.get("tv_to_exact"), 9)
         line += _fmt(r.get("acceptance"), 8, 2) + _fmt(r.get("jump_rate"), 7, 2) + _fmt(r.get("ess_per_kpass"), 10, 1)

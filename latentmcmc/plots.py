@@ -100,8 +100,12 @@ def samples_figure(before: Tensor, after: Tensor, reference: Tensor | None = Non
 def quality_figure(rows: list[dict], tracking: dict) -> Figure:
     """Each tracked quality metric against the step, with the prior and the truncation trick as reference lines."""
     metrics = [k for k in rows[0] if k not in ("step", "phase") and any(r.get(k) is not None for r in rows)]
-    fig = Figure(figsize=(4.2 * max(1, len(metrics)), 3.6), layout="constrained")
-    axes = fig.subplots(1, max(1, len(metrics)), squeeze=False)[0]
+    cols = min(4, max(1, len(metrics)))
+    grid_rows = math.ceil(max(1, len(metrics)) / cols)
+    fig = Figure(figsize=(4.2 * cols, 3.4 * grid_rows), layout="constrained")
+    axes = fig.subplots(grid_rows, cols, squeeze=False).ravel()
+    for ax in axes[len(metrics):]:
+        ax.set_visible(False)
     steps = np.array([r["step"] for r in rows])
     reference = tracking.get("reference", {})
     for ax, name in zip(axes, metrics):

@@ -45,6 +45,14 @@ def compare_command(
     local_steps: int = typer.Option(3, help="ex2mcmc, flex2mcmc: MALA steps after each global move."),
     leapfrog_steps: int = typer.Option(10, help="hmc: leapfrog steps per trajectory."),
     grid_points: int = typer.Option(801, help="2-D latents: grid points per axis of the exact target."),
+    data_shape: Optional[str] = typer.Option(None, help="View the generator's output as samples of this shape, e.g. "
+                                                         "1,28,28  \\[default: as output]", show_default=False),
+    features: Optional[Path] = typer.Option(None, help="A feature extractor saved with torch.export: FD, KID, "
+                                                       "precision/recall, density/coverage against --reference",
+                                            show_default=False),
+    reference: Optional[Path] = typer.Option(None, help="Reference samples (.npz) for --features", show_default=False),
+    classifier: Optional[Path] = typer.Option(None, help="A classifier saved with torch.export for the Inception Score",
+                                              show_default=False),
     device: str = typer.Option("cpu", help="cpu, cuda or cuda:N."),
     out: Path = typer.Option(Path("compare"), help="Output directory: compare.json and compare.png."),
     figures: bool = flag(True, "--figures/--no-figures", help="Write compare.png."),
@@ -60,7 +68,8 @@ def compare_command(
     from ..compare import compare, comparison_figure, comparison_table, default_methods
     from ..report import check_writable, staged_outputs, write_json
     from ..samplers.registry import SamplerOptions
-    from .refine import load_target, warn_critic_output
+    from .common import parse_shape
+    from .refine import load_feature_quality, load_target, warn_critic_output
 
     names = list(default_methods()) if methods is None else [m.strip() for m in methods.split(",") if m.strip()]
     unknown = [m for m in names if m not in METHODS]
@@ -81,9 +90,14 @@ def compare_command(
     g, u, shape, dataset = load_target(checkpoint, generator, critic, latent_shape, dev)
     if critic is not None:  # a model trained elsewhere (latentmcmc's own critics output energies)
         warn_critic_output(g, u, shape, critic_output, critic_sign, dev)
+    if (features is None) != (reference is None):
+        raise CommandError("--features and --reference go together (an extractor and the samples to compare with)")
+    view_shape = parse_shape(data_shape) if data_shape else None
+    quality = load_feature_quality(features, reference, classifier, g, shape, view_shape, dev) if features else None
     options = SamplerOptions(eps=eps, candidates=candidates, local_steps=local_steps, leapfrog_steps=leapfrog_steps)
     result = compare(g, u, shape, names, budget=budget, beta=beta, num_chains=chains, seed=seed, dataset=dataset,
-                     critic_sign=critic_sign, critic_output=critic_output, device=dev, grid_points=grid_points, sampler_options=options,
+                     critic_sign=critic_sign, critic_output=critic_output, device=dev, quality=quality,
+                     data_shape=view_shape, grid_points=grid_points, sampler_options=options,
                      progress=progress_flag(quiet))
     source = str(checkpoint) if checkpoint is not None else f"{generator} + {critic}"
     with staged_outputs(out) as staging:

@@ -189,8 +189,9 @@ def refine_command(
                                              show_default=False),
     classifier: Optional[Path] = typer.Option(None, help="A classifier saved with torch.export (x -> logits) for the "
                                                          "Inception Score", show_default=False),
-    track_every: int = typer.Option(0, help="Measure the quality of --track-chains chains every N steps (warm-up "
-                                            "included): quality.csv and quality.png (0: off)."),
+    track_every: Optional[int] = typer.Option(None, help="Measure the quality of --track-chains chains every N steps "
+                                                         "(warm-up included): quality.csv and quality.png  "
+                                                         "\\[default: off]", show_default=False),
     track_chains: int = typer.Option(1000, help="Chains whose quality --track-every measures."),
     track_metric: Optional[str] = typer.Option(None, help="The tracked metric that decides the best step  \\[default: "
                                                           "fd, else kid, else hq_fraction]", show_default=False),
@@ -255,9 +256,11 @@ def refine_command(
         check_choice("--critic-output", critic_output, CRITIC_OUTPUTS, "critic output")
     check_choice("--keep", keep, ("last", "best"), "choice")
     check_choice("--record", record, ("full", "last"), "choice")
-    if track_every < 0 or track_chains < 2:
-        raise CommandError(f"--track-every must be >= 1 (0: off) and --track-chains >= 2, got {track_every} and "
-                           f"{track_chains}")
+    if track_every is not None and track_every < 1:
+        raise CommandError(f"--track-every must be >= 1 (steps between measurements), got {track_every}")
+    if track_chains < 2:
+        raise CommandError(f"--track-chains must be >= 2, got {track_chains}")
+    track_every = track_every or 0
     if keep == "best" and not track_every:
         raise CommandError("--keep best keeps the states at the best tracked step: give --track-every N")
     if (features is None) != (reference is None):
