@@ -110,7 +110,7 @@ class SamplerMethod:
     """A named sampler run for as many steps as the budget buys; half of them warm-up (adaptation or annealing).
 
     The per-step cost is measured on a one-step run of two chains.  Annealed samplers' final states
-    are resampled by their AIS weights (multinomial), so that the output is a sample of the target.
+    are resampled by their AIS weights (systematic resampling), so that the output is a sample of the target.
     """
 
     exact = True
@@ -146,9 +146,9 @@ class SamplerMethod:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
                 notes["weights_reliable"] = chains.log_normalizer().reliable
-            rng = torch.Generator(device=z.device).manual_seed(seed)
-            pick = torch.multinomial(chains.importance_weights().to(z.device), z.shape[0], replacement=True,
-                                     generator=rng)
+            from .diagnostics.importance import systematic_resample
+
+            pick = systematic_resample(chains.importance_weights(), torch.Generator().manual_seed(seed)).to(z.device)
             z, notes["resampled"] = z[pick], "by AIS weights"
         return MethodRun(z, chains.evaluations, seconds, chains, notes)
 

@@ -211,6 +211,8 @@ def format_table(metrics: dict[str, Any]) -> str:
            f"{metrics['evaluations']['backward']} backward"
            + (f" ({_per_step(metrics):.1f} per step)" if _per_step(metrics) is not None else "")]
           if "evaluations" in metrics else []),
+        *([f"{'steps in compiled blocks':<28}{metrics['fused_steps']} per chain (--fuse)"]
+          if metrics.get("fused_steps") else []),
         *([f"{'trajectory length (ChEES)':<28}{metrics['trajectory_length']:.3g}"]
           if metrics.get("trajectory_length") is not None else []),
         f"{'divergences':<28}{metrics.get('divergences', 0)}",

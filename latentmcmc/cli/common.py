@@ -127,6 +127,21 @@ def described(table) -> str:
     return "; ".join(f"{name}: {entry.summary}" for name, entry in table.items())
 
 
+def parse_fuse(text: str) -> int | str:
+    """``--fuse``: one of :data:`~latentmcmc.samplers.fused.FUSE_CHOICES` or a block length >= 2."""
+    from ..samplers.fused import FUSE_CHOICES
+
+    if text in FUSE_CHOICES:
+        return text
+    try:
+        block = int(text)
+    except ValueError:
+        block = 0
+    if block < 2:
+        raise CommandError(f"--fuse must be one of {choices(FUSE_CHOICES)} or a block length >= 2, got {text!r}")
+    return block
+
+
 def check_choice(option: str, value: str, table, what: str) -> str:
     """``value`` if it names an entry of ``table``; else a CommandError listing the choices."""
     if value not in table:

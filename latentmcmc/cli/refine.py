@@ -23,6 +23,7 @@ from .common import (
     exit_for,
     flag,
     live_help,
+    parse_fuse,
     parse_shape,
     progress_flag,
 )
@@ -176,6 +177,9 @@ def refine_command(
                                                 show_default=False),
     compile_mode: str = typer.Option("off", "--compile", help="Compile the energy's forward+backward with "
                                      f"torch.compile: {choices(COMPILE_CHOICES)} (reduce-overhead: CUDA graphs)."),
+    fuse: str = typer.Option("auto", help="Run blocks of steps as one compiled graph: auto (when the run is big "
+                                          "enough to repay compiling: >= 400 steps and 20M chain-steps, 200k on "
+                                          "CUDA), on (blocks of 10), off, or a block length."),
     stream_draws: Optional[int] = typer.Option(None, help="Keep the recorded draws in host memory, copied from the "
                                                          "GPU every N draws (GPU memory then holds N draws)  "
                                                          "\\[default: on the device]", show_default=False),
@@ -242,6 +246,7 @@ def refine_command(
     if record_blocks is not None and record_blocks < 1:
         raise CommandError(f"--record-blocks must be >= 1, got {record_blocks}")
     check_choice("--compile", compile_mode, COMPILE_CHOICES, "mode")
+    fuse_value = parse_fuse(fuse)
     _warn_ignored(sampler, {"candidates": (candidates, 10), "local_steps": (local_steps, 3),
                             "leapfrog_steps": (leapfrog_steps, 10), "chees": (chees, False), "flow_lr": (flow_lr, 1e-3),
                             "schedule": (schedule, "linear"), "eps": (eps, 0.01)})
@@ -287,7 +292,7 @@ def refine_command(
         superchains=superchains, max_warmup=max_warmup, until_rhat=until_rhat, min_ess=min_ess,
         monitor_every=monitor_every, data_shape=view_shape, track_every=track_every, track_chains=track_chains,
         track_metric=track_metric, keep=keep, resample=resample, record=record,
-        keep_warmup=keep_warmup, stream=stream_draws, progress=progress_flag(quiet), device=dev,
+        keep_warmup=keep_warmup, stream=stream_draws, progress=progress_flag(quiet), device=dev, fuse=fuse_value,
     ).replace(eps=eps, schedule=schedule, compile=False if compile_mode == "off" else compile_mode,
               candidates=candidates, local_steps=local_steps, leapfrog_steps=leapfrog_steps, chees=chees,
               flow_lr=flow_lr)

@@ -2,7 +2,12 @@
 
 from .acceptance import AcceptanceSummary, acceptance_summary, running_acceptance
 from .convergence import ess, ess_rhat, mcse, rhat, rhat_nested
-from .importance import importance_ess, pareto_k, pareto_k_threshold
+from .importance import (
+    importance_ess,
+    pareto_k,
+    pareto_k_threshold,
+    systematic_resample,
+)
 from .summary import hdi, summary
 
-__all__ = ["ess", "ess_rhat", "rhat", "rhat_nested", "mcse", "importance_ess", "pareto_k", "pareto_k_threshold", "hdi", "summary", "acceptance_summary", "running_acceptance", "AcceptanceSummary"]
+__all__ = ["ess", "ess_rhat", "rhat", "rhat_nested", "mcse", "importance_ess", "pareto_k", "pareto_k_threshold", "systematic_resample", "hdi", "summary", "acceptance_summary", "running_acceptance", "AcceptanceSummary"]

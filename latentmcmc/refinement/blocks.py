@@ -140,7 +140,7 @@ def run_blocks(energy: LatentEnergy, latent_shape: tuple[int, ...], options: Ref
                            record=o.record if full else "last", stream=o.stream,
                            checkpoint=(lambda payload, b=b: save({"block": b, "state": payload})) if checkpoint else None,
                            checkpoint_every=checkpoint_every if checkpoint else None, resume=block_resume,
-                           observers=[tracker] if follow else None)
+                           observers=[tracker] if follow else None, fuse=o.fuse)
         except KeyboardInterrupt:
             if not done:
                 raise

@@ -29,7 +29,8 @@ class RefineOptions:
     generator's flat outputs as samples of that shape (figures, metrics).  ``track_every=k`` measures
     the quality of ``track_chains`` chains every ``k`` steps; ``keep="best"`` returns the states at the
     best tracked step of ``track_metric``.  ``resample`` replaces an annealed sampler's final states by
-    an importance resample under its AIS weights.
+    an importance resample under its AIS weights.  ``fuse`` runs blocks of steps as one compiled call
+    (:mod:`latentmcmc.samplers.fused`; ``"auto"``: when the run is big enough to repay compiling).
     ``superchains=K``: the chains form ``K`` superchains of ``num_chains / K`` chains that share their
     starting point, and the report adds nested R-hat (Margossian et al. 2024).  ``warmup="auto"`` adapts
     until eps settles (at most ``max_warmup`` steps); ``until_rhat``/``min_ess`` end the recorded phase
@@ -63,11 +64,15 @@ class RefineOptions:
     track_metric: str | None = None
     keep: str = "last"
     resample: bool = False
+    fuse: bool | int | str = "auto"
     stream: int | None = None
     progress: bool | None = None
     device: str | torch.device | None = None
 
     def __post_init__(self) -> None:
+        from ..samplers.fused import resolve_fuse
+
+        resolve_fuse(self.fuse)  # a ValueError naming a bad value
         if self.sampler not in SAMPLERS:
             raise ValueError(f"unknown sampler {self.sampler!r}; choose one of {', '.join(SAMPLERS)}")
         if self.warmup != "auto":

@@ -79,7 +79,7 @@ def run_metrics(chains: Chains, superchain_size: int | None = None) -> dict[str,
                  importance_ess=est.importance_ess, pareto_k=est.pareto_k, log_normalizer_reliable=est.reliable)
     if chains.extra.get("interrupted"):
         m["interrupted"] = True
-    for key in ("stopped_by", "warmup_settled", "online_rhat", "online_ess"):
+    for key in ("stopped_by", "warmup_settled", "online_rhat", "online_ess", "fused_steps"):
         if key in chains.extra:
             m[key] = chains.extra[key]
     reason = unusable(m, chains.num_chains * max(1, chains.steps))
@@ -110,7 +110,7 @@ def assemble(blocks: list[BlockRun], generator: nn.Module, interrupted: bool = F
     ESS and R-hat are computed over every chain of the blocks that recorded their draws.  ``quality``
     (samples -> metrics; default the data set's) measures the samples before and after, viewed by
     ``view`` (e.g. a reshape to the data's shape).  With AIS weights the samples are also measured
-    after an importance resample (``after (resampled)``), which becomes the output with ``resample``.
+    after a systematic importance resample (``after (resampled)``), which becomes the output with ``resample``.
     """
     blocks = sorted(blocks, key=lambda blk: blk.index)
     z0 = torch.cat([blk.z0 for blk in blocks])
@@ -130,8 +130,9 @@ def assemble(blocks: list[BlockRun], generator: nn.Module, interrupted: bool = F
             weights = torch.softmax(log_w, 0)
     picked = None
     if weights is not None:
-        rng = torch.Generator().manual_seed(int(seed))
-        picked = torch.multinomial(weights.cpu(), weights.numel(), replacement=True, generator=rng).to(z.device)
+        from ..diagnostics.importance import systematic_resample
+
+        picked = systematic_resample(weights, torch.Generator().manual_seed(int(seed))).to(z.device)
     if len(blocks) > 1:
         acc = torch.cat([blk.acceptance_rate for blk in blocks])
         metrics.update(

@@ -20,6 +20,7 @@ from .driver import (
     make_rng,
     sample,
 )
+from .fused import FusedBlock
 from .kernel import Kernel, SamplerState, StepInfo
 from .monitor import Until
 from .resume import check_fingerprint, fingerprint, load_state, save_state
@@ -37,7 +38,8 @@ class Sampler:
 
     ``compile`` (False, True or a ``torch.compile`` mode such as ``"reduce-overhead"`` for CUDA
     graphs) compiles the energy's forward and backward pass; see :func:`~latentmcmc.energy.compile_target`
-    for what stays equal to the eager run.
+    for what stays equal to the eager run.  ``run(fuse=...)`` compiles whole blocks of steps instead
+    (:mod:`latentmcmc.samplers.fused`), in ``compile``'s mode when one is named.
     """
 
     default_target_accept: float = 0.574
@@ -47,8 +49,11 @@ class Sampler:
     def __init__(self, energy: EnergyFn | Target, eps: float | Tensor = 0.01, compile: bool | str = False) -> None:
         target = as_target(energy)
         self.eps = self._check_eps(eps)
+        self.raw_target = target
+        self.compile_mode = "default" if compile in (False, True) else compile
         self.target = compile_target(target, compile) if compile is not False else target
         self.kernel: Kernel = self.make_kernel()
+        self._fused: FusedBlock | None = None
 
     def make_kernel(self) -> Kernel:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -148,6 +153,7 @@ class Sampler:
         checkpoint_every: int | None = None,
         resume: bool | dict = False,
         observers: list | None = None,
+        fuse: bool | int | str = False,
     ) -> Chains:
         """Run ``warmup`` steps (adapting eps by dual averaging when ``adapt``), then ``steps`` recorded steps.
 
@@ -188,6 +194,15 @@ class Sampler:
             observers: objects called with the driver's run every ``observer.every`` steps (warm-up
                 included), e.g. to measure sample quality along the chain; their ``state_dict`` (if
                 any) is checkpointed with the run.
+            fuse: run blocks of steps as one ``torch.compile``-d call (:mod:`latentmcmc.samplers.fused`):
+                an int ``K >= 2`` (steps per block), True (``K = 10``), ``"auto"`` (fused only when the
+                run has at least 400 steps and 20 million chain-steps, 200,000 on CUDA, so that
+                compiling pays off; decided from those sizes alone, so the same call always takes the
+                same path) or False.  Fused runs draw the same noise as eager ones; with a fixed eps
+                their states equal the eager run's to rounding, and during warm-up eps is adapted
+                between blocks.  Annealing steps, warm-up steps of kernels with other adapters (ChEES,
+                flows) and gradient-free kernels run step by step.  Compiling costs seconds once per
+                process, model and block shape.
         """
         rng = resolve_rng(rng, generator)
         if not self.has_step_size:
@@ -201,7 +216,7 @@ class Sampler:
                              "must be known in advance; give warmup as a number of steps")
         settings = RunSettings.checked(steps, warmup, adapt,
                                        self.default_target_accept if target_accept is None else target_accept,
-                                       thin, record, keep_warmup, stream, progress, max_warmup, monitor_every)
+                                       thin, record, keep_warmup, stream, progress, max_warmup, monitor_every, fuse)
         if until is not None and not isinstance(until, Until):
             raise ValueError(f"until must be a latentmcmc.samplers.Until, got {type(until).__name__}")
         if (checkpoint is None) != (checkpoint_every is None) and not (resume and checkpoint is not None):
@@ -237,9 +252,16 @@ class Sampler:
         chains = sample(self.kernel, self.target, z0, eps, self.shared_eps, settings, rng, levels, type(self).__name__,
                         adapters=self.warmup_adapters,
                         restart_adaptation_at=self.adaptation_restart(settings.warmup, settings.adapt), until=until,
-                        checkpoint=write, checkpoint_every=checkpoint_every, resume_from=saved, observers=observers)
+                        checkpoint=write, checkpoint_every=checkpoint_every, resume_from=saved, observers=observers,
+                        fused=self.fused_block() if settings.fuse is not None else None)
         chains.extra.update(self.run_extras())
         return chains
+
+    def fused_block(self) -> FusedBlock:
+        """The compiled blocks of this sampler's kernel (built once; compiled on first use, then reused)."""
+        if self._fused is None:
+            self._fused = FusedBlock(self.kernel, self.raw_target, self.compile_mode)
+        return self._fused
 
     def run_extras(self) -> dict:
         """Sampler-specific results a run adds to ``chains.extra`` (HMC with ChEES: its trajectory length)."""

@@ -17,8 +17,9 @@ from torch import Tensor
 
 from ..chains import Chains, Evaluations
 from ..progress import progress_bar
-from .adaptation import StepSizeAdapter, check_target_accept
-from .kernel import GRADIENT_STEP, Kernel, SamplerState, acceptance_probability
+from .adaptation import StepSizeAdapter, adaptation_signal, check_target_accept
+from .fused import DEFAULT_BLOCK, FusedBlock, auto_fuses, fusable, resolve_fuse
+from .kernel import GRADIENT_STEP, Kernel, SamplerState
 from .monitor import Monitor, Until
 from .recording import PhaseRecorder
 from .tempering import TemperedTarget, ais_log_weight_increment
@@ -60,11 +61,12 @@ class RunSettings:
     progress: bool | None = None
     auto_warmup: bool = False  # warmup is then the cap of a warm-up that ends when eps has settled
     monitor_every: int = 0  # online diagnostics every this many recorded steps (0: none unless stop rules)
+    fuse: int | str | None = None  # steps per compiled block, "auto", or None (step by step); see .fused
 
     @classmethod
     def checked(cls, steps: int, warmup: int | str, adapt: bool | None, target_accept: float, thin: int, record: str,
                 keep_warmup: bool, stream: int | None, progress: bool | None, max_warmup: int = 1000,
-                monitor_every: int = 0) -> "RunSettings":
+                monitor_every: int = 0, fuse: bool | int | str = False) -> "RunSettings":
         steps = check_int("steps", steps, 1)
         auto = warmup == "auto"
         if auto:
@@ -84,7 +86,7 @@ class RunSettings:
         if adapt and warmup == 0:
             raise ValueError("adapt=True needs warmup > 0 (adaptation happens during warm-up)")
         return cls(steps, warmup, adapt, check_target_accept(target_accept), thin, record, bool(keep_warmup),
-                   stream, progress, auto, monitor_every)
+                   stream, progress, auto, monitor_every, resolve_fuse(fuse))
 
 
 def check_start(z0: Tensor) -> Tensor:
@@ -140,11 +142,6 @@ def _evaluations(kernel: Kernel, noise) -> Evaluations:
     return cost(noise) if cost is not None else GRADIENT_STEP
 
 
-def _adaptation_signal(kernel: Kernel, info) -> Tensor:
-    """The acceptance dual averaging steers: MH's, or for an uncalibrated kernel the one MH would have had."""
-    return info.accept_prob if kernel.calibrated else acceptance_probability(info.log_accept_ratio)
-
-
 class _Progress:
     """The progress bar of a run: phase, running acceptance, eps and the online diagnostics, refreshed once
     per 1% of the steps."""
@@ -152,6 +149,7 @@ class _Progress:
     def __init__(self, total: int, enabled: bool | None, name: str, initial: int = 0) -> None:
         self.bar = progress_bar(total, enabled, name, initial=initial)
         self.every = max(1, total // 100)
+        self.shown = initial  # the step last shown (fused blocks advance several steps at a time)
 
     def update(self, run: "Run") -> None:
         if self.bar is None:
@@ -160,8 +158,9 @@ class _Progress:
         total = run.i if run.done else run.total  # warm-up or sampling ended early (warmup="auto", stop rules)
         if self.bar.total != total:
             self.bar.total = total
-        if not (i % self.every == 0 or run.done):
+        if not (i - self.shown >= self.every or run.done):
             return
+        self.shown = i
         in_warmup = run.in_warmup or i == run.warm_end
         recorder = run.warm_rec if in_warmup else run.main_rec
         done = i if in_warmup else i - run.warm_end
@@ -222,7 +221,8 @@ class Run:
 
     def __init__(self, kernel: Kernel, target, z0: Tensor, eps: Tensor, shared_eps: bool, settings: RunSettings,
                  rng: torch.Generator, levels: Tensor | None, name: str, adapters=None,
-                 restart_adaptation_at: int | None = None, until: Until | None = None, observers=None) -> None:
+                 restart_adaptation_at: int | None = None, until: Until | None = None, observers=None,
+                 fused: FusedBlock | None = None, block: int = 0, periods: tuple[int, ...] = ()) -> None:
         s = self.settings = settings
         self.kernel, self.target, self.rng, self.levels, self.name = kernel, target, rng, levels, name
         self.shared_eps, self.restart_adaptation_at = shared_eps, restart_adaptation_at
@@ -241,6 +241,10 @@ class Run:
                                       track_mh=not kernel.calibrated, stream=s.stream)
         self.monitor = Monitor(self.state, s.steps, until, s.monitor_every) if (until or s.monitor_every) else None
         self.observers = list(observers or [])  # called with the run every ``observer.every`` steps
+        self.fused, self.block = (fused, block) if fused is not None and block >= 2 else (None, 0)
+        self.fused_steps = 0
+        # steps whose multiples a fused block must not cross (checkpoints, observers)
+        self.periods = tuple(p for p in (*periods, *(o.every for o in self.observers)) if p)
         self.i = 0  # steps taken
         self.warm_end = s.warmup  # the first recorded step (earlier with warmup="auto")
         self.stopped_by: str | None = None
@@ -258,18 +262,23 @@ class Run:
     def in_warmup(self) -> bool:
         return self.i < self.warm_end
 
+    def advance(self) -> None:
+        """The next transition of every chain, or the next fused block of them when one fits (see :mod:`.fused`)."""
+        k = self._fusable_steps()
+        if k:
+            self._fused_block(k)
+        else:
+            self.step()
+
     def step(self) -> None:
         """One transition of every chain, with the driver's policies around it."""
-        s, i, kernel = self.settings, self.i, self.kernel
+        i, kernel = self.i, self.kernel
         in_warmup = i < self.warm_end
-        if self.adapter is not None and i == self.restart_adaptation_at:
-            self.adapter = StepSizeAdapter(self.eps, s.target_accept, shared=self.shared_eps)
         level = self.levels[i] if (self.levels is not None and in_warmup) else None
         before, eps = self.state, self.eps
         noise = kernel.draw_noise(before, self.rng)
         state, info = kernel.step(self.target if level is None else TemperedTarget(self.target, level), before, eps,
                                   noise)
-        self.evaluations = self.evaluations + _evaluations(kernel, noise)
         if not kernel.calibrated and not in_warmup:
             state = freeze_divergent(state, info.diverging)
         if self.log_weights is not None:
@@ -278,14 +287,78 @@ class Run:
                 self.log_weights = self.log_weights + inc
             self.level_prev = level
         self.state = state
+        self._account(before, state, info, eps, noise)
+
+    def _fusable_steps(self) -> int:
+        """Steps of the next fused block: ``block`` when that many steps fit before the next boundary, else 0.
+
+        Not fused: annealing steps and the step after them (AIS weights), warm-up steps with kernel adapters
+        (ChEES, flow fits), and uncalibrated kernels' steps that carry AIS weights.  A block never crosses
+        the end of warm-up, a restart of the adaptation, a check of ``warmup="auto"`` or of the monitor, a
+        checkpoint or an observer's step, so everything the driver does between steps sees the same states
+        it would see running step by step.
+        """
+        if self.fused is None or not fusable(self.kernel):
+            return 0
+        i, in_warmup = self.i, self.i < self.warm_end
+        if self.log_weights is not None and (in_warmup or self.level_prev is not None or not self.kernel.calibrated):
+            return 0
+        if in_warmup and self.adapters:
+            return 0
+        ends = [self.total]
+        if in_warmup:
+            ends.append(self.warm_end)
+            if self.restart_adaptation_at is not None and i < self.restart_adaptation_at:
+                ends.append(self.restart_adaptation_at)
+            if self.settler is not None:
+                ends.append((i // self.settler.window + 1) * self.settler.window)
+        elif self.monitor is not None:
+            done = i - self.warm_end
+            ends.append(self.warm_end + (done // self.monitor.every + 1) * self.monitor.every)
+        ends += [(i // p + 1) * p for p in self.periods]
+        return self.block if min(ends) - i >= self.block else 0
+
+    def _fused_block(self, k: int) -> None:
+        """``k`` steps as one compiled call, then each step's outputs through the same bookkeeping as :meth:`step`."""
+        kernel, eps = self.kernel, self.eps
+        in_warmup = self.i < self.warm_end
+        noises = [kernel.draw_noise(self.state, self.rng) for _ in range(k)]
+        recorder = self.warm_rec if in_warmup else self.main_rec
+        keep_states = recorder.stores or (not in_warmup and self.monitor is not None)
+        adapter = self.adapter if in_warmup else None
+        out = self.fused(self.state, eps, noises, freeze=not kernel.calibrated and not in_warmup,
+                         keep_states=keep_states, adapter=adapter)
+        self.state = out.state  # what observers at the block's end see
+        self.fused_steps += k
+        if adapter is not None:
+            adapter.state = out.adaptation  # what warmup="auto" and the end of warm-up read
+        for j, noise in enumerate(noises):
+            state, info = out.step(j)
+            eps_next = None if adapter is None else out.eps_after[j]
+            self._account(None, state, info, eps, noise, eps_next)
+            if eps_next is not None:
+                eps = eps_next
+
+    def _account(self, before: SamplerState | None, state: SamplerState, info, eps: Tensor, noise,
+                 eps_next: Tensor | None = None) -> None:
+        """Everything the driver does after a transition: costs, recording, adaptation, monitor, observers.
+
+        ``eps_next``: the step size a fused block's in-graph adaptation chose after this step (the
+        adapter already holds the block's final state).
+        """
+        s, i, kernel = self.settings, self.i, self.kernel
+        in_warmup = i < self.warm_end
+        if self.adapter is not None and i == self.restart_adaptation_at:
+            self.adapter = StepSizeAdapter(self.eps, s.target_accept, shared=self.shared_eps)
+        self.evaluations = self.evaluations + _evaluations(kernel, noise)
         if in_warmup:
             self.warm_rec.record(i, state, info, eps)
             for other in self.adapters:
                 other.update(before, state, info, eps)
             end = i == self.warm_end - 1
             if self.adapter is not None:
-                signal = _adaptation_signal(kernel, info)
-                self.eps = self.adapter.update(signal, ~state.frozen)
+                signal = adaptation_signal(kernel, info)
+                self.eps = self.adapter.update(signal, ~state.frozen) if eps_next is None else eps_next
                 if self.settler is not None and self.settler.settled(i, signal, self.adapter):
                     end, self.warm_end, self.settled = True, i + 1, True
                 if end:
@@ -311,6 +384,7 @@ class Run:
         self.main_rec.flush()
         return {
             "i": self.i, "warm_end": self.warm_end, "stopped_by": self.stopped_by, "settled": self.settled,
+            "fused_steps": self.fused_steps,
             "state": {k: v for k, v in self.state._asdict().items()},
             "eps": self.eps, "rng": self.rng.get_state(),
             "evaluations": tuple(self.evaluations),
@@ -328,6 +402,7 @@ class Run:
         device = self.state.z.device
         self.i, self.warm_end, self.stopped_by = int(d["i"]), int(d["warm_end"]), d["stopped_by"]
         self.settled = bool(d.get("settled", False))
+        self.fused_steps = int(d.get("fused_steps", 0))
         self.state = SamplerState(**{k: None if v is None else v.to(device) for k, v in d["state"].items()})
         self.eps = d["eps"].to(device)
         self.rng.set_state(d["rng"])
@@ -376,6 +451,7 @@ class Run:
             chains.extra["online_rhat"], chains.extra["online_ess"] = self.monitor.last
         if s.auto_warmup:
             chains.extra["warmup_settled"] = self.settled
+        chains.extra["fused_steps"] = self.fused_steps  # steps run inside compiled blocks (.fused)
         return chains
 
 
@@ -393,22 +469,28 @@ def sample(kernel: Kernel, target, z0: Tensor, eps: Tensor, shared_eps: bool, se
            rng: torch.Generator, levels: Tensor | None, name: str, adapters=None,
            restart_adaptation_at: int | None = None, until: Until | None = None,
            checkpoint: Callable[[Run], None] | None = None, checkpoint_every: int | None = None,
-           resume_from: dict | None = None, observers=None) -> Chains:
+           resume_from: dict | None = None, observers=None, fused: FusedBlock | None = None) -> Chains:
     """Run ``settings.warmup`` then ``settings.steps`` steps of ``kernel`` from ``z0``; return what was recorded.
 
     See :class:`Run` for the arguments and :meth:`~latentmcmc.samplers.Sampler.run` for the rest.
     ``checkpoint(run)`` is called every ``checkpoint_every`` steps (warm-up included) with the run, whose
-    :meth:`Run.state_dict` it saves; ``resume_from`` is such a state to continue from.
+    :meth:`Run.state_dict` it saves; ``resume_from`` is such a state to continue from.  ``fused`` runs
+    blocks of ``settings.fuse`` steps as one compiled call where they fit (:mod:`.fused`); with
+    ``settings.fuse == "auto"`` only when :func:`~.fused.auto_fuses` says the run is big enough.
     """
+    block = settings.fuse
+    if block == "auto":
+        block = DEFAULT_BLOCK if auto_fuses(z0.shape[0], settings.warmup + settings.steps, z0.device) else 0
     run = Run(kernel, target, z0, eps, shared_eps, settings, rng, levels, name, adapters, restart_adaptation_at,
-              until, observers)
+              until, observers, fused if block else None, block or 0,
+              (checkpoint_every,) if checkpoint is not None and checkpoint_every else ())
     if resume_from is not None:
         run.load_state_dict(resume_from)
     progress = _Progress(run.total, settings.progress, name, initial=run.i)
     interrupted = False
     try:
         while not run.done:
-            run.step()
+            run.advance()
             progress.update(run)
             if checkpoint is not None and checkpoint_every and run.i % checkpoint_every == 0 and not run.done:
                 checkpoint(run)

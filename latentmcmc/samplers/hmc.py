@@ -54,6 +54,11 @@ class LeapfrogProposer:
         self._index = 0
         return gradient_state(target, z)
 
+    @property
+    def fusable(self) -> bool:
+        """A fixed number of leapfrog steps compiles as one graph; ChEES's jittered numbers would each need their own."""
+        return self.trajectory_length is None
+
     def steps(self) -> int:
         """Leapfrog steps of the next trajectory: fixed, or jittered from the adapted trajectory length."""
         if self.trajectory_length is None:

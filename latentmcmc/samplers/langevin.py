@@ -26,6 +26,8 @@ class LangevinProposer:
     :meth:`~latentmcmc.energy.Target.potential` (a tempered target during annealing).
     """
 
+    fusable = True  # tensors in, tensors out: K steps compile as one graph (.fused)
+
     def init(self, target, z: Tensor) -> SamplerState:
         return gradient_state(target, z)
 

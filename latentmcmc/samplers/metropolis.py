@@ -89,6 +89,11 @@ class MetropolisHastings:
     def __init__(self, proposer: Proposer) -> None:
         self.proposer = proposer
 
+    @property
+    def fusable(self) -> bool:
+        """Whether steps can be compiled as a block (:mod:`.fused`): the proposer says so."""
+        return bool(getattr(self.proposer, "fusable", False))
+
     def init(self, target, z: Tensor) -> SamplerState:
         return self.proposer.init(target, z)
 
@@ -128,6 +133,8 @@ class Uncalibrated:
 
     def __init__(self, proposer: Proposer) -> None:
         self.proposer = proposer
+
+    fusable = MetropolisHastings.fusable
 
     def init(self, target, z: Tensor) -> SamplerState:
         return self.proposer.init(target, z)

@@ -59,6 +59,7 @@ class PhaseRecorder:
     accept_prob = property(lambda self: self._stored["accept_prob"])
     diverging = property(lambda self: self._stored["diverging"])
     eps = property(lambda self: self._stored.get("eps"))
+    stores = property(lambda self: self._stored["draws"].shape[1] > 0, doc="whether states are kept (not only sums)")
 
     def record(self, i: int, state: SamplerState, info: StepInfo, eps: Tensor) -> None:
         self.count += 1

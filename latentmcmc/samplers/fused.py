@@ -1,0 +1,212 @@
+"""Fused blocks: ``K`` steps of a kernel compiled as one graph.
+
+A kernel's step is a pure function of ``(state, eps, noise)`` (:mod:`.kernel`), so ``K`` of them in a
+row can be handed to ``torch.compile`` as one function: the forward pass, the backward pass and the
+proposal/accept arithmetic of all ``K`` steps become one graph (fewer, fused kernels; no Python or
+autograd bookkeeping per step; on CUDA, one CUDA-graph replay with ``mode="reduce-overhead"``).
+
+The driver draws the ``K`` steps' noise from the run's generator in the order an eager run draws it,
+passes it in, and replays the block's per-step outputs (energies, acceptance, divergences, and the
+states when they are recorded or monitored) through the same bookkeeping as an eager step.  During
+warm-up the dual-averaging update of eps (:func:`~.adaptation.dual_averaging_step`, a pure function)
+runs inside the graph after every step, so each step uses the eps an eager run would.  A fused run
+therefore draws the same random numbers and makes the same decisions as an eager run, and its states
+equal the eager run's to floating-point rounding (compiled arithmetic may round differently; a
+rounding difference can flip an accept decision that sat on the boundary, after which that chain
+follows another path of the same chain).
+
+Inside a block the gradient comes from ``torch.func.grad_and_value`` (autograd's tape cannot be
+traced into one graph); chains must be independent, which :class:`~latentmcmc.energy.Target` checks
+at the start of every run.
+"""
+
+from __future__ import annotations
+
+import itertools
+import types
+from typing import Any, Callable, NamedTuple
+
+import torch
+from torch import Tensor
+
+from ..energy import LatentEnergy, Target
+from .adaptation import (
+    DualAveragingState,
+    StepSizeAdapter,
+    acceptance_statistic,
+    adaptation_signal,
+    dual_averaging_step,
+)
+from .kernel import SamplerState, StepInfo
+
+__all__ = ["FUSE_CHOICES", "DEFAULT_BLOCK", "FusedBlock", "BlockOutput", "functional_target", "resolve_fuse",
+           "auto_fuses", "fusable"]
+
+_SERIAL = itertools.count()
+
+DEFAULT_BLOCK = 10
+"""Steps per compiled call when ``fuse=True``: long enough to amortise the call, short enough to adapt often."""
+
+FUSE_CHOICES = ("auto", "off", "on")
+"""``--fuse`` values: auto (fused when the rule of :func:`auto_fuses` says so), off (step by step), on."""
+
+AUTO_MIN_STEPS = 400
+"""``fuse="auto"`` fuses runs of at least this many steps (warm-up included) ..."""
+
+AUTO_MIN_CHAIN_STEPS = 20_000_000
+"""... and at least this many chain-steps (chains x steps): below that, compiling (seconds, paid once
+per process and model) costs more than it saves on a CPU.  On CUDA the second bound is divided by 100."""
+
+
+def resolve_fuse(fuse: bool | int | str) -> int | str | None:
+    """``fuse`` as a block length (int >= 2), ``"auto"`` or None (off); a ValueError naming a bad value."""
+    if fuse is False or fuse == "off" or fuse is None:
+        return None
+    if fuse is True or fuse == "on":
+        return DEFAULT_BLOCK
+    if fuse == "auto":
+        return "auto"
+    if isinstance(fuse, int) and not isinstance(fuse, bool) and fuse >= 2:
+        return fuse
+    raise ValueError(f"fuse must be 'auto', True/'on', False/'off' or a block length >= 2, got {fuse!r}")
+
+
+def auto_fuses(chains: int, total_steps: int, device: torch.device) -> bool:
+    """The rule of ``fuse="auto"``: fuse when the run is long and large enough to repay compiling.
+
+    Deterministic in the run's sizes (never in timings), so the same call always takes the same path and
+    the same seed gives the same draws.
+    """
+    min_chain_steps = AUTO_MIN_CHAIN_STEPS // (100 if device.type == "cuda" else 1)
+    return total_steps >= AUTO_MIN_STEPS and chains * total_steps >= min_chain_steps
+
+
+def _functional_value_and_grad(fn: Callable[[Tensor], Tensor]) -> Callable[[Tensor], tuple[Tensor, Tensor]]:
+    """``z -> (E(z), grad E(z))`` by ``torch.func.grad_and_value`` of the summed energies (chains are independent)."""
+
+    def summed(z: Tensor) -> tuple[Tensor, Tensor]:
+        energy = fn(z)
+        return energy.sum(), energy
+
+    grad_and_value = torch.func.grad_and_value(summed, has_aux=True)
+
+    def value_and_grad(z: Tensor) -> tuple[Tensor, Tensor]:
+        grad, (_, energy) = grad_and_value(z)
+        return energy, grad
+
+    return value_and_grad
+
+
+def functional_target(target: Target) -> Target:
+    """The same target with a gradient ``torch.compile`` can trace into one graph (``torch.func``).
+
+    A target that brings its own ``value_and_grad`` (other than a :class:`LatentEnergy`'s autograd
+    one) keeps it: it must then be traceable itself.
+    """
+    if target._value_and_grad is not None and not isinstance(target.fn, LatentEnergy):
+        return target
+    return Target(target.fn, _functional_value_and_grad(target.fn))
+
+
+class BlockOutput(NamedTuple):
+    """What ``K`` fused steps produced: the final state, and each step's values stacked on a leading ``K`` axis."""
+
+    state: SamplerState
+    z: Tensor | None  # (K, chains, *latent_shape), None when the states are not needed
+    energy: Tensor  # (K, chains)
+    accept_prob: Tensor  # (K, chains)
+    accepted: Tensor  # (K, chains)
+    diverging: Tensor  # (K, chains)
+    log_accept_ratio: Tensor  # (K, chains)
+    eps_after: Tensor | None = None  # (K, chains) eps after each step's adaptation (adapting blocks only)
+    adaptation: DualAveragingState | None = None  # the dual-averaging state after the block
+
+    def step(self, k: int) -> tuple[SamplerState, StepInfo]:
+        """The state (without gradient) and info of step ``k`` of the block, as an eager step returns them."""
+        z = self.state.z if self.z is None else self.z[k]
+        state = SamplerState(z, self.energy[k], None, self.state.frozen)
+        return state, StepInfo(self.accept_prob[k], self.accepted[k], self.diverging[k], self.log_accept_ratio[k])
+
+
+class FusedBlock:
+    """``K`` steps of ``kernel`` on ``target`` as one ``torch.compile``-d call (see the module docstring).
+
+    With an adapter (warm-up), each step's dual-averaging update runs inside the graph too, so every
+    step uses the eps an eager run would use.  ``mode`` is the ``torch.compile`` mode
+    (``"reduce-overhead"``: a CUDA graph per block on a GPU).  One compiled function per block length,
+    freezing, kept states and adapter constants is built on first use and reused.
+    """
+
+    def __init__(self, kernel, target: Target, mode: str = "default") -> None:
+        self.kernel, self.mode = kernel, mode
+        self.target = functional_target(target)
+        self._compiled: dict[tuple, Callable] = {}
+        self.cudagraphs = mode in ("reduce-overhead", "max-autotune")
+
+    def _function(self, freeze: bool, keep_states: bool, constants: tuple | None) -> Callable:
+        kernel, target = self.kernel, self.target
+
+        def block(state: SamplerState, eps: Tensor, noises: list, adaptation: DualAveragingState | None,
+                  prox_center: Tensor | None) -> BlockOutput:
+            zs, energies, accept, accepted, diverging, ratios, eps_after = [], [], [], [], [], [], []
+            for noise in noises:
+                state, info = kernel.step(target, state, eps, noise)
+                if freeze:  # uncalibrated kernels after warm-up: a divergent chain stops (driver.freeze_divergent)
+                    state = state._replace(frozen=state.frozen | info.diverging)
+                if constants is not None:  # StepSizeAdapter.update, in the graph
+                    target_accept, shared, t0, kappa, gamma, chains = constants
+                    g = target_accept - acceptance_statistic(adaptation_signal(kernel, info), ~state.frozen, shared)
+                    adaptation = dual_averaging_step(adaptation, g, prox_center, t0, kappa, gamma)
+                    eps = adaptation.x_t.exp().expand(chains) if shared else adaptation.x_t.exp()
+                    eps_after.append(eps)
+                if keep_states:
+                    zs.append(state.z)
+                energies.append(state.energy)
+                accept.append(info.accept_prob)
+                accepted.append(info.accepted)
+                diverging.append(info.diverging)
+                ratios.append(info.log_accept_ratio)
+            return BlockOutput(state, torch.stack(zs) if keep_states else None, torch.stack(energies),
+                               torch.stack(accept), torch.stack(accepted), torch.stack(diverging), torch.stack(ratios),
+                               torch.stack(eps_after) if constants is not None else None, adaptation)
+
+        # torch.compile caches by code object: a fresh copy per block keeps each sampler's (and each
+        # variant's) graphs apart instead of piling them onto one function's recompile limit
+        fresh = types.FunctionType(block.__code__.replace(co_name=f"fused_block_{next(_SERIAL)}"), block.__globals__,
+                                   None, block.__defaults__, block.__closure__)
+        return torch.compile(fresh, mode=self.mode, fullgraph=True, dynamic=False)
+
+    def __call__(self, state: SamplerState, eps: Tensor, noises: list, freeze: bool, keep_states: bool,
+                 adapter: StepSizeAdapter | None = None) -> BlockOutput:
+        constants = None if adapter is None else adapter.constants
+        key = (len(noises), freeze, keep_states, constants)
+        fn = self._compiled.get(key)
+        if fn is None:
+            fn = self._compiled[key] = self._function(freeze, keep_states, constants)
+        eps = eps.contiguous()  # one graph whether eps is shared (an expanded view) or per chain
+        adaptation = prox_center = None
+        if adapter is not None:  # the step count as a tensor: one graph for every block of the warm-up
+            adaptation = adapter.state._replace(t=torch.tensor(float(adapter.state.t), dtype=torch.float64,
+                                                               device=eps.device))
+            prox_center = adapter.prox_center
+        if self.cudagraphs:
+            torch.compiler.cudagraph_mark_step_begin()
+            out = fn(state, eps, noises, adaptation, prox_center)
+            # a CUDA graph reuses its output memory at the next replay, which takes this state as input
+            out = torch.utils._pytree.tree_map(lambda t: t.clone() if isinstance(t, Tensor) else t, out)
+        else:
+            out = fn(state, eps, noises, adaptation, prox_center)
+        if adapter is not None:  # the count stays a Python int outside the graph (no read-back)
+            out = out._replace(adaptation=out.adaptation._replace(t=adapter.state.t + len(noises)))
+        return out
+
+
+def fusable(kernel) -> bool:
+    """Whether ``kernel`` can run as fused blocks: its ``fusable`` flag (False when it has none)."""
+    return bool(getattr(kernel, "fusable", False))
+
+
+def noise_is_static(noises: list[Any]) -> bool:
+    """True when the non-tensor parts of every step's noise agree (e.g. HMC's leapfrog steps), so one graph fits all."""
+    leaves = [[leaf for leaf in torch.utils._pytree.tree_leaves(n) if not isinstance(leaf, Tensor)] for n in noises]
+    return all(x == leaves[0] for x in leaves[1:])
