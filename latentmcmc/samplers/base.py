@@ -153,7 +153,7 @@ class Sampler:
         checkpoint_every: int | None = None,
         resume: bool | dict = False,
         observers: list | None = None,
-        fuse: bool | int | str = False,
+        fuse: bool | int | str = "auto",
     ) -> Chains:
         """Run ``warmup`` steps (adapting eps by dual averaging when ``adapt``), then ``steps`` recorded steps.
 

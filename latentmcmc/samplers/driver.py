@@ -319,33 +319,51 @@ class Run:
         return self.block if min(ends) - i >= self.block else 0
 
     def _fused_block(self, k: int) -> None:
-        """``k`` steps as one compiled call, then each step's outputs through the same bookkeeping as :meth:`step`."""
-        kernel, eps = self.kernel, self.eps
-        in_warmup = self.i < self.warm_end
+        """``k`` steps as one compiled call, then the driver's bookkeeping for all of them at once.
+
+        The same policies as :meth:`_account` (recording, the warm-up's end, ``warmup="auto"``, monitor,
+        observers), done on the block's stacked outputs: a block ends where a boundary falls, so only its
+        last step can end warm-up, reach a monitor check or an observer.
+        """
+        kernel, eps, i0 = self.kernel, self.eps, self.i
+        in_warmup = i0 < self.warm_end
         noises = [kernel.draw_noise(self.state, self.rng) for _ in range(k)]
         recorder = self.warm_rec if in_warmup else self.main_rec
         keep_states = recorder.stores or (not in_warmup and self.monitor is not None)
         adapter = self.adapter if in_warmup else None
         out = self.fused(self.state, eps, noises, freeze=not kernel.calibrated and not in_warmup,
                          keep_states=keep_states, adapter=adapter)
-        self.state = out.state  # what observers at the block's end see
+        self.state = out.state
         self.fused_steps += k
-        if adapter is not None:
-            adapter.state = out.adaptation  # what warmup="auto" and the end of warm-up read
-        for j, noise in enumerate(noises):
-            state, info = out.step(j)
-            eps_next = None if adapter is None else out.eps_after[j]
-            self._account(None, state, info, eps, noise, eps_next)
-            if eps_next is not None:
-                eps = eps_next
+        cost = _evaluations(kernel, noises[0])  # the noise's static parts agree within a block
+        self.evaluations = self.evaluations + Evaluations(cost.forward * k, cost.backward * k)
+        if in_warmup:
+            eps_used = eps.expand(k, -1) if adapter is None else torch.cat([eps[None], out.eps_after[:-1]])
+            self.warm_rec.record_block(i0, out, eps_used)
+            end = i0 + k == self.warm_end
+            if adapter is not None:
+                adapter.state = out.adaptation
+                self.eps = out.eps_after[-1]
+                if self.settler is not None:
+                    signals = adaptation_signal(kernel, out)  # (k, chains)
+                    for j in range(k):  # one host read per window, at the block's last step
+                        if self.settler.settled(i0 + j, signals[j], adapter):
+                            end, self.warm_end, self.settled = True, i0 + j + 1, True
+                if end:
+                    self.eps = adapter.final()
+        else:
+            self.main_rec.record_block(i0 - self.warm_end, out, eps.expand(k, -1))
+            if self.monitor is not None:
+                self.monitor.record_block(out)
+                if self.monitor.due() and self.monitor.check():
+                    self.stopped_by = self.monitor.stopped_by
+        self.i += k
+        for observer in self.observers:
+            if self.i % observer.every == 0:
+                observer(self)
 
-    def _account(self, before: SamplerState | None, state: SamplerState, info, eps: Tensor, noise,
-                 eps_next: Tensor | None = None) -> None:
-        """Everything the driver does after a transition: costs, recording, adaptation, monitor, observers.
-
-        ``eps_next``: the step size a fused block's in-graph adaptation chose after this step (the
-        adapter already holds the block's final state).
-        """
+    def _account(self, before: SamplerState, state: SamplerState, info, eps: Tensor, noise) -> None:
+        """Everything the driver does after a transition: costs, recording, adaptation, monitor, observers."""
         s, i, kernel = self.settings, self.i, self.kernel
         in_warmup = i < self.warm_end
         if self.adapter is not None and i == self.restart_adaptation_at:
@@ -358,7 +376,7 @@ class Run:
             end = i == self.warm_end - 1
             if self.adapter is not None:
                 signal = adaptation_signal(kernel, info)
-                self.eps = self.adapter.update(signal, ~state.frozen) if eps_next is None else eps_next
+                self.eps = self.adapter.update(signal, ~state.frozen)
                 if self.settler is not None and self.settler.settled(i, signal, self.adapter):
                     end, self.warm_end, self.settled = True, i + 1, True
                 if end:

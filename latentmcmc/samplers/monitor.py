@@ -80,6 +80,14 @@ class Monitor:
         self.buffer[:, self.count] = row
         self.count += 1
 
+    def record_block(self, block) -> None:
+        """Record ``k`` steps at once from a fused block's stacked ``energy`` ``(k, chains)`` and ``z``."""
+        k = block.energy.shape[0]
+        rows = torch.cat([block.energy[:, : self.m, None],
+                          block.z[:, : self.m].reshape(k, self.m, -1)[:, :, : self.k]], 2)
+        self.buffer[:, self.count:self.count + k] = rows.transpose(0, 1)
+        self.count += k
+
     def due(self) -> bool:
         return self.count >= 8 and self.count % self.every == 0
 

@@ -80,6 +80,34 @@ class PhaseRecorder:
             if self._buffer is not None and self._kept - self._flushed == self._chunk:
                 self._copy_to_host()
 
+    def record_block(self, i: int, block, eps: Tensor) -> None:
+        """Record ``k`` consecutive steps at once (a fused block's stacked outputs, steps ``i .. i + k - 1``).
+
+        ``block`` has ``(k, chains)`` ``energy``, ``accept_prob``, ``diverging``, ``log_accept_ratio`` and
+        (when states are kept) ``z`` ``(k, chains, ...)``; ``eps`` is ``(k, chains)``.  Equal to ``k`` calls
+        of :meth:`record` up to the rounding of the running sums.
+        """
+        k = block.accept_prob.shape[0]
+        if self._buffer is not None:  # streamed to the host: step by step keeps the buffer logic in one place
+            for j in range(k):
+                state, info = block.step(j)
+                self.record(i + j, state, info, eps[j])
+            return
+        self.count += k
+        self.accept_sum += block.accept_prob.sum(0)
+        if self.mh_accept_sum is not None:
+            self.mh_accept_sum += acceptance_probability(block.log_accept_ratio).sum(0)
+        self.divergences += block.diverging.sum(0)
+        self.last_accept_prob = block.accept_prob[-1]
+        kept = [j for j in range(k) if (i + j + 1) % self.thin == 0][: self.draws.shape[1] - self._kept]
+        if kept:
+            rows = torch.tensor(kept, device=self._device) if len(kept) < k else slice(None)
+            values = {"draws": block.z, "energy": block.energy, "accept_prob": block.accept_prob,
+                      "diverging": block.diverging, "eps": eps}
+            for name, slot in self._stored.items():
+                slot[:, self._kept:self._kept + len(kept)] = values[name][rows].transpose(0, 1)
+            self._kept += len(kept)
+
     def _copy_to_host(self) -> None:
         k = self._kept - self._flushed
         if k:

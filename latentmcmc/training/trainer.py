@@ -15,7 +15,7 @@ from ..checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from ..process_group import active, rank_and_world
 from ..progress import progress_bar
 from .build import build_networks
-from .data import DATASETS, Dataset, load_dataset
+from .data import DATASETS, Dataset, TrainRecipe, load_dataset
 from .entropy import entropy_term
 from .objectives import critic_loss, generator_loss
 
@@ -25,43 +25,49 @@ __all__ = ["TrainConfig", "Trainer", "train"]
 class TrainConfig:
     """Everything that defines a training run (saved in checkpoints; JSON-like values only).
 
-    ``None`` fields take data-dependent defaults: latent 2 and gradient-penalty weight 0.1 for 2-D
-    sets, latent 32 (digits) / 64 (stacked digits) and weight 10 for images.
+    ``None`` fields take the data set's recipe (:class:`~latentmcmc.training.data.TrainRecipe` in
+    :data:`~latentmcmc.training.data.DATASETS`: entropy term, width, learning rate, batch size, critic
+    steps, gradient-penalty weight) and its latent size (2 for 2-D sets, 32 digits, 64 stacked digits).
     """
 
     data: str = "gaussians25"
-    entropy: str = "dim"
+    entropy: str | None = None
     latent_dim: int | None = None
-    width: int = 512
+    width: int | None = None
     depth: int = 3
     gp_weight: float | None = None
     encoder_weight: float = 1.0
-    lr: float = 1e-4
+    lr: float | None = None
     betas: tuple[float, float] = (0.5, 0.9)
-    critic_steps: int = 5
-    batch_size: int = 256
+    critic_steps: int | None = None
+    batch_size: int | None = None
     seed: int = 0
     device: str = "cpu"
     data_shape: tuple[int, ...] = field(default=(), repr=False)
 
+    RECIPE_FIELDS = ("entropy", "width", "lr", "batch_size", "critic_steps", "gp_weight")
+
     def resolved(self, dataset: Dataset) -> "TrainConfig":
+        """Every ``None`` field filled in from the data set's recipe and shape."""
         image = len(dataset.shape) > 1
         latent = self.latent_dim if self.latent_dim is not None else (
             2 if not image else (64 if dataset.name == "stacked-digits" else 32))
-        gp = self.gp_weight if self.gp_weight is not None else (10.0 if image else 0.1)
-        return dataclasses.replace(self, latent_dim=latent, gp_weight=gp, data_shape=tuple(dataset.shape),
-                                   betas=tuple(self.betas))
+        recipe = DATASETS[self.data].recipe if self.data in DATASETS else TrainRecipe(steps=2000)
+        filled = {name: getattr(recipe, name) for name in self.RECIPE_FIELDS if getattr(self, name) is None}
+        return dataclasses.replace(self, latent_dim=latent, data_shape=tuple(dataset.shape), betas=tuple(self.betas),
+                                   **filled)
 
     def validate(self) -> None:
         if self.data not in DATASETS:
             raise ValueError(f"unknown data set {self.data!r}; choose one of {', '.join(DATASETS)}")
-        entropy_term(self.entropy)  # raises on an unknown name
+        if self.entropy is not None:
+            entropy_term(self.entropy)  # raises on an unknown name
         for name in ("width", "depth", "critic_steps", "batch_size"):
-            if int(getattr(self, name)) < 1:
+            if getattr(self, name) is not None and int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.latent_dim is not None and int(self.latent_dim) < 1:
             raise ValueError(f"latent_dim must be >= 1, got {self.latent_dim}")
-        if not self.lr > 0:
+        if self.lr is not None and not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
         if self.device.startswith("cuda") and not torch.cuda.is_available():
             raise ValueError(f"device {self.device!r} was asked for but CUDA is not available")
@@ -118,6 +124,34 @@ class Trainer:
         self.rng = torch.Generator().manual_seed(c.seed)
         self.step = 0
         self.history: list[dict[str, float]] = []
+        self.quality_history: list[dict] = []  # the data set's quality of prior samples along training
+
+    @property
+    def recipe(self) -> TrainRecipe:
+        """The data set's training recipe (what ``None`` settings and ``train(steps=None)`` take)."""
+        return DATASETS[self.config.data].recipe if self.config.data in DATASETS else TrainRecipe(steps=2000)
+
+    @torch.no_grad()
+    def measure(self) -> dict | None:
+        """The data set's quality metrics of ``G(z)`` on a fixed set of prior draws (2,000 for 2-D data,
+        1,000 images), recorded in :attr:`quality_history`; None when the data set has no metric.
+
+        The draws come from their own seed, so measuring never changes the training's random numbers.
+        """
+        if self.dataset.metric is None:
+            return None
+        n = 2000 if len(self.dataset.shape) == 1 else 1000
+        z = torch.randn(n, self.config.latent_dim, generator=torch.Generator().manual_seed(20261129)).to(self.device)
+        was_training = self.generator.training
+        self.generator.eval()
+        try:
+            quality = self.dataset.quality(self.generator(z))
+        finally:
+            self.generator.train(was_training)
+        row = {"step": self.step, **{k: v for k, v in (quality or {}).items() if not isinstance(v, (list, dict))}}
+        if not self.quality_history or self.quality_history[-1]["step"] != self.step:
+            self.quality_history.append(row)
+        return row
 
     @property
     def generator(self):
@@ -170,28 +204,39 @@ class Trainer:
         self.history.append(record)
         return record
 
-    def train(self, steps: int, checkpoint: str | os.PathLike | None = None, checkpoint_every: int = 0,
-              progress: bool | None = None) -> list[dict[str, float]]:
-        """Train until ``steps`` generator steps in total (a resumed run counts its earlier steps).
+    def train(self, steps: int | None = None, checkpoint: str | os.PathLike | None = None, checkpoint_every: int = 0,
+              progress: bool | None = None, measure_every: int | None = None) -> list[dict[str, float]]:
+        """Train until ``steps`` generator steps in total (default: the recipe's; a resumed run counts its earlier steps).
 
         Writes ``checkpoint`` every ``checkpoint_every`` steps (0: only at the end) and at the end.
+        Every ``measure_every`` steps (default: a twentieth of the run, at least 50; 0: never) and at
+        the end, :meth:`measure` records the data set's quality of prior samples; the progress bar
+        shows it beside the losses.
         """
+        steps = self.recipe.steps if steps is None else steps
         if steps < self.step:
             raise ValueError(f"steps={steps} is below the {self.step} steps already trained")
-        bar = progress_bar(steps, False if self.rank else progress, f"train {self.config.data}", initial=self.step)
+        if measure_every is None:
+            measure_every = max(50, steps // 20)
+        show = progress_bar(steps, False if self.rank else progress, f"train {self.config.data}", initial=self.step)
+        quality = self.quality_history[-1] if self.quality_history else None
+        if measure_every and self.step == 0 and not self.rank:
+            quality = self.measure()
         try:
             while self.step < steps:
                 rec = self.train_step()
-                if bar is not None:
-                    bar.update(1)
+                if measure_every and not self.rank and (self.step % measure_every == 0 or self.step == steps):
+                    quality = self.measure()
+                if show is not None:
+                    show.update(1)
                     if self.step % 20 == 0 or self.step == steps:
-                        bar.set_postfix(critic=f"{rec['critic_loss']:.3f}", gen=f"{rec['generator_loss']:.3f}",
-                                        refresh=False)
+                        show.set_postfix(critic=f"{rec['critic_loss']:.3f}", gen=f"{rec['generator_loss']:.3f}",
+                                         **_short(quality), refresh=False)
                 if checkpoint is not None and checkpoint_every and self.step % checkpoint_every == 0:
                     self.save(checkpoint)
         finally:
-            if bar is not None:
-                bar.close()
+            if show is not None:
+                show.close()
         if checkpoint is not None:
             self.save(checkpoint)
         return self.history
@@ -209,6 +254,7 @@ class Trainer:
                 "step": self.step,
                 "rng_state": self.rng.get_state(),
                 "history": self.history,
+                "quality_history": self.quality_history,
             },
         )
 
@@ -230,6 +276,7 @@ class Trainer:
             raise CheckpointError(f"{path} cannot be resumed: {err}") from err
         trainer.step = int(data.get("step", 0))
         trainer.history = list(data.get("history", []))
+        trainer.quality_history = list(data.get("quality_history", []))
         return trainer
 
     @torch.no_grad()
@@ -238,6 +285,23 @@ class Trainer:
         z = torch.randn(n, self.config.latent_dim, generator=torch.Generator().manual_seed(seed)).to(self.device)
         self.generator.eval()
         return self.generator(z)
+
+
+def _short(quality: dict | None) -> dict[str, str]:
+    """The quality shown in the progress bar: modes, HQ fraction or FD, compactly."""
+    if not quality:
+        return {}
+    names = {"modes": "modes", "hq_fraction": "hq", "fd": "fd"}
+    return {short: (f"{quality[k]:.0f}" if k == "modes" else f"{quality[k]:.3g}") for k, short in names.items()
+            if quality.get(k) is not None}
+
+
+def describe_quality(quality: dict | None) -> str:
+    """``"modes 25, hq_fraction 0.340, kl 0.075"``: a quality row for one line of text."""
+    if not quality:
+        return "no quality metric for this data set"
+    return ", ".join(f"{k} {v:.0f}" if k == "modes" else f"{k} {v:.3f}" for k, v in quality.items()
+                     if k != "step" and isinstance(v, (int, float)))
 
 
 def _process_group(distributed: bool | None) -> tuple[int, int]:
@@ -254,7 +318,7 @@ def _ddp(net: torch.nn.Module, device: torch.device) -> torch.nn.Module:
                                    gradient_as_bucket_view=True)  # gradients are views of DDP's buckets: no copy
 
 
-def train(config: TrainConfig | dict | None = None, steps: int = 2000, checkpoint: str | os.PathLike | None = None,
+def train(config: TrainConfig | dict | None = None, steps: int | None = None, checkpoint: str | os.PathLike | None = None,
           checkpoint_every: int = 0, progress: bool | None = None, resume: bool = False) -> Trainer:
     """Train from scratch, or resume from ``checkpoint`` when ``resume`` and the file exists."""
     if resume and checkpoint is not None and Path(checkpoint).exists():

@@ -521,3 +521,29 @@ def test_files_of_other_kinds_passed_as_a_checkpoint_are_named(refined, tmp_path
     assert_one_line_error(code, err, "is a JSON file")
     code, _, err = run_cli(capsys, "diagnose", refined / "samples.npz")
     assert_one_line_error(code, err, "is not a run saved by latentmcmc (a run.nc NetCDF file or a .zarr store)")
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["refine", "--fuse", "fast"], "--fuse must be one of auto, off, on or a block length >= 2"),
+    (["refine", "--fuse", "1"], "--fuse must be"),
+    (["--threads", "0", "demo"], "--threads must be >= 1"),
+    (["train", "--lr", "0", "--data", "ring8"], "--lr must be > 0"),
+    (["train", "--gp-weight", "-1", "--data", "ring8"], "--gp-weight must be >= 0"),
+])
+def test_bad_speed_and_recipe_options(args, needle, ckpt, tmp_path, capsys):
+    if args[0] == "refine":
+        args = ["refine", ckpt, *args[1:], *FAST_REFINE]
+    code, _, err = run_cli(capsys, *args, "--out", tmp_path / ("c.pt" if "train" in args else "x"))
+    assert_one_line_error(code, err, needle)
+    assert not any(tmp_path.iterdir())
+
+
+def test_train_uses_the_recipe_and_ends_with_the_quality_line(tmp_path, capsys):
+    code, out, err = run_cli(capsys, "train", "--data", "ring8", "--steps", "3", "--width", "16", "--batch-size", "32",
+                             "--critic-steps", "1", "-q", "--out", tmp_path / "c.pt")
+    assert code == 0, err
+    assert "trained ring8 (dim, width 16, lr 0.0002) to step 3" in out and "modes" in out and "prior samples" in out
+    from latentmcmc.checkpoint import load_checkpoint
+
+    saved = load_checkpoint(tmp_path / "c.pt")
+    assert [row["step"] for row in saved["quality_history"]] == [0, 3]

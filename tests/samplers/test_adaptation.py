@@ -72,3 +72,22 @@ def test_langevin_adapts_to_the_acceptance_mala_would_have():
 def test_no_adaptation_keeps_eps():
     chains = MALA(lambda z: 0.5 * z.square().sum(1), eps=0.3).run(torch.randn(8, 2), steps=10, warmup=10, adapt=False)
     assert torch.all(chains.eps == 0.3)
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_dual_averaging_is_pyros_bit_for_bit(shared):
+    """Our pure dual-averaging step (also run inside fused blocks) reproduces Pyro's DualAveraging exactly."""
+    pyro_da = pytest.importorskip("pyro.ops.dual_averaging")
+    from latentmcmc.samplers.adaptation import StepSizeAdapter, acceptance_statistic
+
+    eps = torch.full((6,), 0.05)
+    ours = StepSizeAdapter(eps, TARGET, shared)
+    theirs = pyro_da.DualAveraging(prox_center=torch.log(10.0 * (eps[:1] if shared else eps)), t0=10, kappa=0.75,
+                                   gamma=0.05)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(200):
+        accept, live = torch.rand(6, generator=g), torch.rand(6, generator=g) > 0.2
+        ours.update(accept, live)
+        theirs.step(TARGET - acceptance_statistic(accept, live, shared))
+        x_t, x_avg = theirs.get_state()
+        assert torch.equal(ours.state.x_t, x_t) and torch.equal(ours.state.x_avg, x_avg)

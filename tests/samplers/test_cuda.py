@@ -56,3 +56,35 @@ def test_the_step_loop_does_not_synchronise_with_the_host():
         torch.cuda.set_sync_debug_mode(0)
     recorders[1].flush()
     assert torch.equal(recorders[1].draws, recorders[0].draws.cpu())
+
+
+@pytest.mark.parametrize("mode", ["default", "reduce-overhead"])
+def test_fused_blocks_on_cuda_equal_the_eager_run(mode):
+    """Fused blocks (a CUDA graph per block with reduce-overhead) give the eager states to rounding."""
+    energy = small_latent_energy()
+    energy.generator.cuda(), energy.critic.cuda()
+    z0 = torch.randn(256, 4, device="cuda", generator=torch.Generator("cuda").manual_seed(2))
+    sampler = MALA(energy, eps=0.3, compile=mode)
+    eager = sampler.run(z0, steps=40, warmup=20, seed=5, fuse=False)
+    fused = sampler.run(z0, steps=40, warmup=20, seed=5, fuse=10)
+    assert fused.extra["fused_steps"] == 60
+    torch.testing.assert_close(fused.draws, eager.draws, rtol=0, atol=1e-3)
+    torch.testing.assert_close(fused.eps, eager.eps, rtol=1e-4, atol=0)
+
+
+def test_a_fused_block_does_not_synchronise_with_the_host():
+    energy = small_latent_energy()
+    energy.generator.cuda(), energy.critic.cuda()
+    sampler = MALA(energy, eps=0.3)
+    z0 = torch.randn(128, 4, device="cuda")
+    sampler.run(z0, steps=20, warmup=10, seed=1, fuse=10)  # compiles
+    block = sampler.fused_block()
+    state = sampler.init(z0)
+    rng = torch.Generator("cuda").manual_seed(0)
+    noises = [sampler.kernel.draw_noise(state, rng) for _ in range(10)]
+    eps = sampler._eps_vector(z0)
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        block(state, eps, noises, freeze=False, keep_states=False)
+    finally:
+        torch.cuda.set_sync_debug_mode(0)

@@ -161,3 +161,26 @@ def test_config_errors(kwargs, match):
 def test_cuda_absent_is_a_clear_error():
     with pytest.raises(ValueError, match="CUDA is not available"):
         Trainer(TrainConfig(device="cuda"))
+
+
+def test_measuring_quality_leaves_training_unchanged_and_is_checkpointed(tmp_path):
+    cfg = TrainConfig(data="gaussians25", seed=5, **TINY)
+    quiet, measured = Trainer(cfg), Trainer(cfg)
+    quiet.train(6, progress=False, measure_every=0)
+    measured.train(6, tmp_path / "c.pt", progress=False, measure_every=2)
+    assert quiet.history == measured.history and not quiet.quality_history
+    assert [row["step"] for row in measured.quality_history] == [0, 2, 4, 6]
+    assert {"modes", "hq_fraction", "kl"} <= set(measured.quality_history[-1])
+    assert Trainer.resume(tmp_path / "c.pt").quality_history == measured.quality_history
+    for p, q in zip(quiet.generator.parameters(), measured.generator.parameters()):
+        assert torch.equal(p, q)
+
+
+def test_the_data_sets_recipe_fills_the_settings_not_given():
+    recipe = DATASETS["digits"].recipe
+    c = Trainer(TrainConfig(data="digits")).config
+    assert (c.width, c.lr, c.gp_weight, c.entropy, c.batch_size, c.critic_steps) == (
+        recipe.width, recipe.lr, recipe.gp_weight, recipe.entropy, recipe.batch_size, recipe.critic_steps)
+    c = Trainer(TrainConfig(data="digits", width=32, lr=1e-3, entropy="none")).config
+    assert (c.width, c.lr, c.entropy, c.gp_weight) == (32, 1e-3, "none", recipe.gp_weight)
+    assert all(entry.recipe.steps >= 1 and entry.recipe.reaches for entry in DATASETS.values())
