@@ -178,8 +178,9 @@ def refine_command(
     compile_mode: str = typer.Option("off", "--compile", help="Compile the energy's forward+backward with "
                                      f"torch.compile: {choices(COMPILE_CHOICES)} (reduce-overhead: CUDA graphs)."),
     fuse: str = typer.Option("auto", help="Run blocks of steps as one compiled graph: auto (when the run is big "
-                                          "enough to repay compiling: >= 400 steps and 20M chain-steps, 200k on "
-                                          "CUDA), on (blocks of 10), off, or a block length."),
+                                          "enough to repay compiling: >= 400 steps and 20M chain-steps or 5e13 "
+                                          "model FLOPs; a hundredth on CUDA), on (blocks of 10), off, or a block "
+                                          "length."),
     stream_draws: Optional[int] = typer.Option(None, help="Keep the recorded draws in host memory, copied from the "
                                                          "GPU every N draws (GPU memory then holds N draws)  "
                                                          "\\[default: on the device]", show_default=False),

@@ -195,10 +195,10 @@ class Sampler:
                 included), e.g. to measure sample quality along the chain; their ``state_dict`` (if
                 any) is checkpointed with the run.
             fuse: run blocks of steps as one ``torch.compile``-d call (:mod:`latentmcmc.samplers.fused`):
-                an int ``K >= 2`` (steps per block), True (``K = 10``), ``"auto"`` (fused only when the
-                run has at least 400 steps and 20 million chain-steps, 200,000 on CUDA, so that
-                compiling pays off; decided from those sizes alone, so the same call always takes the
-                same path) or False.  Fused runs draw the same noise as eager ones; with a fixed eps
+                an int ``K >= 2`` (steps per block), True (``K = 10``), ``"auto"`` (the default: fused
+                only when the run has at least 400 steps and 20 million chain-steps or 5e13 model
+                FLOPs, a hundredth of that on CUDA, so that compiling pays off; decided from those
+                counts, never from timings, so the same call always takes the same path) or False.  Fused runs draw the same noise as eager ones; with a fixed eps
                 their states equal the eager run's to rounding, and during warm-up eps is adapted
                 between blocks.  Annealing steps, warm-up steps of kernels with other adapters (ChEES,
                 flows) and gradient-free kernels run step by step.  Compiling costs seconds once per

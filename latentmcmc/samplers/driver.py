@@ -18,7 +18,15 @@ from torch import Tensor
 from ..chains import Chains, Evaluations
 from ..progress import progress_bar
 from .adaptation import StepSizeAdapter, adaptation_signal, check_target_accept
-from .fused import DEFAULT_BLOCK, FusedBlock, auto_fuses, fusable, resolve_fuse
+from .fused import (
+    AUTO_MIN_STEPS,
+    DEFAULT_BLOCK,
+    FusedBlock,
+    auto_fuses,
+    fusable,
+    resolve_fuse,
+    step_flops,
+)
 from .kernel import GRADIENT_STEP, Kernel, SamplerState
 from .monitor import Monitor, Until
 from .recording import PhaseRecorder
@@ -498,7 +506,9 @@ def sample(kernel: Kernel, target, z0: Tensor, eps: Tensor, shared_eps: bool, se
     """
     block = settings.fuse
     if block == "auto":
-        block = DEFAULT_BLOCK if auto_fuses(z0.shape[0], settings.warmup + settings.steps, z0.device) else 0
+        chains, total = z0.shape[0], settings.warmup + settings.steps
+        flops = step_flops(target, z0) if fusable(kernel) and total >= AUTO_MIN_STEPS else 0.0
+        block = DEFAULT_BLOCK if fusable(kernel) and auto_fuses(chains, total, z0.device, flops) else 0
     run = Run(kernel, target, z0, eps, shared_eps, settings, rng, levels, name, adapters, restart_adaptation_at,
               until, observers, fused if block else None, block or 0,
               (checkpoint_every,) if checkpoint is not None and checkpoint_every else ())

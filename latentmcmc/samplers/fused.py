@@ -40,7 +40,7 @@ from .adaptation import (
 from .kernel import SamplerState, StepInfo
 
 __all__ = ["FUSE_CHOICES", "DEFAULT_BLOCK", "FusedBlock", "BlockOutput", "functional_target", "resolve_fuse",
-           "auto_fuses", "fusable"]
+           "auto_fuses", "fusable", "step_flops"]
 
 _SERIAL = itertools.count()
 
@@ -54,8 +54,15 @@ AUTO_MIN_STEPS = 400
 """``fuse="auto"`` fuses runs of at least this many steps (warm-up included) ..."""
 
 AUTO_MIN_CHAIN_STEPS = 20_000_000
-"""... and at least this many chain-steps (chains x steps): below that, compiling (seconds, paid once
-per process and model) costs more than it saves on a CPU.  On CUDA the second bound is divided by 100."""
+"""... with at least this many chain-steps (chains x steps) ..."""
+
+AUTO_MIN_FLOPS = 5e13
+"""... or at least this many floating-point operations (chain-steps x the model's forward+backward FLOPs).
+
+Measured here (2-core CPU): compiling a block costs 10-14 s for a small MLP and 35 s for a DCGAN-size
+pair, and saves about 0.45 us per chain-step on the MLP (74 kFLOP a step: break-even near 30 million
+chain-steps) and 0.19 ms on the DCGAN pair (350 MFLOP: break-even near 180,000 chain-steps, 6e13
+FLOPs).  On CUDA, where launches dominate, both bounds are divided by 100 (not measured: no GPU)."""
 
 
 def resolve_fuse(fuse: bool | int | str) -> int | str | None:
@@ -71,14 +78,29 @@ def resolve_fuse(fuse: bool | int | str) -> int | str | None:
     raise ValueError(f"fuse must be 'auto', True/'on', False/'off' or a block length >= 2, got {fuse!r}")
 
 
-def auto_fuses(chains: int, total_steps: int, device: torch.device) -> bool:
+def step_flops(target: Target, z: Tensor) -> float:
+    """Forward+backward FLOPs of one chain-step of ``target`` (twice its forward's, counted on one chain); 0 if uncountable."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    try:
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            target(z[:1])
+        return 2.0 * counter.get_total_flops()
+    except Exception:  # noqa: BLE001 - an operator the counter does not know: fall back to the chain-steps rule
+        return 0.0
+
+
+def auto_fuses(chains: int, total_steps: int, device: torch.device, flops: float = 0.0) -> bool:
     """The rule of ``fuse="auto"``: fuse when the run is long and large enough to repay compiling.
 
-    Deterministic in the run's sizes (never in timings), so the same call always takes the same path and
+    ``flops``: the model's FLOPs per chain-step (:func:`step_flops`).  Decided from the run's sizes and
+    the model's operation count, never from timings, so the same call always takes the same path and
     the same seed gives the same draws.
     """
-    min_chain_steps = AUTO_MIN_CHAIN_STEPS // (100 if device.type == "cuda" else 1)
-    return total_steps >= AUTO_MIN_STEPS and chains * total_steps >= min_chain_steps
+    scale = 100 if device.type == "cuda" else 1
+    chain_steps = chains * total_steps
+    return total_steps >= AUTO_MIN_STEPS and (chain_steps * scale >= AUTO_MIN_CHAIN_STEPS
+                                             or chain_steps * flops * scale >= AUTO_MIN_FLOPS)
 
 
 def _functional_value_and_grad(fn: Callable[[Tensor], Tensor]) -> Callable[[Tensor], tuple[Tensor, Tensor]]:

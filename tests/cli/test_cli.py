@@ -418,7 +418,7 @@ def test_sigint_to_the_real_process(ckpt, tmp_path):
     out = tmp_path / "run"
     proc = subprocess.Popen(
         [sys.executable, "-m", "latentmcmc", "refine", str(ckpt), "--chains", "64", "--warmup", "5",
-         "--steps", "10000000", "--thin", "100", "-q", "--no-figures", "--out", str(out)],
+         "--steps", "10000000", "--thin", "100", "--fuse", "off", "-q", "--no-figures", "--out", str(out)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     time.sleep(8)  # imports and warm-up take 2-3 s; then it samples

@@ -109,6 +109,8 @@ def test_auto_rule_is_decided_by_sizes_and_keeps_small_runs_eager(mala):
     assert auto_fuses(AUTO_MIN_CHAIN_STEPS // AUTO_MIN_STEPS, AUTO_MIN_STEPS, cpu)
     assert not auto_fuses(10**9, AUTO_MIN_STEPS - 1, cpu)
     assert auto_fuses(1000, 1000, cuda)
+    assert auto_fuses(1000, 1000, cpu, flops=3.5e8)  # a DCGAN-size model repays compiling much sooner
+    assert not auto_fuses(1000, 1000, cpu, flops=7.4e4)
     run = mala.run(start(), steps=10, seed=0, progress=False, fuse="auto")
     assert run.extra["fused_steps"] == 0
     for bad in (1, 0, "fast", 2.5):
