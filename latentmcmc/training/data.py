@@ -138,13 +138,15 @@ class DatasetEntry:
 
 DATASETS: dict[str, DatasetEntry] = {
     "gaussians25": DatasetEntry(gaussians25, "25 Gaussians on a 5x5 grid (2-D)", TrainRecipe(
-        steps=8000, reaches="TBD")),
-    "ring8": DatasetEntry(ring8, "8 Gaussians on a ring (2-D)", TrainRecipe(steps=4000, reaches="TBD")),
-    "swissroll": DatasetEntry(swissroll, "swiss roll (2-D)", TrainRecipe(steps=4000, reaches="TBD")),
+        steps=8000, reaches="25 of 25 modes, HQ 0.318, in 5.1 min")),
+    "ring8": DatasetEntry(ring8, "8 Gaussians on a ring (2-D)", TrainRecipe(
+        steps=4000, reaches="8 of 8 modes, HQ 0.210, in 2.5 min")),
+    "swissroll": DatasetEntry(swissroll, "swiss roll (2-D)", TrainRecipe(
+        steps=4000, reaches="HQ 0.779 in 2.7 min")),
     "digits": DatasetEntry(digits, "scikit-learn's 8x8 digits (1,797 images, 10 classes)", TrainRecipe(
-        steps=6000, lr=1e-4, gp_weight=10.0, reaches="TBD")),
+        steps=6000, lr=1e-4, gp_weight=10.0, reaches="10 of 10 classes, FD 4.10, in 4.0 min")),
     "stacked-digits": DatasetEntry(stacked_digits, "three digits as three channels (1,000 modes)", TrainRecipe(
-        steps=6000, lr=1e-4, gp_weight=10.0, reaches="TBD")),
+        steps=6000, lr=1e-4, gp_weight=10.0, reaches="596 modes in 1,000 samples (uniform: 632), FD 4.18, in 5.2 min")),
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import warnings
 from dataclasses import dataclass, field
@@ -297,11 +298,15 @@ def _short(quality: dict | None) -> dict[str, str]:
 
 
 def describe_quality(quality: dict | None) -> str:
-    """``"modes 25, hq_fraction 0.340, kl 0.075"``: a quality row for one line of text."""
+    """``"hq_fraction 0.340, modes 25, kl 0.075"``: a quality row for one line of text (an undefined
+    number, such as the KL of an empty mode histogram, shows as n/a)."""
     if not quality:
         return "no quality metric for this data set"
-    return ", ".join(f"{k} {v:.0f}" if k == "modes" else f"{k} {v:.3f}" for k, v in quality.items()
-                     if k != "step" and isinstance(v, (int, float)))
+
+    def one(k: str, v: float) -> str:
+        return f"{k} n/a" if math.isnan(v) else f"{k} {v:.0f}" if k == "modes" else f"{k} {v:.3f}"
+
+    return ", ".join(one(k, v) for k, v in quality.items() if k != "step" and isinstance(v, (int, float)))
 
 
 def _process_group(distributed: bool | None) -> tuple[int, int]:
