@@ -50,6 +50,11 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     if not path.is_file():
         raise CheckpointError(f"no checkpoint file at {path}")
     _refuse_other_formats(path)
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head[:4] != b"PK\x03\x04" and head[:1] != b"\x80":  # torch.save writes a zip (or, before 1.6, a pickle)
+        raise CheckpointError(f"{path} is not a latentmcmc checkpoint: not a file torch.save wrote "
+                              "(give the .pt file 'latentmcmc train' wrote)")
     try:
         data = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:

@@ -73,17 +73,22 @@ def samples_figure(before: Tensor, after: Tensor, reference: Tensor | None = Non
                 ref = _np(reference[:max_points])
                 ax.scatter(ref[:, 0], ref[:, 1], s=2, c="0.8", label="data", rasterized=True)
             pts = _np(x[:max_points])
+            label = "samples"
+            if reference is not None:  # keep both panels on the data's frame, and say what falls outside it
+                lo, hi = _np(reference.min(0).values), _np(reference.max(0).values)
+                pad = 0.15 * (hi - lo)
+                lo, hi = lo - pad, hi + pad
+                ax.set_xlim(lo[0], hi[0])
+                ax.set_ylim(lo[1], hi[1])
+                outside = int(((pts < lo) | (pts > hi)).any(1).sum())
+                if outside:
+                    label += f" ({outside} of {len(pts)} outside this frame)"
             ax.scatter(pts[:, 0], pts[:, 1], s=3, alpha=0.6, c="C0" if x is before else "C3",
-                       label="samples", rasterized=True)
+                       label=label, rasterized=True)
             ax.set_aspect("equal")
             ax.set_xlabel("x[0]" if not note else "component 1")
             ax.set_ylabel("x[1]" if not note else "component 2")
-            ax.legend(loc="upper right", markerscale=4, fontsize="small")
-            if reference is not None:  # keep both panels on the data's frame
-                lo, hi = _np(reference.min(0).values), _np(reference.max(0).values)
-                pad = 0.15 * (hi - lo)
-                ax.set_xlim(lo[0] - pad[0], hi[0] + pad[0])
-                ax.set_ylim(lo[1] - pad[1], hi[1] + pad[1])
+            ax.legend(loc="best", markerscale=4, fontsize="small", framealpha=0.9)
         elif x.dim() == 4 and x.shape[1] in (1, 3):
             grid = image_grid(x[:max_images])
             ax.imshow(grid, cmap="gray" if grid.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")

@@ -6,6 +6,7 @@ Backends: NCCL when the work lives on CUDA (each rank on ``cuda:LOCAL_RANK``), G
 
 from __future__ import annotations
 
+import gc
 import os
 
 import torch
@@ -46,5 +47,8 @@ def leave() -> None:
     active exception"), and torchrun then reports the whole job failed.
     """
     if dist.is_available() and dist.is_initialized():
+        # DistributedDataParallel wrappers left in reference cycles (a finished Trainer's) must be freed
+        # while the group lives: a reducer destroyed after it aborted a rank (SIGABRT) now and then
+        gc.collect()
         dist.barrier()
         dist.destroy_process_group()

@@ -76,7 +76,7 @@ def _json_safe(value: Any) -> Any:
 
 
 def _save_figure(fig, path: Path) -> None:
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight", pad_inches=0.08)  # titles and labels never touch the edge
 
 
 @contextlib.contextmanager

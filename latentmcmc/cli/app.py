@@ -28,7 +28,7 @@ _FLAGS = {  # Python option names in messages from the library -> the CLI's flag
     "track_every": "--track-every", "track_chains": "--track-chains", "track_metric": "--track-metric",
     "critic_output": "--critic-output", "data_shape": "--data-shape", "checkpoint_every": "--checkpoint-every",
     "leapfrog_steps": "--leapfrog-steps", "local_steps": "--local-steps", "flow_lr": "--flow-lr",
-    "superchains": "--superchains", "warmup='auto'": "--warmup auto", "keep='best'": "--keep best",
+    "superchains": "--superchains", "warmup='auto'": "--warmup auto", "keep='best'": "--keep best", "beta must": "--beta must",
 }
 
 
@@ -41,6 +41,10 @@ def cli_names(message: str) -> str:
 
 def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:
     print(f"warning: {_one_line(str(message))}", file=sys.stderr)
+
+
+ROOT_OPTIONS = ("--threads",)
+"""Options of ``latentmcmc`` itself, which a user may put after the command by mistake."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
                 return 0
             ctx = getattr(err, "ctx", None)
             hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+            if getattr(err, "option_name", None) in ROOT_OPTIONS and ctx is not None and ctx.parent is not None:
+                hint = f" ({err.option_name} goes before the command: latentmcmc {err.option_name} ... {ctx.info_name} ...)"
             print(f"error: {_one_line(err.format_message())}{hint}", file=sys.stderr)
             return EXIT_ERROR
         if os.environ.get("LATENTMCMC_DEBUG"):

@@ -39,8 +39,9 @@ def train_command(
     data: Optional[str] = live_help(typer.Option(None, show_default=False), lambda: (
         f"Built-in data set, with the recipe used for settings not given and what it reached here: "
         f"{recipes()}  \\[default: gaussians25]")),
-    entropy: Optional[str] = typer.Option(None, help=f"Entropy term of G: {described(ENTROPY_TERMS)}  \\[default: dim]",
-                                          show_default=False),
+    entropy: Optional[str] = typer.Option(None, help=(
+        f"Entropy term of G: {described(ENTROPY_TERMS)}  \\[default: the recipe's, "
+        f"{', '.join(sorted({e.recipe.entropy for e in DATASETS.values()}))}]"), show_default=False),
     steps: Optional[int] = typer.Option(None, help="Generator steps in total (a resumed run counts its earlier "
                                                    "steps)  \\[default: the data set's recipe]", show_default=False),
     batch_size: Optional[int] = typer.Option(None, help="Batch size of data and latents  \\[default: recipe]",
@@ -99,12 +100,18 @@ def train_command(
         raise CommandError(f"--out {out} is a directory; give a file name such as {out}/ckpt.pt")
     if resume and out.exists():
         saved = load_checkpoint(out)["config"]
-        for name, value in (("data", data), ("entropy", entropy), ("latent_dim", latent_dim)):
+        given = (("data", data), ("entropy", entropy), ("latent_dim", latent_dim), ("width", width), ("lr", lr),
+                 ("critic_steps", critic_steps), ("batch_size", batch_size), ("gp_weight", gp_weight))
+        for name, value in given:
             if value is not None and saved.get(name) != value:
                 raise CommandError(f"--{name.replace('_', '-')} {value} conflicts with the checkpoint's {saved.get(name)!r}; "
                                    "a resumed run keeps its config")
         trainer = Trainer.resume(out, device=device)
-        typer.echo(f"resuming {out} at step {trainer.step} of {steps}", err=True)
+        if steps is None and trainer.step >= trainer.recipe.steps:
+            typer.echo(f"{out} has trained {trainer.step} steps, the recipe's {trainer.recipe.steps} or more: nothing "
+                       "to do (give --steps to train further)")
+            return
+        typer.echo(f"resuming {out} at step {trainer.step} of {steps or trainer.recipe.steps}", err=True)
     else:
         config = TrainConfig(data=data or "gaussians25", entropy=entropy, latent_dim=latent_dim, width=width,
                              lr=lr, critic_steps=critic_steps, batch_size=batch_size, gp_weight=gp_weight, seed=seed,

@@ -166,7 +166,10 @@ class _Progress:
         total = run.i if run.done else run.total  # warm-up or sampling ended early (warmup="auto", stop rules)
         if self.bar.total != total:
             self.bar.total = total
-        if not (i - self.shown >= self.every or run.done):
+        if run.fused is not None and run.fused.compiled_last_call:
+            run.fused.compiled_last_call = False
+            self.bar.unpause()  # leave the compile time out of the rate and the time left
+        elif not (i - self.shown >= self.every or run.done):
             return
         self.shown = i
         in_warmup = run.in_warmup or i == run.warm_end
@@ -178,6 +181,11 @@ class _Progress:
             post.update(rhat=f"{run.monitor.last[0]:.3f}", ess=f"{run.monitor.last[1]:.0f}")
         self.bar.set_postfix(**post, refresh=False)
         self.bar.update(i - self.bar.n)
+
+    def compiling(self) -> None:
+        """Say that the next block compiles (once per kind of block: tens of seconds on a CPU)."""
+        if self.bar is not None:
+            self.bar.set_postfix_str("compiling a fused block (once)", refresh=True)
 
     def close(self) -> None:
         if self.bar is not None:
@@ -515,6 +523,8 @@ def sample(kernel: Kernel, target, z0: Tensor, eps: Tensor, shared_eps: bool, se
     if resume_from is not None:
         run.load_state_dict(resume_from)
     progress = _Progress(run.total, settings.progress, name, initial=run.i)
+    if run.fused is not None:
+        run.fused.on_compile = progress.compiling
     interrupted = False
     try:
         while not run.done:

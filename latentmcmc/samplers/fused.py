@@ -163,6 +163,8 @@ class FusedBlock:
         self.kernel, self.mode = kernel, mode
         self.target = functional_target(target)
         self._compiled: dict[tuple, Callable] = {}
+        self.on_compile: Callable[[], None] | None = None  # told before a call that compiles (the progress bar)
+        self.compiled_last_call = False
         self.cudagraphs = mode in ("reduce-overhead", "max-autotune")
 
     def _function(self, freeze: bool, keep_states: bool, constants: tuple | None) -> Callable:
@@ -203,8 +205,11 @@ class FusedBlock:
         constants = None if adapter is None else adapter.constants
         key = (len(noises), freeze, keep_states, constants)
         fn = self._compiled.get(key)
-        if fn is None:
+        self.compiled_last_call = fn is None
+        if fn is None:  # torch.compile compiles at the first call, below
             fn = self._compiled[key] = self._function(freeze, keep_states, constants)
+            if self.on_compile is not None:
+                self.on_compile()
         eps = eps.contiguous()  # one graph whether eps is shared (an expanded view) or per chain
         adaptation = prox_center = None
         if adapter is not None:  # the step count as a tensor: one graph for every block of the warm-up

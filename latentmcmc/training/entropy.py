@@ -43,7 +43,8 @@ class EntropyTerm:
     """What one choice of entropy term trains and adds to the generator's loss (base: the plain objective)."""
 
     name = "none"
-    summary = "no entropy term: the plain energy-GAN objective (prone to mode collapse)"
+    summary = ("no entropy term: the plain energy-GAN objective (it collapsed to 3-9 of 25 Gaussian modes when "
+               "the critic got 1 step per generator step; README)")
     aux_name: str | None = None  # key of the auxiliary network in checkpoints and optimisers
 
     def build(self, data_shape: tuple[int, ...], latent_dim: int, width: int, depth: int) -> nn.Module | None:

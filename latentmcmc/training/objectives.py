@@ -45,7 +45,8 @@ def generator_loss(
 
     ``entropy`` names a term of :data:`~latentmcmc.training.entropy.ENTROPY_TERMS`: ``"dim"`` adds the
     BCE of the statistics network ``aux`` (:func:`dim_mi_loss`), ``"encoder"`` ``lambda2 |z - Enc(G(z))|^2``
-    (``lambda2 = encoder_weight``), ``"none"`` nothing (the plain objective, prone to mode collapse).
+    (``lambda2 = encoder_weight``), ``"none"`` nothing (the plain objective, which collapsed with a
+    weakly trained critic).
     """
     u_fake = critic(x_fake).mean()
     stats = {"u_gen": float(u_fake.detach())}

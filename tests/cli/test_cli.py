@@ -89,7 +89,7 @@ def test_help_of_every_command_lists_its_options_with_defaults(capsys):
             assert option in out, (command, option)
         assert "default" in out.lower()
     # defaults written into the help text by hand (options whose default is None) are shown too
-    for command, needles in (("train", ["[default: gaussians25]", "[default: dim]", "[default: 2 for 2-D data"]),
+    for command, needles in (("train", ["[default: gaussians25]", "[default: the recipe's, dim]", "[default: 2 for 2-D data"]),
                              ("refine", ["[default: one block", "[default: all]", "[default: on the device]"])):
         out = " ".join(run_cli(capsys, command, "--help")[1].replace("│", " ").split())  # unwrap the table
         for needle in needles:
@@ -108,6 +108,24 @@ def test_train_writes_a_checkpoint_and_resume_continues(ckpt, tmp_path, capsys):
     assert load_checkpoint(path)["step"] == 6
     code, _, err = run_cli(capsys, "train", "--data", "gaussians25", "--steps", "8", "--resume", "--out", path, "-q")
     assert_one_line_error(code, err, "conflicts")
+    code, _, err = run_cli(capsys, "train", "--lr", "0.5", "--steps", "8", "--resume", "--out", path, "-q")
+    assert_one_line_error(code, err, "--lr 0.5 conflicts")
+
+
+def test_resume_without_steps_past_the_recipe_has_nothing_to_do(ckpt, tmp_path, monkeypatch, capsys):
+    import dataclasses
+
+    from latentmcmc.checkpoint import load_checkpoint
+    from latentmcmc.training import DATASETS
+
+    path = tmp_path / "c.pt"
+    path.write_bytes(ckpt.read_bytes())
+    name = load_checkpoint(path)["config"]["data"]
+    entry = DATASETS[name]
+    monkeypatch.setitem(DATASETS, name, dataclasses.replace(entry, recipe=dataclasses.replace(entry.recipe, steps=3)))
+    code, out, err = run_cli(capsys, "train", "--resume", "--out", path, "-q")
+    assert code == 0 and "nothing to do" in out and "recipe's 3" in out, (out, err)
+    assert load_checkpoint(path)["step"] == 4
 
 
 def test_refine_writes_every_output_and_prints_the_table(refined, capsys):
@@ -527,6 +545,7 @@ def test_files_of_other_kinds_passed_as_a_checkpoint_are_named(refined, tmp_path
     (["refine", "--fuse", "fast"], "--fuse must be one of auto, off, on or a block length >= 2"),
     (["refine", "--fuse", "1"], "--fuse must be"),
     (["--threads", "0", "demo"], "--threads must be >= 1"),
+    (["refine", "--threads", "1"], "--threads goes before the command: latentmcmc --threads ... refine"),
     (["train", "--lr", "0", "--data", "ring8"], "--lr must be > 0"),
     (["train", "--gp-weight", "-1", "--data", "ring8"], "--gp-weight must be >= 0"),
 ])
