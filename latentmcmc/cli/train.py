@@ -133,7 +133,11 @@ def train_command(
         return
     c = trainer.config
     quality = trainer.quality_history[-1] if trainer.quality_history else None
-    typer.echo(f"trained {c.data} ({c.entropy}, width {c.width}, lr {c.lr:g}) to step {trainer.step} in "
+    recipe = trainer.recipe
+    changed = "".join(f", {name.replace('_', ' ')} {getattr(c, name):g}"  # settings off the recipe, beside the
+                      for name in ("batch_size", "critic_steps", "gp_weight")  # three always shown
+                      if getattr(c, name) != getattr(recipe, name))
+    typer.echo(f"trained {c.data} ({c.entropy}, width {c.width}, lr {c.lr:g}{changed}) to step {trainer.step} in "
                f"{(time.perf_counter() - t0) / 60:.1f} min: {describe_quality(quality)} "
                f"({'2,000' if len(c.data_shape) == 1 else '1,000'} prior samples); wrote {out}")
 

@@ -561,7 +561,7 @@ def test_train_uses_the_recipe_and_ends_with_the_quality_line(tmp_path, capsys):
     code, out, err = run_cli(capsys, "train", "--data", "ring8", "--steps", "3", "--width", "16", "--batch-size", "32",
                              "--critic-steps", "1", "-q", "--out", tmp_path / "c.pt")
     assert code == 0, err
-    assert "trained ring8 (dim, width 16, lr 0.0002) to step 3" in out and "modes" in out and "prior samples" in out
+    assert "trained ring8 (dim, width 16, lr 0.0002, batch size 32, critic steps 1) to step 3" in out and "modes" in out and "prior samples" in out
     from latentmcmc.checkpoint import load_checkpoint
 
     saved = load_checkpoint(tmp_path / "c.pt")
