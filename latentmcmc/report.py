@@ -211,7 +211,8 @@ def format_table(metrics: dict[str, Any]) -> str:
            f"{metrics['evaluations']['backward']} backward"
            + (f" ({_per_step(metrics):.1f} per step)" if _per_step(metrics) is not None else "")]
           if "evaluations" in metrics else []),
-        *([f"{'steps in compiled blocks':<28}{metrics['fused_steps']} per chain (--fuse)"]
+        *([f"{'steps in compiled blocks':<28}{metrics['fused_steps']} per chain (--fuse"
+           + (f", {metrics['fused_block']} steps per block)" if metrics.get("fused_block") else ")")]
           if metrics.get("fused_steps") else []),
         *([f"{'trajectory length (ChEES)':<28}{metrics['trajectory_length']:.3g}"]
           if metrics.get("trajectory_length") is not None else []),

@@ -79,7 +79,7 @@ def run_metrics(chains: Chains, superchain_size: int | None = None) -> dict[str,
                  importance_ess=est.importance_ess, pareto_k=est.pareto_k, log_normalizer_reliable=est.reliable)
     if chains.extra.get("interrupted"):
         m["interrupted"] = True
-    for key in ("stopped_by", "warmup_settled", "online_rhat", "online_ess", "fused_steps"):
+    for key in ("stopped_by", "warmup_settled", "online_rhat", "online_ess", "fused_steps", "fused_block"):
         if key in chains.extra:
             m[key] = chains.extra[key]
     reason = unusable(m, chains.num_chains * max(1, chains.steps))

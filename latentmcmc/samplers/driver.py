@@ -486,6 +486,8 @@ class Run:
         if s.auto_warmup:
             chains.extra["warmup_settled"] = self.settled
         chains.extra["fused_steps"] = self.fused_steps  # steps run inside compiled blocks (.fused)
+        if self.fused_steps:
+            chains.extra["fused_block"] = self.block  # steps per compiled call
         return chains
 
 

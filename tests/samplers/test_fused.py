@@ -59,6 +59,7 @@ def test_fused_run_equals_eager_run_with_adaptation_and_thinning(make, block, at
     eager = sampler.run(z0, **kwargs)
     fused = sampler.run(z0, fuse=block, **kwargs)
     assert fused.extra["fused_steps"] == 70 and eager.extra["fused_steps"] == 0
+    assert fused.extra["fused_block"] == block and "fused_block" not in eager.extra
     assert_same_run(fused, eager, atol)
     torch.testing.assert_close(fused.warmup_draws, eager.warmup_draws, rtol=0, atol=atol)
     torch.testing.assert_close(fused.warmup_eps, eager.warmup_eps, rtol=atol, atol=0)
