@@ -50,11 +50,6 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     if not path.is_file():
         raise CheckpointError(f"no checkpoint file at {path}")
     _refuse_other_formats(path)
-    with open(path, "rb") as f:
-        head = f.read(4)
-    if head[:4] != b"PK\x03\x04" and head[:1] != b"\x80":  # torch.save writes a zip (or, before 1.6, a pickle)
-        raise CheckpointError(f"{path} is not a latentmcmc checkpoint: not a file torch.save wrote "
-                              "(give the .pt file 'latentmcmc train' wrote)")
     try:
         data = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
@@ -81,7 +76,8 @@ _HDF5 = b"\x89HDF\r\n\x1a\n"
 
 
 def _refuse_other_formats(path: Path) -> None:
-    """Name the files people pass by mistake: a saved run (NetCDF/HDF5) or a torch.export program."""
+    """Name the files people pass by mistake (a saved run, a torch.export program, an npz or JSON file) and
+    refuse any other file that torch.save did not write."""
     with open(path, "rb") as f:
         head = f.read(8)
     if head == _HDF5:
@@ -101,6 +97,9 @@ def _refuse_other_formats(path: Path) -> None:
             raise CheckpointError(f"{path} is a NumPy archive (such as a refinement's samples.npz), not a checkpoint")
     if head.lstrip()[:1] in (b"{", b"["):
         raise CheckpointError(f"{path} is a JSON file (such as a refinement's metrics.json), not a checkpoint")
+    if head[:4] != b"PK\x03\x04" and head[:1] != b"\x80":  # torch.save writes a zip (or, before 1.6, a pickle)
+        raise CheckpointError(f"{path} is not a latentmcmc checkpoint: not a file torch.save wrote "
+                              "(give the .pt file 'latentmcmc train' wrote)")
 
 
 def load_models(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[nn.Module, nn.Module, dict]:

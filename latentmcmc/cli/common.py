@@ -137,6 +137,19 @@ def described(table) -> str:
     return "; ".join(f"{name}: {entry.summary}" for name, entry in table.items())
 
 
+def critic_output_option():
+    """``--critic-output`` (refine, compare): its choices and their meanings from ``critics.CRITIC_OUTPUTS``."""
+    from ..critics import CRITIC_OUTPUTS
+
+    return live_help(typer.Option(None, show_default=False),
+                     lambda: f"What the critic outputs: {described(CRITIC_OUTPUTS)}  \\[default: energy]")
+
+
+def critic_sign_option():
+    """``--critic-sign`` (refine, compare): 0.1's spelling of ``--critic-output logit``."""
+    return typer.Option(1.0, help="0.1's spelling: -1 means --critic-output logit.")
+
+
 def parse_fuse(text: str) -> int | str:
     """``--fuse``: one of :data:`~latentmcmc.samplers.fused.FUSE_CHOICES` or a block length >= 2."""
     from ..samplers.fused import FUSE_CHOICES

@@ -19,6 +19,8 @@ from .common import (
     check_choice,
     check_device,
     choices,
+    critic_output_option,
+    critic_sign_option,
     described,
     exit_for,
     flag,
@@ -160,10 +162,8 @@ def refine_command(
     generator: Optional[Path] = typer.Option(None, help="Generator saved with torch.export.save (.pt2), instead of a checkpoint."),
     critic: Optional[Path] = typer.Option(None, help="Critic saved with torch.export.save (.pt2), instead of a checkpoint."),
     latent_shape: Optional[str] = typer.Option(None, help="Latent shape, e.g. 128 or 4,4,8 (needed with --generator)."),
-    critic_output: Optional[str] = live_help(typer.Option(None, show_default=False),
-                                             lambda: f"What the critic outputs: {described(CRITIC_OUTPUTS)}  "
-                                                     "\\[default: energy]"),
-    critic_sign: float = typer.Option(1.0, help="0.1's spelling: -1 means --critic-output logit."),
+    critic_output: Optional[str] = critic_output_option(),
+    critic_sign: float = critic_sign_option(),
     keep_warmup: bool = flag(False, "--keep-warmup", help="Also record the warm-up (shown in the figures)."),
     block_size: Optional[int] = typer.Option(None, help="Run the chains in blocks of this many, each seeded by "
                                                         "(seed, block)  \\[default: one block; under torchrun "

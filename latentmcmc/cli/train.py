@@ -75,7 +75,6 @@ def train_command(
     Under torchrun (torchrun --nproc-per-node K -m latentmcmc train ...) the networks train with
     DistributedDataParallel, each rank on a 1/K slice of the global --batch-size; rank 0 writes OUT.
     """
-    from ..checkpoint import load_checkpoint
     from ..training import TrainConfig, Trainer
     from ..training.trainer import describe_quality
 
@@ -98,26 +97,28 @@ def train_command(
         device = str(init_distributed(dev)[2])
     if out.exists() and out.is_dir():
         raise CommandError(f"--out {out} is a directory; give a file name such as {out}/ckpt.pt")
-    if resume and out.exists():
-        saved = load_checkpoint(out)["config"]
+    resuming = resume and out.exists()
+    if resuming:
+        trainer = Trainer.resume(out, device=device)
         given = (("data", data), ("entropy", entropy), ("latent_dim", latent_dim), ("width", width), ("lr", lr),
                  ("critic_steps", critic_steps), ("batch_size", batch_size), ("gp_weight", gp_weight))
         for name, value in given:
-            if value is not None and saved.get(name) != value:
-                raise CommandError(f"--{name.replace('_', '-')} {value} conflicts with the checkpoint's {saved.get(name)!r}; "
+            kept = getattr(trainer.config, name)
+            if value is not None and kept != value:
+                raise CommandError(f"--{name.replace('_', '-')} {value} conflicts with the checkpoint's {kept!r}; "
                                    "a resumed run keeps its config")
-        trainer = Trainer.resume(out, device=device)
         if steps is None and trainer.step >= trainer.recipe.steps:
             typer.echo(f"{out} has trained {trainer.step} steps, the recipe's {trainer.recipe.steps} or more: nothing "
                        "to do (give --steps to train further)")
             return
-        typer.echo(f"resuming {out} at step {trainer.step} of {steps or trainer.recipe.steps}", err=True)
     else:
         config = TrainConfig(data=data or "gaussians25", entropy=entropy, latent_dim=latent_dim, width=width,
                              lr=lr, critic_steps=critic_steps, batch_size=batch_size, gp_weight=gp_weight, seed=seed,
                              device=device)
         trainer = Trainer(config)
     steps = trainer.recipe.steps if steps is None else steps
+    if resuming:
+        typer.echo(f"resuming {out} at step {trainer.step} of {steps}", err=True)
     if steps < trainer.step:
         raise CommandError(f"--steps {steps} is below the {trainer.step} steps {out} has already trained")
     _probe_writable(out)

@@ -158,6 +158,7 @@ class _Progress:
         self.bar = progress_bar(total, enabled, name, initial=initial)
         self.every = max(1, total // 100)
         self.shown = initial  # the step last shown (fused blocks advance several steps at a time)
+        self.compiled = False  # a fused block compiled since the last update
 
     def update(self, run: "Run") -> None:
         if self.bar is None:
@@ -166,8 +167,8 @@ class _Progress:
         total = run.i if run.done else run.total  # warm-up or sampling ended early (warmup="auto", stop rules)
         if self.bar.total != total:
             self.bar.total = total
-        if run.fused is not None and run.fused.compiled_last_call:
-            run.fused.compiled_last_call = False
+        if self.compiled:
+            self.compiled = False
             self.bar.unpause()  # leave the compile time out of the rate and the time left
         elif not (i - self.shown >= self.every or run.done):
             return
@@ -185,6 +186,7 @@ class _Progress:
     def compiling(self) -> None:
         """Say that the next block compiles (once per kind of block: tens of seconds on a CPU)."""
         if self.bar is not None:
+            self.compiled = True
             self.bar.set_postfix_str("compiling a fused block (once)", refresh=True)
 
     def close(self) -> None:

@@ -164,7 +164,6 @@ class FusedBlock:
         self.target = functional_target(target)
         self._compiled: dict[tuple, Callable] = {}
         self.on_compile: Callable[[], None] | None = None  # told before a call that compiles (the progress bar)
-        self.compiled_last_call = False
         self.cudagraphs = mode in ("reduce-overhead", "max-autotune")
 
     def _function(self, freeze: bool, keep_states: bool, constants: tuple | None) -> Callable:
@@ -205,7 +204,6 @@ class FusedBlock:
         constants = None if adapter is None else adapter.constants
         key = (len(noises), freeze, keep_states, constants)
         fn = self._compiled.get(key)
-        self.compiled_last_call = fn is None
         if fn is None:  # torch.compile compiles at the first call, below
             fn = self._compiled[key] = self._function(freeze, keep_states, constants)
             if self.on_compile is not None:
