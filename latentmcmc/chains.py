@@ -12,6 +12,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
+from .evaluations import Evaluations
 from .io import arviz as arviz_io
 
 __all__ = ["Chains", "LogNormalizer", "Evaluations", "load_run", "MIN_IMPORTANCE_ESS", "chains_to_state",
@@ -19,21 +20,6 @@ __all__ = ["Chains", "LogNormalizer", "Evaluations", "load_run", "MIN_IMPORTANCE
 
 MIN_IMPORTANCE_ESS = 10.0
 """Below this importance ESS the delta-method standard error of an AIS estimate is not trusted."""
-
-
-class Evaluations(NamedTuple):
-    """Passes through the model: ``forward`` (energy) and ``backward`` (gradient) evaluations per chain."""
-
-    forward: int
-    backward: int
-
-    def __add__(self, other: "Evaluations") -> "Evaluations":  # type: ignore[override]
-        return Evaluations(self.forward + other.forward, self.backward + other.backward)
-
-    @property
-    def passes(self) -> int:
-        """Forward plus backward passes: the budget unit of ``latentmcmc compare``."""
-        return self.forward + self.backward
 
 
 class _LogNormalizerFields(NamedTuple):

@@ -15,9 +15,17 @@ from typing import Callable, Protocol, runtime_checkable
 import torch
 from torch import Tensor, nn
 
-__all__ = ["LatentEnergy", "Target", "as_target", "compile_target", "prior_energy", "EnergyFn", "COMPILE_MODES"]
+__all__ = ["LatentEnergy", "Target", "as_target", "compile_target", "prior_energy", "EnergyFn", "COMPILE_MODES",
+           "check_beta"]
 
 EnergyFn = Callable[[Tensor], Tensor]
+
+
+def check_beta(beta) -> float:
+    """``beta`` as a float if it is finite and >= 0; else a ValueError."""
+    if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not (0.0 <= float(beta) < float("inf")):
+        raise ValueError(f"beta must be finite and >= 0, got {beta}")
+    return float(beta)
 
 
 def prior_energy(z: Tensor) -> Tensor:
@@ -190,9 +198,7 @@ class LatentEnergy:
             raise ValueError("generator must be a callable module")
         if not callable(critic):
             raise ValueError("critic must be a callable module")
-        beta = float(beta)
-        if not (beta >= 0.0 and beta < float("inf")):
-            raise ValueError(f"beta must be finite and >= 0, got {beta}")
+        beta = check_beta(beta)
         if critic_sign not in (1, -1):
             raise ValueError(f"critic_sign must be +1 (critic outputs an energy) or -1 (a realness logit), got {critic_sign}")
         self.critic_output = resolve_critic_output(critic_sign, critic_output)

@@ -10,6 +10,7 @@ import warnings
 from ..process_group import leave
 from . import compare, demo, diagnose, refine, train  # noqa: F401  (the commands register themselves on ``app``)
 from .common import EXIT_ERROR, EXIT_INTERRUPTED, app, refresh_help
+from .declared import refresh_commands
 
 __all__ = ["app", "main"]
 
@@ -22,25 +23,26 @@ def _one_line(text: str) -> str:
     return " ".join(_ANSI.sub("", text).split())
 
 
-_FLAGS = {  # Python option names in messages from the library -> the CLI's flags
-    "num_chains": "--chains", "block_size": "--block-size", "record_blocks": "--record-blocks",
-    "until_rhat": "--until-rhat", "min_ess": "--min-ess", "max_warmup": "--max-warmup", "latent_dim": "--latent-dim",
-    "track_every": "--track-every", "track_chains": "--track-chains", "track_metric": "--track-metric",
-    "critic_output": "--critic-output", "data_shape": "--data-shape", "checkpoint_every": "--checkpoint-every",
-    "leapfrog_steps": "--leapfrog-steps", "local_steps": "--local-steps", "flow_lr": "--flow-lr",
-    "superchains": "--superchains", "warmup='auto'": "--warmup auto", "keep='best'": "--keep best", "beta must": "--beta must",
+_SPELLINGS = {  # phrases of library messages that the declarations do not give (values, CLI-only names)
+    "latent_dim": "--latent-dim", "checkpoint_every": "--checkpoint-every", "superchains": "--superchains",
+    "warmup='auto'": "--warmup auto", "keep='best'": "--keep best", "beta must": "--beta must",
 }
 
 
 def cli_names(message: str) -> str:
-    """A library message with the CLI's flag names (``--block-size`` rather than ``block_size``)."""
-    for name, flag in _FLAGS.items():
+    """A library message with the CLI's flag names (``--block-size`` rather than ``block_size``).
+
+    The names come from the declarations of the options (:func:`~.declared.cli_flags`) and a few spellings.
+    """
+    from .declared import cli_flags
+
+    for name, flag in {**cli_flags(), **_SPELLINGS}.items():
         message = re.sub(rf"(?<![\w-]){re.escape(name)}(?![\w])", flag, message)
     return message.replace("--superchains=", "--superchains ").replace("--chains=", "--chains ")
 
 
 def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:
-    print(f"warning: {_one_line(str(message))}", file=sys.stderr)
+    print(f"warning: {cli_names(_one_line(str(message)))}", file=sys.stderr)
 
 
 ROOT_OPTIONS = ("--threads",)
@@ -55,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     showwarning = warnings.showwarning
     warnings.showwarning = _warning_line
     refresh_help()
+    refresh_commands()
     try:
         result = app(args=argv, prog_name="latentmcmc", standalone_mode=False)
     except KeyboardInterrupt:

@@ -53,14 +53,13 @@ def check_device(device: str) -> torch.device:
 
 
 def parse_shape(text: str) -> tuple[int, ...]:
-    """``"128"`` or ``"4,4,8"`` (also ``4x4x8``) -> a tuple of positive ints."""
+    """``"128"`` or ``"4,4,8"`` (also ``4x4x8``) -> a tuple of positive ints (a CommandError naming the latent shape)."""
+    from ..refinement.options import parse_shape as parse
+
     try:
-        shape = tuple(int(p) for p in text.replace("x", ",").split(",") if p.strip())
-    except ValueError:
-        shape = ()
-    if not shape or any(d < 1 for d in shape):
-        raise CommandError(f"latent shape {text!r} is not a list of positive integers such as 128 or 4,4,8")
-    return shape
+        return parse(text)
+    except ValueError as err:
+        raise CommandError(f"latent shape {err}") from None
 
 
 def version_callback(value: bool) -> None:
@@ -135,34 +134,6 @@ def choices(table) -> str:
 def described(table) -> str:
     """``a: summary; b: summary``: a table's names with the ``summary`` of each entry, for help texts."""
     return "; ".join(f"{name}: {entry.summary}" for name, entry in table.items())
-
-
-def critic_output_option():
-    """``--critic-output`` (refine, compare): its choices and their meanings from ``critics.CRITIC_OUTPUTS``."""
-    from ..critics import CRITIC_OUTPUTS
-
-    return live_help(typer.Option(None, show_default=False),
-                     lambda: f"What the critic outputs: {described(CRITIC_OUTPUTS)}  \\[default: energy]")
-
-
-def critic_sign_option():
-    """``--critic-sign`` (refine, compare): 0.1's spelling of ``--critic-output logit``."""
-    return typer.Option(1.0, help="0.1's spelling: -1 means --critic-output logit.")
-
-
-def parse_fuse(text: str) -> int | str:
-    """``--fuse``: one of :data:`~latentmcmc.samplers.fused.FUSE_CHOICES` or a block length >= 2."""
-    from ..samplers.fused import FUSE_CHOICES
-
-    if text in FUSE_CHOICES:
-        return text
-    try:
-        block = int(text)
-    except ValueError:
-        block = 0
-    if block < 2:
-        raise CommandError(f"--fuse must be one of {choices(FUSE_CHOICES)} or a block length >= 2, got {text!r}")
-    return block
 
 
 def check_choice(option: str, value: str, table, what: str) -> str:

@@ -8,27 +8,19 @@ from typing import Optional
 
 import typer
 
-from ..critics import CRITIC_OUTPUTS
 from ..process_group import world_from_env
-from ..samplers.registry import COMPILE_CHOICES, SAMPLERS
-from ..samplers.schedules import SCHEDULES
+from ..samplers.registry import SAMPLERS
 from .common import (
     EXIT_INTERRUPTED,
     CommandError,
     app,
-    check_choice,
     check_device,
-    choices,
-    critic_output_option,
-    critic_sign_option,
-    described,
     exit_for,
     flag,
-    live_help,
-    parse_fuse,
     parse_shape,
     progress_flag,
 )
+from .declared import derived_command, given_values, option_parameter, parameter
 
 
 def load_target(checkpoint: Optional[Path], generator: Optional[Path], critic: Optional[Path],
@@ -111,105 +103,91 @@ def warn_critic_output(g, u, shape, critic_output, critic_sign, device) -> None:
         typer.echo(f"warning: {message}", err=True)
 
 
-def _warn_ignored(sampler: str, given: dict) -> None:
-    """A warning line for each option set away from its default that the chosen sampler does not take."""
-    takes = SAMPLERS[sampler].options
-    for name, (value, default) in given.items():
-        if value != default and name not in takes:
-            typer.echo(f"warning: --{name.replace('_', '-')} does not apply to --sampler {sampler}; ignored", err=True)
+def sampler_parameters() -> list:
+    """``--sampler`` and one option per declared sampler option, from the table as it is now (refine, compare)."""
+    from ..refinement.options import REFINE_OPTIONS
+    from ..samplers.registry import declared_options, takers
+
+    every = list(SAMPLERS)
+    out = [option_parameter(REFINE_OPTIONS["sampler"])]
+    for name, option in declared_options().items():
+        if option.kind is not None:
+            who = takers(name)
+            out.append(option_parameter(option, None if who == every else who, [s for s in every if s not in who]))
+    return out
 
 
-@app.command("refine")
-def refine_command(
-    checkpoint: Optional[Path] = typer.Argument(None, help="A checkpoint written by 'latentmcmc train'.", show_default=False),
-    sampler: str = live_help(typer.Option("mala"), lambda: f"The sampler: {described(SAMPLERS)}."),
-    eps: float = typer.Option(0.01, help="Step size: the noise variance of z' = z - (eps/2) grad E + sqrt(eps) xi "
-                                          "(hmc: the leapfrog step size); the starting value when adapting."),
-    steps: int = typer.Option(500, help="Recorded steps per chain after warm-up (the cap with --until-rhat/--min-ess)."),
-    warmup: str = typer.Option("500", help="Warm-up steps (step-size adaptation; annealing for annealed samplers), "
-                                           "or 'auto': adapt until eps and the acceptance settle (at most --max-warmup)."),
-    max_warmup: int = typer.Option(1000, help="Cap of --warmup auto."),
-    until_rhat: Optional[float] = typer.Option(None, help="Stop the recorded steps once the rank R-hat of the energy "
-                                                          "and the first coordinates is at most this (e.g. 1.01)",
-                                               show_default=False),
-    min_ess: Optional[float] = typer.Option(None, help="Stop the recorded steps once their bulk ESS is at least this "
-                                                       "(with --until-rhat: both)", show_default=False),
-    max_steps: Optional[int] = typer.Option(None, help="The cap of a run with stop rules (the same as --steps)",
-                                            show_default=False),
-    monitor_every: int = typer.Option(100, help="Online R-hat and ESS every this many recorded steps, in the progress "
-                                                "bar and the report (0: off)."),
-    checkpoint_every: Optional[int] = typer.Option(None, help="Write the complete run state into OUT every N steps "
-                                                              "(warm-up included) and after every block; rerun the same "
-                                                              "command with --resume to continue  \\[default: no "
-                                                              "checkpoints]", show_default=False),
-    resume: bool = flag(False, "--resume", help="Continue the run whose state --checkpoint-every wrote into OUT; the "
-                                                "outputs equal an uninterrupted run's."),
-    adapt: bool = flag(True, "--adapt/--no-adapt", help="Adapt eps by dual averaging during warm-up."),
-    chains: int = typer.Option(1000, help="Number of chains (each starts from its own z ~ N(0, I))."),
-    beta: float = typer.Option(1.0, help="Inverse temperature on the critic: E(z) = beta U(G(z)) + 0.5|z|^2."),
-    prior: bool = flag(True, "--prior/--no-prior", help="Keep the 0.5|z|^2 prior term of E."),
-    schedule: str = typer.Option("linear", help=f"Annealing schedule of annealed samplers: {choices(SCHEDULES)}."),
-    candidates: int = typer.Option(10, help="isir, ex2mcmc, flex2mcmc: points per global move, the current one "
-                                            "included (candidates - 1 forward passes)."),
-    local_steps: int = typer.Option(3, help="ex2mcmc, flex2mcmc: MALA steps after each global move."),
-    leapfrog_steps: int = typer.Option(10, help="hmc: leapfrog steps per trajectory (the starting length with --chees)."),
-    chees: bool = flag(False, "--chees", help="hmc: adapt the trajectory length across chains by ChEES in warm-up."),
-    flow_lr: float = typer.Option(1e-3, help="flex2mcmc: Adam learning rate of the flow fitted in warm-up."),
-    thin: int = typer.Option(1, help="Keep every thin-th draw."),
-    seed: int = typer.Option(0, help="Seed of the starting points and of the sampler."),
-    device: str = typer.Option("cpu", help="cpu, cuda or cuda:N."),
-    out: Path = typer.Option(Path("refined"), help="Output directory (created; files in it are replaced)."),
-    generator: Optional[Path] = typer.Option(None, help="Generator saved with torch.export.save (.pt2), instead of a checkpoint."),
-    critic: Optional[Path] = typer.Option(None, help="Critic saved with torch.export.save (.pt2), instead of a checkpoint."),
-    latent_shape: Optional[str] = typer.Option(None, help="Latent shape, e.g. 128 or 4,4,8 (needed with --generator)."),
-    critic_output: Optional[str] = critic_output_option(),
-    critic_sign: float = critic_sign_option(),
-    keep_warmup: bool = flag(False, "--keep-warmup", help="Also record the warm-up (shown in the figures)."),
-    block_size: Optional[int] = typer.Option(None, help="Run the chains in blocks of this many, each seeded by "
-                                                        "(seed, block)  \\[default: one block; under torchrun "
-                                                        "chains / world size]", show_default=False),
-    superchains: Optional[int] = typer.Option(None, help="Group the chains into K superchains sharing their starting "
-                                                        "point and report nested R-hat (Margossian et al. 2024), the "
-                                                        "R-hat for many short chains  \\[default: none]",
-                                              show_default=False),
-    record_blocks: Optional[int] = typer.Option(None, help="Record every draw of the first N blocks only (bounded "
-                                                           "memory; ESS/R-hat from them)  \\[default: all]",
-                                                show_default=False),
-    compile_mode: str = typer.Option("off", "--compile", help="Compile the energy's forward+backward with "
-                                     f"torch.compile: {choices(COMPILE_CHOICES)} (reduce-overhead: CUDA graphs)."),
-    fuse: str = typer.Option("auto", help="Run blocks of steps as one compiled graph: auto (when the run is big "
-                                          "enough to repay compiling: >= 400 steps and 20M chain-steps or 5e13 "
-                                          "model FLOPs; a hundredth on CUDA), on (blocks of 10), off, or a block "
-                                          "length."),
-    stream_draws: Optional[int] = typer.Option(None, help="Keep the recorded draws in host memory, copied from the "
-                                                         "GPU every N draws (GPU memory then holds N draws)  "
-                                                         "\\[default: on the device]", show_default=False),
-    data_shape: Optional[str] = typer.Option(None, help="View the generator's output as samples of this shape, e.g. "
-                                                         "1,28,28 (figures and metrics)  \\[default: as output]",
-                                             show_default=False),
-    features: Optional[Path] = typer.Option(None, help="A feature extractor saved with torch.export (x -> (n, d)): "
-                                                       "FD, KID, precision/recall, density/coverage against "
-                                                       "--reference (needs latentmcmc[metrics])", show_default=False),
-    reference: Optional[Path] = typer.Option(None, help="Reference samples (.npz, one array or 'x') for --features",
-                                             show_default=False),
-    classifier: Optional[Path] = typer.Option(None, help="A classifier saved with torch.export (x -> logits) for the "
-                                                         "Inception Score", show_default=False),
-    track_every: Optional[int] = typer.Option(None, help="Measure the quality of --track-chains chains every N steps "
-                                                         "(warm-up included): quality.csv and quality.png  "
-                                                         "\\[default: off]", show_default=False),
-    track_chains: int = typer.Option(1000, help="Chains whose quality --track-every measures."),
-    track_metric: Optional[str] = typer.Option(None, help="The tracked metric that decides the best step  \\[default: "
-                                                          "fd, else kid, else hq_fraction]", show_default=False),
-    keep: str = typer.Option("last", help="last: the chains' final states; best: their states at the best tracked "
-                                          "step (a heuristic: not draws from exp(-E))."),
-    resample: bool = flag(False, "--resample", help="Annealed samplers: output an importance resample of the final "
-                                                    "states under the AIS weights."),
-    record: str = typer.Option("full", help="full: keep every (thinned) draw; last: only the final states (no ESS or "
-                                            "R-hat; for big runs)."),
-    run_file: bool = flag(True, "--run-nc/--no-run-nc", help="Write run.nc (the draws for ArviZ; large for big runs)."),
-    figures: bool = flag(True, "--figures/--no-figures", help="Write the PNG figures."),
-    quiet: bool = flag(False, "--quiet", "-q", help="No progress bar."),
-) -> None:
+def sampler_values(values: dict) -> dict:
+    """The sampler options given on the command line, parsed and checked (an error line names the flag)."""
+    from ..samplers.registry import declared_options
+
+    return given_values(values, {n: o for n, o in declared_options().items() if o.kind is not None})
+
+
+def warn_ignored(sampler: str, given: dict) -> None:
+    """A warning line for each sampler option given that the chosen sampler does not take."""
+    from ..samplers.registry import declared_options, ignored_options
+
+    declared = declared_options()
+    for name in ignored_options(sampler, given):
+        typer.echo(f"warning: {declared[name].flag} does not apply to --sampler {sampler}; ignored", err=True)
+
+
+_MODEL = [  # what to refine: a checkpoint, or exported programs (shared with compare)
+    parameter("generator", typer.Option(None, help="Generator saved with torch.export.save (.pt2), instead of a "
+                                                   "checkpoint.", show_default=False), Optional[Path]),
+    parameter("critic", typer.Option(None, help="Critic saved with torch.export.save (.pt2), instead of a checkpoint.",
+                                     show_default=False), Optional[Path]),
+    parameter("latent_shape", typer.Option(None, help="Latent shape, e.g. 128 or 4,4,8 (needed with --generator).",
+                                           show_default=False), Optional[str]),
+]
+
+_FEATURES = [  # quality in the user's feature space (shared with compare)
+    parameter("features", typer.Option(None, help="A feature extractor saved with torch.export (x -> (n, d)): FD, KID, "
+                                                  "precision/recall, density/coverage against --reference (needs "
+                                                  "latentmcmc[metrics])", show_default=False), Optional[Path]),
+    parameter("reference", typer.Option(None, help="Reference samples (.npz, one array or 'x') for --features",
+                                        show_default=False), Optional[Path]),
+    parameter("classifier", typer.Option(None, help="A classifier saved with torch.export (x -> logits) for the "
+                                                    "Inception Score", show_default=False), Optional[Path]),
+]
+
+_REFINE_FIELDS = ("num_chains", "steps", "warmup", "adapt", "max_warmup", "until_rhat", "min_ess", "monitor_every",
+                  "thin", "seed", "beta", "prior", "critic_sign", "critic_output", "block_size", "record_blocks",
+                  "superchains", "keep_warmup", "record", "data_shape", "track_every", "track_chains", "track_metric",
+                  "keep", "resample", "fuse", "stream")
+
+
+def _refine_parameters() -> list:
+    from ..refinement.options import REFINE_OPTIONS
+
+    return [
+        parameter("checkpoint", typer.Argument(None, help="A checkpoint written by 'latentmcmc train'.",
+                                               show_default=False), Optional[Path]),
+        *sampler_parameters(),
+        *(option_parameter(REFINE_OPTIONS[name]) for name in _REFINE_FIELDS),
+        parameter("max_steps", typer.Option(None, help="The cap of a run with stop rules (the same as --steps)",
+                                            show_default=False), Optional[int]),
+        parameter("checkpoint_every", typer.Option(None, help="Write the complete run state into OUT every N steps "
+                                                              "(warm-up included) and after every block; rerun the "
+                                                              "same command with --resume to continue  \\[default: no "
+                                                              "checkpoints]", show_default=False), Optional[int]),
+        parameter("resume", flag(False, "--resume", help="Continue the run whose state --checkpoint-every wrote into "
+                                                         "OUT; the outputs equal an uninterrupted run's."), bool),
+        parameter("device", typer.Option("cpu", help="cpu, cuda or cuda:N."), str),
+        parameter("out", typer.Option(Path("refined"), help="Output directory (created; files in it are replaced)."),
+                  Path),
+        *_MODEL,
+        *_FEATURES,
+        parameter("run_file", flag(True, "--run-nc/--no-run-nc", help="Write run.nc (the draws for ArviZ; large for "
+                                                                      "big runs)."), bool),
+        parameter("figures", flag(True, "--figures/--no-figures", help="Write the PNG figures."), bool),
+        parameter("quiet", flag(False, "--quiet", "-q", help="No progress bar."), bool),
+    ]
+
+
+@derived_command(app, "refine", _refine_parameters)
+def refine_command(**values) -> None:
     """Refine samples of a trained generator by MCMC on E(z) = beta U(G(z)) + 0.5|z|^2.
 
     Writes into OUT: samples.npz (z0, z, x_before, x_after), run.nc (the run for ArviZ), metrics.json
@@ -218,86 +196,51 @@ def refine_command(
     stops sampling and writes the draws completed so far (metrics.json says "interrupted").
     """
     from ..refinement import RefineOptions, refine
+    from ..refinement.options import REFINE_OPTIONS
     from ..report import check_writable, format_table, write_report
 
-    check_choice("--sampler", sampler, SAMPLERS, "sampler")
-    if not eps > 0 or eps == float("inf"):
-        raise CommandError(f"--eps must be a finite number > 0, got {eps}")
-    check_choice("--schedule", schedule, SCHEDULES, "schedule")
-    if warmup != "auto":
-        try:
-            warmup = int(warmup)
-        except ValueError:
-            raise CommandError(f"--warmup must be a number of steps or 'auto', got {warmup!r}") from None
-    if max_steps is not None:
-        steps = max_steps
-    for name, value, low in (("chains", chains, 1), ("steps", steps, 1), ("warmup", 0 if warmup == "auto" else warmup, 0),
-                             ("thin", thin, 1), ("max-warmup", max_warmup, 100), ("monitor-every", monitor_every, 0),
-                             ("checkpoint-every", 1 if checkpoint_every is None else checkpoint_every, 1),
-                             ("block-size", 1 if block_size is None else block_size, 1),
-                             ("stream-draws", 1 if stream_draws is None else stream_draws, 1)):
-        if value < low:
-            raise CommandError(f"--{name} must be >= {low}, got {value}")
-    if until_rhat is not None and not until_rhat > 1.0:
-        raise CommandError(f"--until-rhat must be a number > 1 (such as 1.01), got {until_rhat}")
-    if min_ess is not None and not min_ess > 0:
-        raise CommandError(f"--min-ess must be > 0, got {min_ess}")
-    if SAMPLERS[sampler].anneals and (warmup == "auto" or warmup < 1):
-        raise CommandError("annealed samplers anneal over a warm-up of known length: give --warmup as a number >= 1")
-    if record_blocks is not None and record_blocks < 1:
-        raise CommandError(f"--record-blocks must be >= 1, got {record_blocks}")
-    check_choice("--compile", compile_mode, COMPILE_CHOICES, "mode")
-    fuse_value = parse_fuse(fuse)
-    _warn_ignored(sampler, {"candidates": (candidates, 10), "local_steps": (local_steps, 3),
-                            "leapfrog_steps": (leapfrog_steps, 10), "chees": (chees, False), "flow_lr": (flow_lr, 1e-3),
-                            "schedule": (schedule, "linear"), "eps": (eps, 0.01)})
-    dev = check_device(device)
+    v = values
+    run = given_values(v, {name: REFINE_OPTIONS[name] for name in ("sampler", *_REFINE_FIELDS)})
+    if v["max_steps"] is not None:
+        run["steps"] = v["max_steps"]
+    sampler_options = sampler_values(v)
+    sampler = run.get("sampler", "mala")
+    for name, value in (("checkpoint-every", v["checkpoint_every"]), ("max-steps", v["max_steps"])):
+        if value is not None and value < 1:
+            raise CommandError(f"--{name} must be >= 1, got {value}")
+    warmup = run.get("warmup", REFINE_OPTIONS["warmup"].default)
+    has_warmup = warmup == "auto" or warmup > 0
+    run["adapt"] = run.get("adapt", True) and has_warmup
+    warn_ignored(sampler, sampler_options)
+    out, dev = v["out"], check_device(v["device"])
+    options = RefineOptions(**run, progress=progress_flag(v["quiet"]), device=dev).replace(**sampler_options)
     check_writable(out)
     rank, distributed = 0, world_from_env() > 1
     if distributed:  # launched by torchrun: shard the chains over the ranks, rank 0 writes
         from ..process_group import init_distributed
 
         rank, _, dev = init_distributed(dev)
-    if critic_output is not None:
-        check_choice("--critic-output", critic_output, CRITIC_OUTPUTS, "critic output")
-    check_choice("--keep", keep, ("last", "best"), "choice")
-    check_choice("--record", record, ("full", "last"), "choice")
-    if track_every is not None and track_every < 1:
-        raise CommandError(f"--track-every must be >= 1 (steps between measurements), got {track_every}")
-    if track_chains < 2:
-        raise CommandError(f"--track-chains must be >= 2, got {track_chains}")
-    track_every = track_every or 0
-    if keep == "best" and not track_every:
-        raise CommandError("--keep best keeps the states at the best tracked step: give --track-every N")
+        options = options.replace(device=dev)
+    features, reference, classifier = v["features"], v["reference"], v["classifier"]
     if (features is None) != (reference is None):
         raise CommandError("--features and --reference go together (an extractor and the samples to compare with)")
     if classifier is not None and features is None:
         raise CommandError("--classifier (the Inception Score) is measured with --features and --reference")
-    view_shape = parse_shape(data_shape) if data_shape else None
-    g, u, shape, dataset = load_target(checkpoint, generator, critic, latent_shape, dev)
+    checkpoint, generator, critic = v["checkpoint"], v["generator"], v["critic"]
+    g, u, shape, dataset = load_target(checkpoint, generator, critic, v["latent_shape"], dev)
     if critic is not None:  # a model trained elsewhere (latentmcmc's own critics output energies)
-        warn_critic_output(g, u, shape, critic_output, critic_sign, dev)
-    quality = load_feature_quality(features, reference, classifier, g, shape, view_shape, dev) if features else None
-    if track_every and quality is None and dataset is None:
+        warn_critic_output(g, u, shape, options.critic_output, options.critic_sign, dev)
+    quality = (load_feature_quality(features, reference, classifier, g, shape, options.data_shape, dev)
+               if features else None)
+    if options.track_every and quality is None and dataset is None:
         raise CommandError("--track-every needs quality metrics: a checkpoint that knows its data, or --features and "
                            "--reference")
-    if not prior:
+    if not options.prior:
         warnings.filterwarnings("ignore", message=r"LatentEnergy\(prior=False\)")
         typer.echo("warning: --no-prior: the latent target can be improper (chains may drift where G extrapolates)",
                    err=True)
-    has_warmup = warmup == "auto" or warmup > 0
-    options = RefineOptions(
-        num_chains=chains, sampler=sampler, steps=steps, warmup=warmup, adapt=adapt and has_warmup, thin=thin, seed=seed,
-        beta=beta, prior=prior, critic_sign=critic_sign, critic_output=critic_output, block_size=block_size,
-        record_blocks=record_blocks,
-        superchains=superchains, max_warmup=max_warmup, until_rhat=until_rhat, min_ess=min_ess,
-        monitor_every=monitor_every, data_shape=view_shape, track_every=track_every, track_chains=track_chains,
-        track_metric=track_metric, keep=keep, resample=resample, record=record,
-        keep_warmup=keep_warmup, stream=stream_draws, progress=progress_flag(quiet), device=dev, fuse=fuse_value,
-    ).replace(eps=eps, schedule=schedule, compile=False if compile_mode == "off" else compile_mode,
-              candidates=candidates, local_steps=local_steps, leapfrog_steps=leapfrog_steps, chees=chees,
-              flow_lr=flow_lr)
     state_file = out / RESUME_FILE
+    checkpoint_every, resume = v["checkpoint_every"], v["resume"]
     saving = {}
     if checkpoint_every is not None or resume:
         if resume and checkpoint_every is None:
@@ -312,7 +255,9 @@ def refine_command(
         saving = dict(checkpoint=state_file, checkpoint_every=checkpoint_every, resume=resume,
                       source=_source_digest(checkpoint, generator, critic))
     try:
-        result = refine(g, u, shape, options, dataset=dataset, distributed=distributed, quality=quality, **saving)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".* not apply to sampler")  # said above, with the flags
+            result = refine(g, u, shape, options, dataset=dataset, distributed=distributed, quality=quality, **saving)
         if result is None:  # a rank other than 0 of a torchrun job: rank 0 writes (main() then leaves the group)
             return
     except KeyboardInterrupt:
@@ -326,8 +271,8 @@ def refine_command(
     entry = SAMPLERS[sampler]
     target = entry.default_target_accept if entry.has_step_size else None
     try:
-        write_report(result, out, figures=figures, target_accept=target if adapt and has_warmup else None,
-                     run_file=run_file,
+        write_report(result, out, figures=v["figures"], target_accept=target if options.adapt else None,
+                     run_file=v["run_file"],
                      extra_metrics={"source": source, "latent_shape": list(shape), "device": str(dev)})
     except KeyboardInterrupt:
         typer.echo(f"interrupted while writing: {out} was left as it was", err=True)
@@ -337,8 +282,8 @@ def refine_command(
     elif saving:
         typer.echo(f"the run state stays in {state_file}: rerun the same command with --resume to continue", err=True)
     typer.echo(format_table(result.metrics))
-    written = ["samples.npz"] + (["run.nc"] if run_file else []) + ["metrics.json"] + (
-        ["quality.csv"] if result.tracking else []) + (["figures"] if figures else [])
+    written = ["samples.npz"] + (["run.nc"] if v["run_file"] else []) + ["metrics.json"] + (
+        ["quality.csv"] if result.tracking else []) + (["figures"] if v["figures"] else [])
     typer.echo(f"wrote {out}/ ({', '.join(written)})")
     exit_for(result.metrics)
 

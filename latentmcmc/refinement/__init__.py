@@ -110,6 +110,10 @@ def refine(generator: nn.Module, critic: nn.Module, latent_shape: tuple[int, ...
     processes is refused, naming the difference.
     """
     options = (options or RefineOptions()).replace(**overrides) if overrides else (options or RefineOptions())
+    ignored = options.ignored_sampler_options()
+    if ignored:
+        warnings.warn(f"{', '.join(ignored)} {'does' if len(ignored) == 1 else 'do'} not apply to sampler "
+                      f"{options.sampler}; ignored", UserWarning, stacklevel=2)
     if checkpoint_every is not None and (isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int)
                                          or checkpoint_every < 1):
         raise ValueError(f"checkpoint_every must be an integer >= 1, got {checkpoint_every!r}")

@@ -1,19 +1,91 @@
-"""The typed options of a refinement run (what ``refine``, ``run_blocks``, torchrun sharding and the CLI pass)."""
+"""The typed options of a refinement run (what ``refine``, ``run_blocks``, torchrun sharding and the CLI pass).
+
+Each field that the command line exposes is declared once here with :func:`~latentmcmc.samplers.options.declare`
+(help text, command-line type and spelling, parsing, validation); ``latentmcmc refine`` and ``compare``
+build their options from these declarations and from the samplers' own (:mod:`latentmcmc.samplers.options`).
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from ..samplers.registry import SAMPLERS, SamplerOptions
+from ..critics import CRITIC_OUTPUTS
+from ..energy import check_beta
+from ..feature_metrics import METRIC_DIRECTIONS
+from ..samplers.fused import parse_fuse, resolve_fuse
+from ..samplers.options import (
+    boolean,
+    declare,
+    declared_fields,
+    integer,
+    one_of,
+    optional,
+)
+from ..samplers.recording import RECORD_CHOICES
+from ..samplers.registry import SAMPLERS, SamplerOptions, declared_options, ignored_options
+from .tracking import KEEP_CHOICES
 
-__all__ = ["RefineOptions"]
+__all__ = ["RefineOptions", "parse_shape", "REFINE_OPTIONS"]
 
 _RENAMED = {"chains": "num_chains"}  # latentmcmc 0.1 keyword -> field
+
+
+def parse_shape(text: str | tuple) -> tuple[int, ...]:
+    """``"128"`` or ``"4,4,8"`` (also ``4x4x8``) -> a tuple of positive ints; a tuple passes through."""
+    if not isinstance(text, str):
+        return tuple(text)
+    try:
+        shape = tuple(int(p) for p in text.replace("x", ",").split(",") if p.strip())
+    except ValueError:
+        shape = ()
+    if not shape or any(d < 1 for d in shape):
+        raise ValueError(f"{text!r} is not a list of positive integers such as 128 or 4,4,8")
+    return shape
+
+
+def _parse_warmup(text: str | int) -> int | str:
+    if text == "auto" or not isinstance(text, str):
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"must be a number of steps or 'auto', got {text!r}") from None
+
+
+def _check_warmup(value: Any) -> Any:
+    if value != "auto" and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+        raise ValueError(f"must be an integer >= 0 or 'auto', got {value!r}")
+    return value
+
+
+def _above_one(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (value > 1.0 and math.isfinite(value)):
+        raise ValueError(f"must be a finite number > 1 (such as 1.01), got {value!r}")
+    return float(value)
+
+
+def _positive(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (value > 0 and math.isfinite(value)):
+        raise ValueError(f"must be a finite number > 0, got {value!r}")
+    return float(value)
+
+
+def _check_shape(value: Any) -> Any:
+    if value is not None and (not value or any(isinstance(d, bool) or int(d) != d or int(d) < 1 for d in value)):
+        raise ValueError(f"must be positive integers, got {value!r}")
+    return None if value is None else tuple(int(d) for d in value)
+
+
+def _check_sign(value: Any) -> float:
+    if value not in (1, -1):
+        raise ValueError(f"must be +1 (the critic outputs an energy) or -1 (a realness logit), got {value!r}")
+    return float(value)
 
 
 @dataclass(frozen=True)
@@ -23,71 +95,90 @@ class RefineOptions:
     The target is ``E(z) = beta U(G(z)) + 0.5|z|^2`` with ``U`` read from the critic as ``critic_output``
     says (energy, logit or probability; ``critic_sign=-1`` is 0.1's "logit"; no prior term when
     ``prior`` is False); ``num_chains`` chains start from ``z0 ~ N(0, I)`` drawn from ``seed`` and run
-    ``warmup`` then ``steps`` steps of ``sampler`` with ``sampler_options`` (eps, schedule, compile).
-    ``block_size``/``record_blocks`` cut the chains into blocks (see :func:`~latentmcmc.refinement.refine`).
-    ``record="last"`` keeps only the final states (no ESS or R-hat); ``data_shape`` views the
-    generator's flat outputs as samples of that shape (figures, metrics).  ``track_every=k`` measures
-    the quality of ``track_chains`` chains every ``k`` steps; ``keep="best"`` returns the states at the
-    best tracked step of ``track_metric``.  ``resample`` replaces an annealed sampler's final states by
-    an importance resample under its AIS weights.  ``fuse`` runs blocks of steps as one compiled call
-    (:mod:`latentmcmc.samplers.fused`; ``"auto"``: when the run is big enough to repay compiling).
-    ``superchains=K``: the chains form ``K`` superchains of ``num_chains / K`` chains that share their
-    starting point, and the report adds nested R-hat (Margossian et al. 2024).  ``warmup="auto"`` adapts
-    until eps settles (at most ``max_warmup`` steps); ``until_rhat``/``min_ess`` end the recorded phase
-    once R-hat / bulk ESS reach them, ``steps`` being the cap (:class:`~latentmcmc.samplers.Until`).
+    ``warmup`` then ``steps`` steps of ``sampler`` with ``sampler_options`` (eps, schedule, compile, and
+    whatever the sampler declares).  ``block_size``/``record_blocks`` cut the chains into blocks (see
+    :func:`~latentmcmc.refinement.refine`).  ``record="last"`` keeps only the final states (no ESS or
+    R-hat); ``data_shape`` views the generator's flat outputs as samples of that shape (figures,
+    metrics).  ``track_every=k`` measures the quality of ``track_chains`` chains every ``k`` steps;
+    ``keep="best"`` returns the states at the best tracked step of ``track_metric``.  ``resample``
+    replaces an annealed sampler's final states by an importance resample under its AIS weights.
+    ``fuse`` runs blocks of steps as one compiled call (:mod:`latentmcmc.samplers.fused`; ``"auto"``: when
+    the run is big enough to repay compiling).  ``superchains=K``: the chains form ``K`` superchains of
+    ``num_chains / K`` chains that share their starting point, and the report adds nested R-hat
+    (Margossian et al. 2024).  ``warmup="auto"`` adapts until eps settles (at most ``max_warmup``
+    steps); ``until_rhat``/``min_ess`` end the recorded phase once R-hat / bulk ESS reach them, ``steps``
+    being the cap (:class:`~latentmcmc.samplers.Until`).  Each field's help text is its declaration.
     """
 
-    num_chains: int = 1000
-    sampler: str = "mala"
+    num_chains: int = declare(1000, "Number of chains (each starts from its own z ~ N(0, I)).", kind=int,
+                              check=integer(1), cli_flag="--chains")
+    sampler: str = declare("mala", "The sampler.", kind=str, choices=lambda: SAMPLERS,
+                           check=lambda name: _check_sampler(name))
     sampler_options: SamplerOptions = field(default_factory=SamplerOptions)
-    steps: int = 500
-    warmup: int | str = 500
-    adapt: bool = True
-    max_warmup: int = 1000
-    until_rhat: float | None = None
-    min_ess: float | None = None
-    monitor_every: int = 0
-    thin: int = 1
-    seed: int = 0
-    beta: float = 1.0
-    prior: bool = True
-    critic_sign: float = 1.0
-    critic_output: str | None = None
-    block_size: int | None = None
-    record_blocks: int | None = None
-    superchains: int | None = None
-    keep_warmup: bool = False
-    record: str = "full"
-    data_shape: tuple[int, ...] | None = None
-    track_every: int = 0
-    track_chains: int = 1000
-    track_metric: str | None = None
-    keep: str = "last"
-    resample: bool = False
-    fuse: bool | int | str = "auto"
-    stream: int | None = None
+    steps: int = declare(500, "Recorded steps per chain after warm-up (the cap with --until-rhat/--min-ess).", kind=int,
+                         check=integer(1))
+    warmup: int | str = declare(500, "Warm-up steps (step-size adaptation; annealing for annealed samplers), or "
+                                "'auto': adapt until eps and the acceptance settle (at most --max-warmup).", kind=str,
+                                parse=_parse_warmup, check=_check_warmup)
+    adapt: bool = declare(True, "Adapt eps by dual averaging during warm-up.", kind=bool, check=boolean, switch=True)
+    max_warmup: int = declare(1000, "Cap of --warmup auto.", kind=int, check=integer(100))
+    until_rhat: float | None = declare(None, "Stop the recorded steps once the rank R-hat of the energy and the first "
+                                       "coordinates is at most this (e.g. 1.01)  \\[default: no stop rule]", kind=float,
+                                       check=optional(_above_one))
+    min_ess: float | None = declare(None, "Stop the recorded steps once their bulk ESS is at least this (with "
+                                    "--until-rhat: both)  \\[default: no stop rule]", kind=float,
+                                    check=optional(_positive))
+    monitor_every: int = declare(0, "Online R-hat and ESS every this many recorded steps, in the progress bar and the "
+                                 "report (0: off).", kind=int, check=integer(0), cli_default=100)
+    thin: int = declare(1, "Keep every thin-th draw.", kind=int, check=integer(1))
+    seed: int = declare(0, "Seed of the starting points and of the sampler.", kind=int, check=integer(0))
+    beta: float = declare(1.0, "Inverse temperature on the critic: E(z) = beta U(G(z)) + 0.5|z|^2.", kind=float,
+                          check=check_beta)
+    prior: bool = declare(True, "Keep the 0.5|z|^2 prior term of E.", kind=bool, check=boolean, switch=True)
+    critic_sign: float = declare(1.0, "0.1's spelling: -1 means --critic-output logit.", kind=float, check=_check_sign)
+    critic_output: str | None = declare(None, "What the critic outputs  \\[default: energy]", kind=str,
+                                        choices=lambda: CRITIC_OUTPUTS, check=optional(one_of(lambda: CRITIC_OUTPUTS)))
+    block_size: int | None = declare(None, "Run the chains in blocks of this many, each seeded by (seed, block)  "
+                                     "\\[default: one block; under torchrun chains / world size]", kind=int,
+                                     check=optional(integer(1)))
+    record_blocks: int | None = declare(None, "Record every draw of the first N blocks only (bounded memory; ESS/R-hat "
+                                        "from them)  \\[default: all]", kind=int, check=optional(integer(1)))
+    superchains: int | None = declare(None, "Group the chains into K superchains sharing their starting point and "
+                                      "report nested R-hat (Margossian et al. 2024), the R-hat for many short chains  "
+                                      "\\[default: none]", kind=int, check=optional(integer(1)))
+    keep_warmup: bool = declare(False, "Also record the warm-up (shown in the figures).", kind=bool, check=boolean)
+    record: str = declare("full", "What the run keeps.", kind=str, choices=lambda: RECORD_CHOICES,
+                          check=one_of(lambda: RECORD_CHOICES))
+    data_shape: tuple[int, ...] | None = declare(None, "View the generator's output as samples of this shape, e.g. "
+                                                 "1,28,28 (figures and metrics)  \\[default: as output]", kind=str,
+                                                 parse=parse_shape, check=_check_shape)
+    track_every: int = declare(0, "Measure the quality of --track-chains chains every N steps (warm-up included): "
+                               "quality.csv and quality.png (0: off).", kind=int, check=integer(0))
+    track_chains: int = declare(1000, "Chains whose quality --track-every measures.", kind=int, check=integer(2))
+    track_metric: str | None = declare(None, "The tracked metric that decides the best step  \\[default: fd, else kid, "
+                                       "else hq_fraction]", kind=str, choices=lambda: METRIC_DIRECTIONS,
+                                       check=optional(one_of(lambda: METRIC_DIRECTIONS)))
+    keep: str = declare("last", "Which states are the output.", kind=str, choices=lambda: KEEP_CHOICES,
+                        check=one_of(lambda: KEEP_CHOICES))
+    resample: bool = declare(False, "Annealed samplers: output an importance resample of the final states under the AIS "
+                             "weights.", kind=bool, check=boolean)
+    fuse: bool | int | str = declare("auto", "Run blocks of steps as one compiled graph: auto (when the run is big "
+                                     "enough to repay compiling: >= 400 steps and 20M chain-steps or 5e13 model FLOPs; "
+                                     "a hundredth on CUDA), on (blocks of 10), off, or a block length.", kind=str,
+                                     parse=parse_fuse, check=lambda value: (resolve_fuse(value), value)[1])
+    stream: int | None = declare(None, "Keep the recorded draws in host memory, copied from the GPU every N draws (GPU "
+                                 "memory then holds N draws)  \\[default: on the device]", kind=int,
+                                 check=optional(integer(1)), cli_flag="--stream-draws")
     progress: bool | None = None
     device: str | torch.device | None = None
 
     def __post_init__(self) -> None:
-        from ..samplers.fused import resolve_fuse
-
-        resolve_fuse(self.fuse)  # a ValueError naming a bad value
-        if self.sampler not in SAMPLERS:
-            raise ValueError(f"unknown sampler {self.sampler!r}; choose one of {', '.join(SAMPLERS)}")
-        if self.warmup != "auto":
-            if isinstance(self.warmup, bool) or not isinstance(self.warmup, int) or self.warmup < 0:
-                raise ValueError(f"warmup must be an integer >= 0 or 'auto', got {self.warmup!r}")
+        for name, option in REFINE_OPTIONS.items():  # each field as its declaration says
+            option.validate(getattr(self, name))
+        if not isinstance(self.sampler_options, SamplerOptions):
+            raise ValueError(f"sampler_options must be a SamplerOptions, got {type(self.sampler_options).__name__}")
         if self.until_rhat is not None or self.min_ess is not None:
-            self.until  # validates the rules
-        for name, minimum in (("num_chains", 1), ("steps", 1), ("thin", 1)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-                raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-        for name in ("block_size", "record_blocks", "stream", "superchains"):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise ValueError(f"{name} must be an integer >= 1 (or None), got {value!r}")
+            self.until  # validates the rules together
         if self.superchains is not None:
             if self.superchains < 2 or self.num_chains % self.superchains:
                 raise ValueError(f"superchains={self.superchains} must be >= 2 and divide num_chains={self.num_chains}")
@@ -95,34 +186,20 @@ class RefineOptions:
             if self.block_size is not None and self.block_size < self.num_chains and self.block_size % size:
                 raise ValueError(f"block_size={self.block_size} must be a multiple of the superchain size {size} "
                                  f"(num_chains / superchains)")
-        if self.record not in ("full", "last"):
-            raise ValueError(f"record must be 'full' or 'last', got {self.record!r}")
-        if self.keep not in ("last", "best"):
-            raise ValueError(f"keep must be 'last' or 'best', got {self.keep!r}")
-        for name in ("track_every",):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name} must be an integer >= 0 (0: no tracking), got {value!r}")
-        if isinstance(self.track_chains, bool) or not isinstance(self.track_chains, int) or self.track_chains < 2:
-            raise ValueError(f"track_chains must be an integer >= 2, got {self.track_chains!r}")
         if self.keep == "best" and not self.track_every:
-            raise ValueError("keep='best' needs track_every (the best tracked step)")
-        if self.track_metric is not None:
-            from ..feature_metrics import METRIC_DIRECTIONS
-
-            if self.track_metric not in METRIC_DIRECTIONS:
-                raise ValueError(f"unknown track_metric {self.track_metric!r}; choose one of {', '.join(METRIC_DIRECTIONS)}")
+            raise ValueError("keep='best' keeps the states at the best tracked step: give track_every")
         if self.resample and not SAMPLERS[self.sampler].anneals:
             raise ValueError(f"resample needs an annealed sampler (AIS weights); {self.sampler} has none")
-        if self.data_shape is not None and (not self.data_shape or any(int(d) < 1 for d in self.data_shape)):
-            raise ValueError(f"data_shape must be positive integers, got {self.data_shape!r}")
         if self.keep == "best" and self.blocked:
             raise ValueError("keep='best' keeps the states of one tracked step of every chain: it needs one block")
         if (self.warmup == "auto" or self.until_rhat is not None or self.min_ess is not None) and self.blocked:
             raise ValueError("warmup='auto' and stop rules (until_rhat, min_ess) end each run at its own step, so they "
                              "need one block: leave block_size unset (and run in one process)")
-        if SAMPLERS[self.sampler].anneals and (self.warmup == "auto" or self.warmup < 1):
-            raise ValueError(f"{self.sampler} anneals from the prior during warm-up: warmup must be >= 1")
+        SAMPLERS[self.sampler].cls.check_warmup(self.warmup)
+
+    def ignored_sampler_options(self) -> list[str]:
+        """The sampler options set explicitly that the chosen sampler does not take (they have no effect)."""
+        return ignored_options(self.sampler, self.sampler_options.given)
 
     @property
     def blocked(self) -> bool:
@@ -146,7 +223,7 @@ class RefineOptions:
         plain = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
                  if f.name not in ("progress", "device", "stream", "sampler_options", "monitor_every")}
         plain["data_shape"] = None if self.data_shape is None else list(self.data_shape)
-        plain.update({f"sampler.{k}": v for k, v in dataclasses.asdict(self.sampler_options).items()
+        plain.update({f"sampler.{k}": v for k, v in self.sampler_options.for_sampler(self.sampler).items()
                       if isinstance(v, (int, float, str, bool, type(None)))})
         return plain
 
@@ -160,7 +237,7 @@ class RefineOptions:
         return self.sampler_options.eps
 
     def replace(self, **changes: Any) -> "RefineOptions":
-        """A copy with ``changes``; :class:`SamplerOptions` fields (eps, schedule, compile) may be given flat.
+        """A copy with ``changes``; the sampler options (eps, schedule, compile, ...) may be given flat.
 
         ``chains=`` (latentmcmc 0.1) is accepted for ``num_chains`` with a DeprecationWarning.
         """
@@ -169,7 +246,7 @@ class RefineOptions:
                 warnings.warn(f"refine(..., {old}=) is now {new}=; {old}= will be removed in latentmcmc 0.3",
                               DeprecationWarning, stacklevel=3)
                 changes[new] = changes.pop(old)
-        sampler_fields = {f.name for f in dataclasses.fields(SamplerOptions)}
+        sampler_fields = set(declared_options())
         own_fields = {f.name for f in dataclasses.fields(self)}
         unknown = set(changes) - sampler_fields - own_fields
         if unknown:
@@ -177,8 +254,7 @@ class RefineOptions:
                             f"{', '.join(sorted(own_fields | sampler_fields))}")
         sampler_changes = {k: changes.pop(k) for k in list(changes) if k in sampler_fields}
         if sampler_changes:
-            changes["sampler_options"] = dataclasses.replace(changes.get("sampler_options", self.sampler_options),
-                                                             **sampler_changes)
+            changes["sampler_options"] = changes.get("sampler_options", self.sampler_options).replace(**sampler_changes)
         return dataclasses.replace(self, **changes)
 
     def resolved_device(self, generator: torch.nn.Module) -> torch.device:
@@ -186,3 +262,13 @@ class RefineOptions:
         if self.device is not None:
             return torch.device(self.device)
         return next((p.device for p in generator.parameters()), torch.device("cpu"))
+
+
+def _check_sampler(name: Any) -> str:
+    if name not in SAMPLERS:
+        raise ValueError(f"unknown sampler {name!r}; choose one of {', '.join(SAMPLERS)}")
+    return name
+
+
+REFINE_OPTIONS = declared_fields(RefineOptions)
+"""The declared fields of :class:`RefineOptions` (name -> :class:`~latentmcmc.samplers.options.Option`)."""

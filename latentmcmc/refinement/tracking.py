@@ -21,7 +21,13 @@ from torch import Tensor, nn
 
 from ..feature_metrics import METRIC_DIRECTIONS
 
-__all__ = ["QualityTracker", "default_track_metric"]
+__all__ = ["QualityTracker", "default_track_metric", "KEEP_CHOICES"]
+
+KEEP_CHOICES = {
+    "last": "the chains' final states",
+    "best": "their states at the best tracked step (a heuristic: not draws from exp(-E))",
+}
+"""Which states a refinement outputs (``RefineOptions.keep``, ``--keep``): name -> summary."""
 
 
 def default_track_metric(row: dict[str, Any]) -> str | None:

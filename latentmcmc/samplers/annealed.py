@@ -5,12 +5,25 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..energy import EnergyFn, Target
 from .langevin import Langevin
 from .mala import MALA
-from .schedules import Schedule, make_schedule
+from .options import COMPILE, EPS, Option
+from .schedules import SCHEDULES, Schedule, make_schedule
 
-__all__ = ["AnnealedLangevin", "AnnealedMALA"]
+__all__ = ["AnnealedLangevin", "AnnealedMALA", "SCHEDULE"]
+
+
+def _check_schedule(schedule: Schedule) -> Schedule:
+    if isinstance(schedule, str):
+        make_schedule(schedule, 1, torch.float64, torch.device("cpu"))  # an unknown name fails here, not at run time
+    elif not (callable(schedule) or isinstance(schedule, (list, tuple, Tensor))):
+        raise ValueError(f"must be a schedule's name ({', '.join(SCHEDULES)}), a function n -> levels or the levels, "
+                         f"got {type(schedule).__name__}")
+    return schedule
+
+
+SCHEDULE = Option("schedule", "linear", "Annealing schedule (a name; in Python also a function n -> levels, or the "
+                  "levels).", str, _check_schedule, choices=lambda: SCHEDULES)
 
 
 class _Annealed:
@@ -35,14 +48,9 @@ class _Annealed:
 
     TARGET_SHARE = 4  # with adaptation, the last warmup // 4 steps run at the target
 
+    options = (EPS, SCHEDULE, COMPILE)
     anneals = True
-
-    def __init__(self, energy: EnergyFn | Target, eps: float | Tensor = 0.01, schedule: Schedule = "linear",
-                 compile: bool | str = False) -> None:
-        super().__init__(energy, eps, compile)
-        if isinstance(schedule, str):
-            make_schedule(schedule, 1, torch.float64, torch.device("cpu"))  # fail early on an unknown name
-        self.schedule = schedule
+    needs_warmup = "anneals from the prior to the target during warm-up"
 
     def _target_steps(self, warmup: int, adapt: bool) -> int:
         """Warm-up steps at the target after the annealing (where eps is adapted afresh)."""
@@ -52,10 +60,7 @@ class _Annealed:
         return warmup // self.TARGET_SHARE
 
     def annealing_levels(self, warmup: int, z: Tensor, adapt: bool = False) -> Tensor:
-        if warmup < 1:
-            raise ValueError(
-                f"{type(self).__name__} anneals from the prior to the target during warm-up: warmup must be >= 1"
-            )
+        self.check_warmup(warmup)
         at_target = self._target_steps(warmup, adapt)
         levels = make_schedule(self.schedule, warmup - at_target, z.dtype, z.device)
         return torch.cat([levels, torch.ones(at_target, dtype=z.dtype, device=z.device)])

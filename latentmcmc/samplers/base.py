@@ -1,9 +1,10 @@
-"""A sampler: a kernel, its target and step size, run by the driver."""
+"""A sampler: a kernel built from declared options, on a target; ``run`` hands them to the driver."""
 
 from __future__ import annotations
 
+import inspect
 import os
-from typing import Callable, Literal
+from typing import Any, Callable, Literal
 
 import torch
 from torch import Tensor
@@ -15,68 +16,99 @@ from .driver import (
     RunSettings,
     check_int,
     check_start,
-    freeze_divergent,
     init_state,
     make_rng,
+    one_step,
     sample,
 )
 from .fused import FusedBlock
 from .kernel import Kernel, SamplerState, StepInfo
+from .legacy import as_kernel
 from .monitor import Until
+from .options import COMPILE, EPS, Option
 from .resume import check_fingerprint, fingerprint, load_state, save_state
-from .tempering import TemperedTarget
 
 __all__ = ["Sampler"]
 
 
 class Sampler:
-    """A transition kernel (``make_kernel``) on a target with a step size, and ``run`` to sample.
+    """A transition kernel (``make_kernel``) on a target, built from the options it declares; ``run`` samples.
+
+    ``options`` lists the sampler's constructor options (:class:`~.options.Option` declarations, next
+    to the kernel that uses them); the constructor takes the energy and then those options, validates
+    each with its declaration and keeps them as plain attributes (``sampler.eps``,
+    ``sampler.leapfrog_steps``) and in :attr:`config`.  Nothing about a sampler changes after
+    construction: what warm-up tunes (eps, HMC's trajectory length, a flow's parameters) lives in each
+    run's own parameters (:mod:`.driver`), so the same sampler and seed always give the same draws.
 
     Subclasses name their kernel in :meth:`make_kernel`; annealed samplers also give the levels of
     their warm-up steps (:meth:`annealing_levels`).  Everything else (warm-up, adaptation, recording,
     progress, interrupts) is the driver's (:mod:`latentmcmc.samplers.driver`).
 
-    ``compile`` (False, True or a ``torch.compile`` mode such as ``"reduce-overhead"`` for CUDA
-    graphs) compiles the energy's forward and backward pass; see :func:`~latentmcmc.energy.compile_target`
-    for what stays equal to the eager run.  ``run(fuse=...)`` compiles whole blocks of steps instead
+    ``compile`` (False, True or a ``torch.compile`` mode such as ``"reduce-overhead"`` for CUDA graphs)
+    compiles the energy's forward and backward pass; see :func:`~latentmcmc.energy.compile_target` for
+    what stays equal to the eager run.  ``run(fuse=...)`` compiles whole blocks of steps instead
     (:mod:`latentmcmc.samplers.fused`), in ``compile``'s mode when one is named.
     """
 
+    options: tuple[Option, ...] = (EPS, COMPILE)
     default_target_accept: float = 0.574
-    anneals: bool = False
-    has_step_size: bool = True  # False for kernels without one (i-SIR): eps is NaN and never adapted
+    anneals: bool = False  # moves from the prior to the target during warm-up (AIS weights)
+    global_moves: bool = False  # jumps between modes with independent proposals (i-SIR and its relatives)
+    needs_warmup: str | None = None  # why the sampler needs warmup >= 1 (it anneals, or fits a proposal), or None
 
-    def __init__(self, energy: EnergyFn | Target, eps: float | Tensor = 0.01, compile: bool | str = False) -> None:
+    has_step_size: bool = True  # derived from options: False without EPS (i-SIR: eps is NaN and never adapted)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.__signature__ = _signature(cls.options)
+        cls.has_step_size = EPS in cls.options
+
+    def __init__(self, energy: EnergyFn | Target, *args: Any, **kwargs: Any) -> None:
+        config = _bind(type(self), args, kwargs)
+        checked = {option.name: option.validate(config[option.name]) for option in self.options}
+        self.check_options(checked)
+        self.config: dict[str, Any] = config  # the options as given (the sampler's part of a run's fingerprint)
+        for name, value in checked.items():
+            setattr(self, name, value)
+        if not self.has_step_size:
+            self.eps = torch.tensor(float("nan"))
         target = as_target(energy)
-        self.eps = self._check_eps(eps)
         self.raw_target = target
+        compile = checked.get("compile", False)
         self.compile_mode = "default" if compile in (False, True) else compile
         self.target = compile_target(target, compile) if compile is not False else target
-        self.kernel: Kernel = self.make_kernel()
+        self.kernel: Kernel = as_kernel(self.make_kernel())
         self._fused: FusedBlock | None = None
+
+    def check_options(self, options: dict[str, Any]) -> None:
+        """Checks that involve several options (each option alone was checked by its declaration)."""
 
     def make_kernel(self) -> Kernel:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    @classmethod
+    def option_names(cls) -> tuple[str, ...]:
+        return tuple(option.name for option in cls.options)
 
     @property
     def metropolis(self) -> bool:
         """Whether the kernel is Metropolis-Hastings corrected (leaves ``exp(-E)`` exactly invariant)."""
         return self.kernel.calibrated
 
-    # ------------------------------------------------------------------ step size
-    @staticmethod
-    def _check_eps(eps: float | Tensor) -> Tensor:
-        if isinstance(eps, bool) or not isinstance(eps, (int, float, Tensor)):
-            raise ValueError(f"eps must be a positive number or a (chains,) tensor, got {type(eps).__name__}")
-        t = torch.as_tensor(eps).detach()
-        if not t.is_floating_point():
-            t = t.to(torch.get_default_dtype())
-        if t.dim() > 1:
-            raise ValueError(f"eps must be a scalar or have shape (chains,), got shape {tuple(t.shape)}")
-        if not bool(torch.isfinite(t).all()) or not bool((t > 0).all()):
-            raise ValueError(f"eps must be finite and > 0, got {eps}")
-        return t
+    @classmethod
+    def check_warmup(cls, warmup: int | str) -> None:
+        """A ValueError when ``warmup`` (steps or ``"auto"``) cannot serve this sampler."""
+        if warmup == "auto":
+            if not cls.has_step_size:
+                raise ValueError(f"warmup='auto' ends warm-up when eps settles; {cls.__name__} has no eps")
+            if cls.anneals:
+                raise ValueError(f"warmup='auto' is not for {cls.__name__}: it anneals over its warm-up, whose length "
+                                 "must be known in advance; give warmup as a number of steps")
+        elif cls.needs_warmup and isinstance(warmup, int) and warmup < 1:
+            raise ValueError(f"{cls.__name__} {cls.needs_warmup}: warmup must be >= 1")
 
+    # ------------------------------------------------------------------ step size
     @property
     def shared_eps(self) -> bool:
         """True when one step size serves every chain (eps given as a scalar)."""
@@ -93,7 +125,7 @@ class Sampler:
             return self._eps_vector(state.z)
         if isinstance(eps, Tensor) and eps.dim() == 1 and eps.shape[0] == state.z.shape[0]:
             return eps
-        return self._check_eps(eps).to(device=state.z.device, dtype=state.z.dtype).expand(state.z.shape[0])
+        return EPS.validate(eps).to(device=state.z.device, dtype=state.z.dtype).expand(state.z.shape[0])
 
     # ------------------------------------------------------------------ warm-up hooks
     def annealing_levels(self, warmup: int, z: Tensor, adapt: bool = False) -> Tensor | None:
@@ -104,30 +136,27 @@ class Sampler:
         """The warm-up step at which dual averaging starts afresh (annealed samplers: where the target stops moving)."""
         return None
 
-    def warmup_adapters(self, state: SamplerState, warmup: int = 0) -> list:
-        """Adapters of kernel parameters other than eps, tuned during warm-up (see ``driver.WarmupAdapter``)."""
+    def warmup_adapters(self, warmup: int = 0) -> list:
+        """New adapters of kernel parameters other than eps for one run's warm-up (see ``driver.WarmupAdapter``)."""
         return []
 
     # ------------------------------------------------------------------ one step
     def init(self, z0: Tensor) -> SamplerState:
         """Evaluate energy and gradient at ``z0`` ``(chains, *latent_shape)`` and check the target."""
-        return init_state(self.kernel, self.target, z0)
+        z0 = check_start(z0)
+        return init_state(self.kernel, self.target, z0, self.kernel.init_params(self._eps_vector(z0), z0))
 
     def step(self, state: SamplerState, rng: torch.Generator | None = None, eps: Tensor | float | None = None,
              level: Tensor | None = None, in_warmup: bool = False, *,
              generator: torch.Generator | None = None) -> tuple[SamplerState, StepInfo]:
-        """One transition of every chain: noise from ``rng``, then the kernel's step.
+        """One transition of every chain: noise from ``rng``, then the kernel's step (the driver's one step path).
 
         ``level`` runs the step on the tempered target at that level (annealing); outside warm-up
         (``in_warmup=False``) an uncalibrated kernel's divergent chains are frozen, as in :meth:`run`.
         """
         rng = resolve_rng(rng, generator)
-        target = self.target if level is None else TemperedTarget(self.target, level)
-        noise = self.kernel.draw_noise(state, rng)
-        new_state, info = self.kernel.step(target, state, self._eps_for(state, eps), noise)
-        if not self.kernel.calibrated and not in_warmup:
-            new_state = freeze_divergent(new_state, info.diverging)
-        return new_state, info
+        params = self.kernel.init_params(self._eps_for(state, eps), state.z)
+        return one_step(self.kernel, self.target, state, params, rng, level, freeze=not in_warmup)
 
     # ------------------------------------------------------------------ run
     def run(
@@ -140,7 +169,7 @@ class Sampler:
         thin: int = 1,
         seed: int | None = None,
         progress: bool | None = None,
-        record: Literal["full", "last"] = "full",
+        record: str = "full",
         keep_warmup: bool = False,
         rng: torch.Generator | None = None,
         stream: int | None = None,
@@ -173,7 +202,8 @@ class Sampler:
             thin: keep every ``thin``-th state.
             seed: seed of the run's random-number generator (same seed and device, same draws).
             progress: show a progress bar (default: when stderr is a terminal).
-            record: ``"full"`` keeps the (thinned) draws; ``"last"`` keeps only the final state.
+            record: what the run keeps (:data:`~latentmcmc.samplers.recording.RECORD_CHOICES`):
+                ``"full"`` the (thinned) draws, ``"last"`` only the final state.
             keep_warmup: also keep the (thinned) warm-up draws in ``chains.warmup_*``.
             rng: a ``torch.Generator`` on ``z0``'s device to use instead of ``seed``
                 (``generator=`` is its deprecated name).
@@ -188,9 +218,10 @@ class Sampler:
             checkpoint, checkpoint_every: write the run's complete state to ``checkpoint`` every
                 ``checkpoint_every`` steps (warm-up included), atomically.  ``resume=True`` continues
                 from that file (the same call with the same arguments) and gives exactly the draws of
-                an uninterrupted run; a file written by other arguments is refused, naming the
-                difference.  (``checkpoint`` may also be a function that stores the state payload
-                itself, and ``resume`` that payload: what :func:`~latentmcmc.refinement.refine` does.)
+                an uninterrupted run; a file written by other arguments or another sampler's options is
+                refused, naming the difference.  (``checkpoint`` may also be a function that stores the
+                state payload itself, and ``resume`` that payload: what :func:`~latentmcmc.refinement.refine`
+                does.)
             observers: objects called with the driver's run every ``observer.every`` steps (warm-up
                 included), e.g. to measure sample quality along the chain; their ``state_dict`` (if
                 any) is checkpointed with the run.
@@ -198,22 +229,19 @@ class Sampler:
                 an int ``K >= 2`` (steps per block), True (``K = 10``), ``"auto"`` (the default: fused
                 only when the run has at least 400 steps and 20 million chain-steps or 5e13 model
                 FLOPs, a hundredth of that on CUDA, so that compiling pays off; decided from those
-                counts, never from timings, so the same call always takes the same path) or False.  Fused runs draw the same noise as eager ones; with a fixed eps
-                their states equal the eager run's to rounding, and during warm-up eps is adapted
-                between blocks.  Annealing steps, warm-up steps of kernels with other adapters (ChEES,
-                flows) and gradient-free kernels run step by step.  Compiling costs seconds once per
-                process, model and block shape.
+                counts, never from timings, so the same call always takes the same path) or False.
+                Fused and eager steps go through the same step function and bookkeeping; with a fixed
+                eps their states equal the eager run's to rounding, and during warm-up eps is adapted
+                inside the block after every step.  Annealing steps, warm-up steps of kernels with
+                other adapters (ChEES, flows) and gradient-free kernels run one step at a time.
+                Compiling costs seconds once per process, model and block shape.
         """
         rng = resolve_rng(rng, generator)
+        self.check_warmup(warmup)
         if not self.has_step_size:
             if adapt:
                 raise ValueError(f"{type(self).__name__} has no step size to adapt: leave adapt unset or False")
             adapt = False
-            if warmup == "auto":
-                raise ValueError(f"warmup='auto' ends warm-up when eps settles; {type(self).__name__} has no eps")
-        if warmup == "auto" and self.anneals:
-            raise ValueError(f"warmup='auto' is not for {type(self).__name__}: it anneals over its warm-up, whose length "
-                             "must be known in advance; give warmup as a number of steps")
         settings = RunSettings.checked(steps, warmup, adapt,
                                        self.default_target_accept if target_accept is None else target_accept,
                                        thin, record, keep_warmup, stream, progress, max_warmup, monitor_every, fuse)
@@ -230,8 +258,6 @@ class Sampler:
             raise ValueError(f"rng is on {rng.device} but z0 is on {z0.device}")
         levels = self.annealing_levels(settings.warmup, z0, settings.adapt)
         eps = self._eps_vector(z0)
-        if not self.has_step_size:
-            eps = torch.full_like(eps, float("nan"))
         mark = fingerprint(self, settings, z0, eps, rng.initial_seed())
         saved = None
         if isinstance(resume, dict):
@@ -249,20 +275,41 @@ class Sampler:
                 write = lambda run: checkpoint({"fingerprint": mark, "run": run.state_dict()})  # noqa: E731
             else:
                 write = lambda run: save_state(checkpoint, {"fingerprint": mark, "run": run.state_dict()})  # noqa: E731
-        chains = sample(self.kernel, self.target, z0, eps, self.shared_eps, settings, rng, levels, type(self).__name__,
-                        adapters=self.warmup_adapters,
-                        restart_adaptation_at=self.adaptation_restart(settings.warmup, settings.adapt), until=until,
-                        checkpoint=write, checkpoint_every=checkpoint_every, resume_from=saved, observers=observers,
-                        fused=self.fused_block() if settings.fuse is not None else None)
-        chains.extra.update(self.run_extras())
-        return chains
+        return sample(self.kernel, self.target, z0, eps, self.shared_eps, settings, rng, levels, type(self).__name__,
+                      adapters=self.warmup_adapters(settings.warmup),
+                      restart_adaptation_at=self.adaptation_restart(settings.warmup, settings.adapt), until=until,
+                      checkpoint=write, checkpoint_every=checkpoint_every, resume_from=saved, observers=observers,
+                      fused=self.fused_block() if settings.fuse is not None else None)
 
     def fused_block(self) -> FusedBlock:
-        """The compiled blocks of this sampler's kernel (built once; compiled on first use, then reused)."""
+        """The compiled blocks of this sampler's kernel (a cache of compiled code: built once, reused by every run)."""
         if self._fused is None:
             self._fused = FusedBlock(self.kernel, self.raw_target, self.compile_mode)
         return self._fused
 
-    def run_extras(self) -> dict:
-        """Sampler-specific results a run adds to ``chains.extra`` (HMC with ChEES: its trajectory length)."""
-        return {}
+
+def _signature(options: tuple[Option, ...]) -> inspect.Signature:
+    """``(energy, <option>=<default>, ...)``: a sampler's constructor signature, from its declared options."""
+    kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    return inspect.Signature([inspect.Parameter("energy", kind)]
+                             + [inspect.Parameter(o.name, kind, default=o.default) for o in options])
+
+
+def _bind(cls: type, args: tuple, kwargs: dict) -> dict[str, Any]:
+    """The constructor's arguments by option name, defaults filled in (a TypeError as Python would give)."""
+    names = [o.name for o in cls.options]
+    if len(args) > len(names):
+        raise TypeError(f"{cls.__name__}() takes the energy and at most {len(names)} options positionally "
+                        f"({', '.join(names)}), got {len(args) + 1} arguments")
+    values = dict(zip(names, args))
+    for name, value in kwargs.items():
+        if name not in names:
+            raise TypeError(f"{cls.__name__}() got an unexpected keyword argument {name!r}; its options: "
+                            f"{', '.join(names)}")
+        if name in values:
+            raise TypeError(f"{cls.__name__}() got multiple values for argument {name!r}")
+        values[name] = value
+    return {o.name: values.get(o.name, o.default) for o in cls.options}
+
+
+Sampler.__signature__ = _signature(Sampler.options)

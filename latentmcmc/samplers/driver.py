@@ -2,7 +2,13 @@
 
 The driver owns warm-up, step-size adaptation (dual averaging), annealing (a tempered target per
 warm-up step), recording (thinned, last only, streamed), the progress bar, Ctrl-C and the divergence
-warnings.  A kernel only maps ``(target, state, eps, noise)`` to ``(state, info)``.
+warnings.  A kernel only maps ``(target, state, params, noise)`` to ``(state, info)``.
+
+What defines a run is a value: the kernel's parameters (eps and whatever warm-up tunes besides it,
+such as HMC's trajectory length or a flow's tensors) belong to the run (:attr:`Run.params`), are
+passed to every step, saved in checkpoints and compared on resume; the sampler and its kernel are
+never changed.  Every step, eager or fused, goes through :func:`~.block.run_steps` and then the same
+bookkeeping (:meth:`Run._account`).
 """
 
 from __future__ import annotations
@@ -15,9 +21,11 @@ from typing import Any, Callable, Literal, Protocol
 import torch
 from torch import Tensor
 
-from ..chains import Chains, Evaluations
+from ..chains import Chains
+from ..evaluations import Evaluations
 from ..progress import progress_bar
 from .adaptation import StepSizeAdapter, adaptation_signal, check_target_accept
+from .block import Adaptation, BlockOutput, run_steps
 from .fused import (
     AUTO_MIN_STEPS,
     DEFAULT_BLOCK,
@@ -27,12 +35,12 @@ from .fused import (
     resolve_fuse,
     step_flops,
 )
-from .kernel import GRADIENT_STEP, Kernel, SamplerState
+from .kernel import Kernel, SamplerState, StepInfo, evaluations_of
 from .monitor import Monitor, Until
-from .recording import PhaseRecorder
-from .tempering import TemperedTarget, ais_log_weight_increment
+from .recording import RECORD_CHOICES, PhaseRecorder
 
-__all__ = ["RunSettings", "Run", "init_state", "sample", "make_rng", "check_int", "WarmupSettler"]
+__all__ = ["RunSettings", "Run", "init_state", "one_step", "sample", "make_rng", "check_int", "WarmupSettler",
+           "WarmupAdapter"]
 
 
 def check_int(name: str, value: int, minimum: int) -> int:
@@ -63,7 +71,7 @@ class RunSettings:
     adapt: bool = False
     target_accept: float = 0.574
     thin: int = 1
-    record: Literal["full", "last"] = "full"
+    record: str = "full"  # one of recording.RECORD_CHOICES
     keep_warmup: bool = False
     stream: int | None = None
     progress: bool | None = None
@@ -86,8 +94,8 @@ class RunSettings:
         thin = check_int("thin", thin, 1)
         if stream is not None:
             stream = check_int("stream", stream, 1)
-        if record not in ("full", "last"):
-            raise ValueError(f"record must be 'full' or 'last', got {record!r}")
+        if record not in RECORD_CHOICES:
+            raise ValueError(f"record must be one of {', '.join(repr(r) for r in RECORD_CHOICES)}, got {record!r}")
         if record == "full" and thin > steps:
             raise ValueError(f"thin={thin} is larger than steps={steps}: no draw would be kept")
         adapt = warmup > 0 if adapt is None else bool(adapt)
@@ -114,10 +122,10 @@ def check_start(z0: Tensor) -> Tensor:
     return z0.detach()
 
 
-def init_state(kernel: Kernel, target, z0: Tensor) -> SamplerState:
+def init_state(kernel: Kernel, target, z0: Tensor, params: Any) -> SamplerState:
     """The kernel's state at ``z0`` after checking ``z0``, the finiteness of E there, and chain independence."""
     z0 = check_start(z0)
-    state = kernel.init(target, z0)
+    state = kernel.init(target, z0, params)
     bad = ~torch.isfinite(state.energy)
     if state.grad is not None:
         bad = bad | ~torch.isfinite(state.grad.reshape(z0.shape[0], -1)).all(1)
@@ -128,26 +136,32 @@ def init_state(kernel: Kernel, target, z0: Tensor) -> SamplerState:
     return state
 
 
-def freeze_divergent(state: SamplerState, diverging: Tensor) -> SamplerState:
-    """Stop the chains whose step diverged (the policy for uncalibrated kernels after warm-up)."""
-    return state._replace(frozen=state.frozen | diverging)
+def one_step(kernel: Kernel, target, state: SamplerState, params: Any, rng: torch.Generator | None,
+             level: Tensor | None = None, freeze: bool = True) -> tuple[SamplerState, StepInfo]:
+    """One transition of every chain through the driver's step path (:func:`~.block.run_steps`).
+
+    ``level``: on the tempered target at that level; ``freeze``: an uncalibrated kernel's diverged chains
+    stop (the policy after warm-up).
+    """
+    noise = kernel.draw_noise(state, rng, params)
+    out = run_steps(kernel, target, state, params, [noise], freeze=freeze and not kernel.calibrated,
+                    keep_states=False, levels=None if level is None else [level])
+    return out.state, out.info(0)
 
 
 class WarmupAdapter(Protocol):
-    """A kernel parameter tuned during warm-up besides eps (HMC's trajectory length, FlEx2MCMC's flow).
+    """A kernel parameter tuned during one run's warm-up besides eps (HMC's trajectory length, FlEx2MCMC's flow).
 
-    ``update`` sees every warm-up transition (the state before it, after it, its info and the eps it
-    ran with); ``finish`` fixes the parameter for the recorded steps, given the final eps.
+    Built afresh for every run (``Sampler.warmup_adapters``); it changes the run's parameters, never the
+    sampler.  ``start(params)`` (optional) prepares the run's parameters for fitting; ``update`` sees
+    every warm-up transition (the parameters after it, the state before and after it, its info and the
+    eps it ran with) and returns the new parameters; ``finish`` returns the parameters the recorded
+    steps use, fixed.  ``state_dict``/``load_state_dict`` checkpoint the adapter's own state.
     """
 
-    def update(self, before: SamplerState, state: SamplerState, info, eps: Tensor) -> None: ...
+    def update(self, params: Any, before: SamplerState, state: SamplerState, info: StepInfo, eps: Tensor) -> Any: ...
 
-    def finish(self, eps: Tensor) -> None: ...
-
-
-def _evaluations(kernel: Kernel, noise) -> Evaluations:
-    cost = getattr(kernel, "evaluations", None)
-    return cost(noise) if cost is not None else GRADIENT_STEP
+    def finish(self, params: Any) -> Any: ...
 
 
 class _Progress:
@@ -226,15 +240,16 @@ class WarmupSettler:
 
 
 class Run:
-    """One run of a kernel: the loop's whole state, advanced one step at a time, checkpointable.
+    """One run of a kernel: the loop's whole state, advanced one block of steps at a time, checkpointable.
 
-    ``eps`` is the starting step size ``(chains,)``; ``levels`` the annealing level of each warm-up
-    step (None: no annealing); ``adapters`` tune other kernel parameters during warm-up (built by the
-    sampler from the initial state: a callable ``(state, warmup) -> list``); at warm-up step
-    ``restart_adaptation_at`` dual averaging starts afresh from the current eps; ``until`` stops the
-    recorded phase early (:class:`~latentmcmc.samplers.monitor.Until`).  :meth:`state_dict` and
-    :meth:`load_state_dict` save and restore everything the remaining steps depend on, so that a
-    resumed run continues exactly as an uninterrupted one.
+    ``eps`` is the starting step size ``(chains,)``; the run's parameters (:attr:`params`) start as
+    ``kernel.init_params(eps, z0)``.  ``levels`` is the annealing level of each warm-up step (None: no
+    annealing); ``adapters`` tune other kernel parameters during warm-up (new for this run, from
+    ``Sampler.warmup_adapters``); at warm-up step ``restart_adaptation_at`` dual averaging starts
+    afresh from the current eps; ``until`` stops the recorded phase early
+    (:class:`~latentmcmc.samplers.monitor.Until`).  :meth:`state_dict` and :meth:`load_state_dict` save and
+    restore everything the remaining steps depend on, so that a resumed run continues exactly as an
+    uninterrupted one.
     """
 
     def __init__(self, kernel: Kernel, target, z0: Tensor, eps: Tensor, shared_eps: bool, settings: RunSettings,
@@ -244,10 +259,13 @@ class Run:
         s = self.settings = settings
         self.kernel, self.target, self.rng, self.levels, self.name = kernel, target, rng, levels, name
         self.shared_eps, self.restart_adaptation_at = shared_eps, restart_adaptation_at
-        self.state = init_state(kernel, target, z0)
-        self.eps = eps
+        params = kernel.init_params(eps, z0)
+        self.state = init_state(kernel, target, z0, params)
         self.evaluations = Evaluations(1, 0 if self.state.grad is None else 1)
-        self.adapters = adapters(self.state, s.warmup) if callable(adapters) else list(adapters or [])
+        self.adapters = list(adapters or [])
+        for adapter in self.adapters:
+            params = adapter.start(params) if hasattr(adapter, "start") else params
+        self.params = params
         self.adapter = StepSizeAdapter(eps, s.target_accept, shared=shared_eps) if s.adapt else None
         self.settler = WarmupSettler(s.target_accept) if s.auto_warmup and s.adapt else None
         self.log_weights = torch.zeros_like(self.state.energy) if levels is not None else None
@@ -269,6 +287,11 @@ class Run:
         self.settled = False  # warmup="auto": eps settled before the cap
 
     @property
+    def eps(self) -> Tensor:
+        """The step size ``(chains,)`` the next step runs with."""
+        return self.params.eps
+
+    @property
     def total(self) -> int:
         return self.warm_end + self.settings.steps
 
@@ -281,31 +304,32 @@ class Run:
         return self.i < self.warm_end
 
     def advance(self) -> None:
-        """The next transition of every chain, or the next fused block of them when one fits (see :mod:`.fused`)."""
-        k = self._fusable_steps()
-        if k:
-            self._fused_block(k)
-        else:
-            self.step()
+        """The next block of steps: a fused block of ``block`` steps where one fits (:mod:`.fused`), else one step.
 
-    def step(self) -> None:
-        """One transition of every chain, with the driver's policies around it."""
+        Both run :func:`~.block.run_steps` (compiled, or not) and go through :meth:`_account`.
+        """
         i, kernel = self.i, self.kernel
         in_warmup = i < self.warm_end
-        level = self.levels[i] if (self.levels is not None and in_warmup) else None
-        before, eps = self.state, self.eps
-        noise = kernel.draw_noise(before, self.rng)
-        state, info = kernel.step(self.target if level is None else TemperedTarget(self.target, level), before, eps,
-                                  noise)
-        if not kernel.calibrated and not in_warmup:
-            state = freeze_divergent(state, info.diverging)
-        if self.log_weights is not None:
-            inc = ais_log_weight_increment(kernel.calibrated, before, info, self.level_prev, level)
-            if inc is not None:
-                self.log_weights = self.log_weights + inc
-            self.level_prev = level
-        self.state = state
-        self._account(before, state, info, eps, noise)
+        if self.adapter is not None and i == self.restart_adaptation_at:  # annealed: dual averaging afresh at the target
+            self.adapter = StepSizeAdapter(self.eps, self.settings.target_accept, shared=self.shared_eps)
+        adapter = self.adapter if in_warmup else None
+        freeze = not kernel.calibrated and not in_warmup
+        k = self._fusable_steps()
+        noises = [kernel.draw_noise(self.state, self.rng, self.params) for _ in range(max(k, 1))]
+        before = self.state
+        if k:
+            recorder = self.warm_rec if in_warmup else self.main_rec
+            keep_states = recorder.stores or (not in_warmup and self.monitor is not None)
+            out = self.fused(self.state, self.params, noises, freeze=freeze, keep_states=keep_states, adapter=adapter,
+                             log_weights=self.log_weights)
+            self.fused_steps += k
+        else:
+            level = self.levels[i] if (self.levels is not None and in_warmup) else None
+            out = run_steps(kernel, self.target, self.state, self.params, noises, freeze=freeze, keep_states=True,
+                            adaptation=None if adapter is None else Adaptation.of(adapter),
+                            levels=None if level is None else [level], level_prev=self.level_prev,
+                            log_weights=self.log_weights)
+        self._account(before, out, noises)
 
     def _fusable_steps(self) -> int:
         """Steps of the next fused block: ``block`` when that many steps fit before the next boundary, else 0.
@@ -336,79 +360,47 @@ class Run:
         ends += [(i // p + 1) * p for p in self.periods]
         return self.block if min(ends) - i >= self.block else 0
 
-    def _fused_block(self, k: int) -> None:
-        """``k`` steps as one compiled call, then the driver's bookkeeping for all of them at once.
+    def _account(self, before: SamplerState, out: BlockOutput, noises: list) -> None:
+        """The driver's bookkeeping after a block of ``k`` steps (one, or a fused block): the same for both.
 
-        The same policies as :meth:`_account` (recording, the warm-up's end, ``warmup="auto"``, monitor,
-        observers), done on the block's stacked outputs: a block ends where a boundary falls, so only its
-        last step can end warm-up, reach a monitor check or an observer.
+        Costs, recording, the run's parameters (eps adapted inside the block; other warm-up adapters,
+        which only run in one-step blocks), the end of warm-up (``warmup="auto"``), AIS weights, the
+        monitor and observers.  A block ends where a boundary falls, so only its last step can end
+        warm-up, reach a monitor check or an observer.
         """
-        kernel, eps, i0 = self.kernel, self.eps, self.i
+        kernel, i0, k = self.kernel, self.i, out.steps
         in_warmup = i0 < self.warm_end
-        noises = [kernel.draw_noise(self.state, self.rng) for _ in range(k)]
-        recorder = self.warm_rec if in_warmup else self.main_rec
-        keep_states = recorder.stores or (not in_warmup and self.monitor is not None)
-        adapter = self.adapter if in_warmup else None
-        out = self.fused(self.state, eps, noises, freeze=not kernel.calibrated and not in_warmup,
-                         keep_states=keep_states, adapter=adapter)
         self.state = out.state
-        self.fused_steps += k
-        cost = _evaluations(kernel, noises[0])  # the noise's static parts agree within a block
-        self.evaluations = self.evaluations + Evaluations(cost.forward * k, cost.backward * k)
+        for noise in noises:
+            self.evaluations = self.evaluations + evaluations_of(kernel, noise)
+        if self.log_weights is not None:
+            self.log_weights, self.level_prev = out.log_weights, out.level_prev
         if in_warmup:
-            eps_used = eps.expand(k, -1) if adapter is None else torch.cat([eps[None], out.eps_after[:-1]])
-            self.warm_rec.record_block(i0, out, eps_used)
+            self.warm_rec.record_block(i0, out)
+            params = out.params
+            for other in self.adapters:  # one-step blocks only (see _fusable_steps)
+                params = other.update(params, before, out.state, out.info(0), out.eps[0])
             end = i0 + k == self.warm_end
-            if adapter is not None:
-                adapter.state = out.adaptation
-                self.eps = out.eps_after[-1]
+            if self.adapter is not None:
+                self.adapter.state = out.adaptation
                 if self.settler is not None:
                     signals = adaptation_signal(kernel, out)  # (k, chains)
                     for j in range(k):  # one host read per window, at the block's last step
-                        if self.settler.settled(i0 + j, signals[j], adapter):
+                        if self.settler.settled(i0 + j, signals[j], self.adapter):
                             end, self.warm_end, self.settled = True, i0 + j + 1, True
                 if end:
-                    self.eps = adapter.final()
+                    params = params._replace(eps=self.adapter.final())
+            if end:
+                for other in self.adapters:
+                    params = other.finish(params)
+            self.params = params
         else:
-            self.main_rec.record_block(i0 - self.warm_end, out, eps.expand(k, -1))
+            self.main_rec.record_block(i0 - self.warm_end, out)
             if self.monitor is not None:
                 self.monitor.record_block(out)
                 if self.monitor.due() and self.monitor.check():
                     self.stopped_by = self.monitor.stopped_by
         self.i += k
-        for observer in self.observers:
-            if self.i % observer.every == 0:
-                observer(self)
-
-    def _account(self, before: SamplerState, state: SamplerState, info, eps: Tensor, noise) -> None:
-        """Everything the driver does after a transition: costs, recording, adaptation, monitor, observers."""
-        s, i, kernel = self.settings, self.i, self.kernel
-        in_warmup = i < self.warm_end
-        if self.adapter is not None and i == self.restart_adaptation_at:
-            self.adapter = StepSizeAdapter(self.eps, s.target_accept, shared=self.shared_eps)
-        self.evaluations = self.evaluations + _evaluations(kernel, noise)
-        if in_warmup:
-            self.warm_rec.record(i, state, info, eps)
-            for other in self.adapters:
-                other.update(before, state, info, eps)
-            end = i == self.warm_end - 1
-            if self.adapter is not None:
-                signal = adaptation_signal(kernel, info)
-                self.eps = self.adapter.update(signal, ~state.frozen)
-                if self.settler is not None and self.settler.settled(i, signal, self.adapter):
-                    end, self.warm_end, self.settled = True, i + 1, True
-                if end:
-                    self.eps = self.adapter.final()
-            if end:
-                for other in self.adapters:
-                    other.finish(self.eps)
-        else:
-            self.main_rec.record(i - self.warm_end, state, info, eps)
-            if self.monitor is not None:
-                self.monitor.record(state)
-                if self.monitor.due() and self.monitor.check():
-                    self.stopped_by = self.monitor.stopped_by
-        self.i += 1
         for observer in self.observers:
             if self.i % observer.every == 0:
                 observer(self)
@@ -421,13 +413,12 @@ class Run:
         return {
             "i": self.i, "warm_end": self.warm_end, "stopped_by": self.stopped_by, "settled": self.settled,
             "fused_steps": self.fused_steps,
-            "state": {k: v for k, v in self.state._asdict().items()},
-            "eps": self.eps, "rng": self.rng.get_state(),
+            "state": dict(self.state._asdict()),
+            "params": dict(self.params._asdict()), "rng": self.rng.get_state(),
             "evaluations": tuple(self.evaluations),
             "adapter": None if self.adapter is None else self.adapter.state_dict(),
             "settler": None if self.settler is None else self.settler.state_dict(),
             "adapters": [a.state_dict() for a in self.adapters],
-            "kernel": kernel_state(self.kernel),
             "log_weights": self.log_weights, "level_prev": self.level_prev,
             "warm_rec": self.warm_rec.state_dict(), "main_rec": self.main_rec.state_dict(),
             "monitor": None if self.monitor is None else self.monitor.state_dict(),
@@ -436,11 +427,13 @@ class Run:
 
     def load_state_dict(self, d: dict[str, Any]) -> None:
         device = self.state.z.device
+        move = lambda v: v.to(device) if isinstance(v, Tensor) else (  # noqa: E731
+            {k: move(x) for k, x in v.items()} if isinstance(v, dict) else v)
         self.i, self.warm_end, self.stopped_by = int(d["i"]), int(d["warm_end"]), d["stopped_by"]
         self.settled = bool(d.get("settled", False))
         self.fused_steps = int(d.get("fused_steps", 0))
-        self.state = SamplerState(**{k: None if v is None else v.to(device) for k, v in d["state"].items()})
-        self.eps = d["eps"].to(device)
+        self.state = SamplerState(**{k: move(v) for k, v in d["state"].items()})
+        self.params = type(self.params)(**{k: move(v) for k, v in d["params"].items()})
         self.rng.set_state(d["rng"])
         self.evaluations = Evaluations(*d["evaluations"])
         if d["adapter"] is not None:
@@ -449,10 +442,11 @@ class Run:
         if self.settler is not None and d["settler"] is not None:
             self.settler.load_state_dict(d["settler"])
         for adapter, saved in zip(self.adapters, d["adapters"]):
+            if hasattr(adapter, "start"):
+                self.params = adapter.start(self.params)
             adapter.load_state_dict(saved)
             if self.i >= self.warm_end > 0:
-                adapter.finish(self.eps)  # warm-up was over: the adapted parameter is fixed again
-        load_kernel_state(self.kernel, d["kernel"])
+                self.params = adapter.finish(self.params)  # warm-up was over: the adapted parameter is fixed again
         self.log_weights = None if d["log_weights"] is None else d["log_weights"].to(device)
         self.level_prev = None if d["level_prev"] is None else d["level_prev"].to(device)
         self.warm_rec.load_state_dict(d["warm_rec"])
@@ -471,6 +465,9 @@ class Run:
         chains = _chains(self.state, self.eps, self.warm_rec, self.main_rec, s, self.rng.initial_seed(),
                          self.log_weights, self.kernel.calibrated, self.name, self.warm_end)
         chains.evaluations = self.evaluations
+        report = getattr(self.kernel, "report", None)
+        if report is not None:  # what the run's final parameters say (HMC: its ChEES trajectory length)
+            chains.extra.update(report(self.params))
         short = self.main_rec.count < s.steps
         if short:
             chains = _truncate(chains, self.main_rec.count // s.thin)
@@ -491,16 +488,6 @@ class Run:
         if self.fused_steps:
             chains.extra["fused_block"] = self.block  # steps per compiled call
         return chains
-
-
-def kernel_state(kernel) -> Any:
-    """The kernel's own mutable state (HMC's Halton index and trajectory length), when it has any."""
-    return kernel.state_dict() if hasattr(kernel, "state_dict") else None
-
-
-def load_kernel_state(kernel, state: Any) -> None:
-    if state is not None and hasattr(kernel, "load_state_dict"):
-        kernel.load_state_dict(state)
 
 
 def sample(kernel: Kernel, target, z0: Tensor, eps: Tensor, shared_eps: bool, settings: RunSettings,

@@ -7,14 +7,17 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
-from ..chains import Evaluations
+from ..evaluations import Evaluations
 from .base import Sampler
-from .isir import ISIRKernel, ISIRNoise, check_candidates
+from .isir import CANDIDATES, PROPOSAL, ISIRKernel, ISIRNoise
 from .kernel import SamplerState, StepInfo
 from .langevin import LangevinProposer
 from .metropolis import MetropolisHastings, MHNoise
+from .options import COMPILE, EPS, Option, integer
 
-__all__ = ["Ex2MCMC", "Ex2MCMCKernel", "check_local_steps"]
+__all__ = ["Ex2MCMC", "Ex2MCMCKernel", "LOCAL_STEPS"]
+
+LOCAL_STEPS = Option("local_steps", 3, "MALA steps after each global move.", int, integer(0))
 
 
 class Ex2MCMCNoise(NamedTuple):
@@ -44,44 +47,46 @@ class Ex2MCMCKernel:
     def proposal(self):
         return self.isir.proposal
 
-    def init(self, target, z: Tensor) -> SamplerState:
-        if not self.local_steps:
-            return self.isir.init(target, z)  # plain i-SIR: no gradient needed
-        self.isir.proposal.check(z)
-        return self.mala.init(target, z)
+    def init_params(self, eps: Tensor, z: Tensor) -> Any:
+        return self.isir.proposal.init_params(eps, z)
 
-    def draw_noise(self, state: SamplerState, rng: torch.Generator | None) -> Ex2MCMCNoise:
-        isir = self.isir.draw_noise(state, rng)
-        return Ex2MCMCNoise(isir, tuple(self.mala.draw_noise(state, rng) for _ in range(self.local_steps)))
+    def init(self, target, z: Tensor, params: Any) -> SamplerState:
+        if not self.local_steps:
+            return self.isir.init(target, z, params)  # plain i-SIR: no gradient needed
+        self.isir.proposal.check(z, params)
+        return self.mala.init(target, z, params)
+
+    def draw_noise(self, state: SamplerState, rng: torch.Generator | None, params: Any) -> Ex2MCMCNoise:
+        isir = self.isir.draw_noise(state, rng, params)
+        return Ex2MCMCNoise(isir, tuple(self.mala.draw_noise(state, rng, params) for _ in range(self.local_steps)))
 
     def gradient_after_jump(self, target, jumped: SamplerState, before: SamplerState) -> SamplerState:
         """The state at i-SIR's selected points with their own energy and gradient."""
         energy, grad = target.value_and_grad(jumped.z)
         return SamplerState(jumped.z, energy, grad, before.frozen)
 
-    def step(self, target, state: SamplerState, eps: Tensor, noise: Ex2MCMCNoise) -> tuple[SamplerState, StepInfo]:
-        jumped, jump_info = self.isir.step(target, state, eps, noise.isir)
+    def step(self, target, state: SamplerState, params: Any, noise: Ex2MCMCNoise) -> tuple[SamplerState, StepInfo]:
+        jumped, jump_info = self.isir.step(target, state, params, noise.isir)
         if not self.local_steps:
             return jumped, jump_info
         current = self.gradient_after_jump(target, jumped, state)
         accept = torch.zeros_like(state.energy)
         moved, diverging = jump_info.accepted, jump_info.diverging
         for local in noise.local:
-            current, info = self.mala.step(target, current, eps, local)
+            current, info = self.mala.step(target, current, params, local)
             accept = accept + info.accept_prob
             moved, diverging = moved | info.accepted, diverging | info.diverging
         return current, StepInfo(accept / self.local_steps, moved, diverging, info.log_accept_ratio,
                                  jump_prob=jump_info.jump_prob, aux=jump_info.aux)
 
+    def report(self, params: Any) -> dict:
+        """What the run's final parameters say (a fitted flow proposal: the flow)."""
+        report = getattr(self.isir.proposal, "report", None)
+        return report(params) if report is not None else {}
+
     def evaluations(self, noise: Ex2MCMCNoise) -> Evaluations:
         local = (1 + self.local_steps) if self.local_steps else 0
         return Evaluations(self.isir.candidates - 1 + local, local)
-
-
-def check_local_steps(local_steps: int) -> int:
-    if isinstance(local_steps, bool) or not isinstance(local_steps, int) or local_steps < 0:
-        raise ValueError(f"local_steps must be an integer >= 0, got {local_steps!r}")
-    return local_steps
 
 
 class Ex2MCMC(Sampler):
@@ -102,12 +107,8 @@ class Ex2MCMC(Sampler):
         compile: compile the energy with ``torch.compile``.
     """
 
-    def __init__(self, energy, eps: float | Tensor = 0.01, candidates: int = 10, local_steps: int = 3,
-                 proposal: Any = None, compile: bool | str = False) -> None:
-        self.candidates = check_candidates(candidates)
-        self.local_steps = check_local_steps(local_steps)
-        self.proposal = proposal
-        super().__init__(energy, eps, compile)
+    options = (EPS, CANDIDATES, LOCAL_STEPS, PROPOSAL, COMPILE)
+    global_moves = True
 
     def make_kernel(self) -> Ex2MCMCKernel:
         return Ex2MCMCKernel(self.candidates, self.local_steps, self.proposal)

@@ -5,9 +5,10 @@ row can be handed to ``torch.compile`` as one function: the forward pass, the ba
 proposal/accept arithmetic of all ``K`` steps become one graph (fewer, fused kernels; no Python or
 autograd bookkeeping per step; on CUDA, one CUDA-graph replay with ``mode="reduce-overhead"``).
 
-The driver draws the ``K`` steps' noise from the run's generator in the order an eager run draws it,
-passes it in, and replays the block's per-step outputs (energies, acceptance, divergences, and the
-states when they are recorded or monitored) through the same bookkeeping as an eager step.  During
+What is compiled is the driver's one step path, :func:`~.block.run_steps`, for ``K`` steps instead of
+one: the driver draws the ``K`` steps' noise from the run's generator in the order an eager run draws
+it, passes it in, and reads the block's per-step outputs (energies, acceptance, divergences, and the
+states when they are recorded or monitored) with the same bookkeeping as an eager step.  During
 warm-up the dual-averaging update of eps (:func:`~.adaptation.dual_averaging_step`, a pure function)
 runs inside the graph after every step, so each step uses the eps an eager run would.  A fused run
 therefore draws the same random numbers and makes the same decisions as an eager run, and its states
@@ -24,23 +25,18 @@ from __future__ import annotations
 
 import itertools
 import types
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable
 
 import torch
 from torch import Tensor
 
 from ..energy import LatentEnergy, Target
-from .adaptation import (
-    DualAveragingState,
-    StepSizeAdapter,
-    acceptance_statistic,
-    adaptation_signal,
-    dual_averaging_step,
-)
-from .kernel import SamplerState, StepInfo
+from .adaptation import StepSizeAdapter
+from .block import Adaptation, BlockOutput, run_steps
+from .kernel import SamplerState
 
 __all__ = ["FUSE_CHOICES", "DEFAULT_BLOCK", "FusedBlock", "BlockOutput", "functional_target", "resolve_fuse",
-           "auto_fuses", "fusable", "step_flops"]
+           "parse_fuse", "auto_fuses", "fusable", "step_flops"]
 
 _SERIAL = itertools.count()
 
@@ -76,6 +72,19 @@ def resolve_fuse(fuse: bool | int | str) -> int | str | None:
     if isinstance(fuse, int) and not isinstance(fuse, bool) and fuse >= 2:
         return fuse
     raise ValueError(f"fuse must be 'auto', True/'on', False/'off' or a block length >= 2, got {fuse!r}")
+
+
+def parse_fuse(text: str | int | bool) -> int | str | bool:
+    """The command line's ``--fuse``: one of :data:`FUSE_CHOICES` or a block length >= 2 (a ValueError otherwise)."""
+    if not isinstance(text, str) or text in FUSE_CHOICES:
+        return text
+    try:
+        block = int(text)
+    except ValueError:
+        block = 0
+    if block < 2:
+        raise ValueError(f"must be one of {', '.join(FUSE_CHOICES)} or a block length >= 2, got {text!r}")
+    return block
 
 
 def step_flops(target: Target, z: Tensor) -> float:
@@ -130,33 +139,14 @@ def functional_target(target: Target) -> Target:
     return Target(target.fn, _functional_value_and_grad(target.fn))
 
 
-class BlockOutput(NamedTuple):
-    """What ``K`` fused steps produced: the final state, and each step's values stacked on a leading ``K`` axis."""
-
-    state: SamplerState
-    z: Tensor | None  # (K, chains, *latent_shape), None when the states are not needed
-    energy: Tensor  # (K, chains)
-    accept_prob: Tensor  # (K, chains)
-    accepted: Tensor  # (K, chains)
-    diverging: Tensor  # (K, chains)
-    log_accept_ratio: Tensor  # (K, chains)
-    eps_after: Tensor | None = None  # (K, chains) eps after each step's adaptation (adapting blocks only)
-    adaptation: DualAveragingState | None = None  # the dual-averaging state after the block
-
-    def step(self, k: int) -> tuple[SamplerState, StepInfo]:
-        """The state (without gradient) and info of step ``k`` of the block, as an eager step returns them."""
-        z = self.state.z if self.z is None else self.z[k]
-        state = SamplerState(z, self.energy[k], None, self.state.frozen)
-        return state, StepInfo(self.accept_prob[k], self.accepted[k], self.diverging[k], self.log_accept_ratio[k])
-
-
 class FusedBlock:
-    """``K`` steps of ``kernel`` on ``target`` as one ``torch.compile``-d call (see the module docstring).
+    """``K`` steps of ``kernel`` on ``target`` as one ``torch.compile``-d call of :func:`~.block.run_steps`.
 
     With an adapter (warm-up), each step's dual-averaging update runs inside the graph too, so every
     step uses the eps an eager run would use.  ``mode`` is the ``torch.compile`` mode
     (``"reduce-overhead"``: a CUDA graph per block on a GPU).  One compiled function per block length,
-    freezing, kept states and adapter constants is built on first use and reused.
+    freezing, kept states and adapter constants is built on first use and reused (a cache of compiled
+    code: it holds no state of any run).
     """
 
     def __init__(self, kernel, target: Target, mode: str = "default") -> None:
@@ -169,29 +159,12 @@ class FusedBlock:
     def _function(self, freeze: bool, keep_states: bool, constants: tuple | None) -> Callable:
         kernel, target = self.kernel, self.target
 
-        def block(state: SamplerState, eps: Tensor, noises: list, adaptation: DualAveragingState | None,
-                  prox_center: Tensor | None) -> BlockOutput:
-            zs, energies, accept, accepted, diverging, ratios, eps_after = [], [], [], [], [], [], []
-            for noise in noises:
-                state, info = kernel.step(target, state, eps, noise)
-                if freeze:  # uncalibrated kernels after warm-up: a divergent chain stops (driver.freeze_divergent)
-                    state = state._replace(frozen=state.frozen | info.diverging)
-                if constants is not None:  # StepSizeAdapter.update, in the graph
-                    target_accept, shared, t0, kappa, gamma, chains = constants
-                    g = target_accept - acceptance_statistic(adaptation_signal(kernel, info), ~state.frozen, shared)
-                    adaptation = dual_averaging_step(adaptation, g, prox_center, t0, kappa, gamma)
-                    eps = adaptation.x_t.exp().expand(chains) if shared else adaptation.x_t.exp()
-                    eps_after.append(eps)
-                if keep_states:
-                    zs.append(state.z)
-                energies.append(state.energy)
-                accept.append(info.accept_prob)
-                accepted.append(info.accepted)
-                diverging.append(info.diverging)
-                ratios.append(info.log_accept_ratio)
-            return BlockOutput(state, torch.stack(zs) if keep_states else None, torch.stack(energies),
-                               torch.stack(accept), torch.stack(accepted), torch.stack(diverging), torch.stack(ratios),
-                               torch.stack(eps_after) if constants is not None else None, adaptation)
+        def block(state: SamplerState, params, noises: list, adaptation: Adaptation | None,
+                  log_weights: Tensor | None) -> BlockOutput:
+            if constants is not None:  # the constants are fixed in the graph; the state and centre are inputs
+                adaptation = Adaptation(*constants[:5], adaptation.prox_center, adaptation.state)
+            return run_steps(kernel, target, state, params, noises, freeze=freeze, keep_states=keep_states,
+                             adaptation=adaptation, log_weights=log_weights)
 
         # torch.compile caches by code object: a fresh copy per block keeps each sampler's (and each
         # variant's) graphs apart instead of piling them onto one function's recompile limit
@@ -199,28 +172,29 @@ class FusedBlock:
                                    None, block.__defaults__, block.__closure__)
         return torch.compile(fresh, mode=self.mode, fullgraph=True, dynamic=False)
 
-    def __call__(self, state: SamplerState, eps: Tensor, noises: list, freeze: bool, keep_states: bool,
-                 adapter: StepSizeAdapter | None = None) -> BlockOutput:
+    def __call__(self, state: SamplerState, params, noises: list, freeze: bool, keep_states: bool,
+                 adapter: StepSizeAdapter | None = None, log_weights: Tensor | None = None) -> BlockOutput:
+        """``len(noises)`` steps as :func:`~.block.run_steps` would run them (at the target: no annealing levels)."""
         constants = None if adapter is None else adapter.constants
-        key = (len(noises), freeze, keep_states, constants)
+        key = (len(noises), freeze, keep_states, constants, log_weights is None)
         fn = self._compiled.get(key)
         if fn is None:  # torch.compile compiles at the first call, below
             fn = self._compiled[key] = self._function(freeze, keep_states, constants)
             if self.on_compile is not None:
                 self.on_compile()
-        eps = eps.contiguous()  # one graph whether eps is shared (an expanded view) or per chain
-        adaptation = prox_center = None
+        params = params._replace(eps=params.eps.contiguous())  # one graph whether eps is shared (expanded) or not
+        adaptation = None
         if adapter is not None:  # the step count as a tensor: one graph for every block of the warm-up
-            adaptation = adapter.state._replace(t=torch.tensor(float(adapter.state.t), dtype=torch.float64,
-                                                               device=eps.device))
-            prox_center = adapter.prox_center
+            adaptation = Adaptation.of(adapter)
+            adaptation = adaptation._replace(state=adapter.state._replace(
+                t=torch.tensor(float(adapter.state.t), dtype=torch.float64, device=params.eps.device)))
         if self.cudagraphs:
             torch.compiler.cudagraph_mark_step_begin()
-            out = fn(state, eps, noises, adaptation, prox_center)
+            out = fn(state, params, noises, adaptation, log_weights)
             # a CUDA graph reuses its output memory at the next replay, which takes this state as input
             out = torch.utils._pytree.tree_map(lambda t: t.clone() if isinstance(t, Tensor) else t, out)
         else:
-            out = fn(state, eps, noises, adaptation, prox_center)
+            out = fn(state, params, noises, adaptation, log_weights)
         if adapter is not None:  # the count stays a Python int outside the graph (no read-back)
             out = out._replace(adaptation=out.adaptation._replace(t=adapter.state.t + len(noises)))
         return out

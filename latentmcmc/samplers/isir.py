@@ -7,12 +7,18 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
-from ..chains import Evaluations
+from ..evaluations import Evaluations
 from .base import Sampler
 from .kernel import SamplerState, StepInfo
+from .options import COMPILE, Option, integer
 from .proposals import as_proposal
 
-__all__ = ["ISIR", "ISIRKernel", "ISIRNoise"]
+__all__ = ["ISIR", "ISIRKernel", "ISIRNoise", "CANDIDATES", "PROPOSAL"]
+
+CANDIDATES = Option("candidates", 10, "Points per global (i-SIR) move, the current one included (candidates - 1 forward "
+                    "passes).", int, integer(2, " (the current point and at least one draw)"))
+PROPOSAL = Option("proposal", None, "i-SIR's proposal: None for N(0, I), or any object with .sample(shape) and "
+                  ".log_prob(z) -> (n,) (torch.distributions, a flow).")
 
 _ROWS_PER_CALL = 65536  # candidates evaluated per call of the energy (bounded memory)
 
@@ -52,8 +58,11 @@ class ISIRKernel:
         self.candidates = candidates
         self.proposal = as_proposal(proposal)
 
-    def init(self, target, z: Tensor) -> SamplerState:
-        self.proposal.check(z)
+    def init_params(self, eps: Tensor, z: Tensor) -> Any:
+        return self.proposal.init_params(eps, z)
+
+    def init(self, target, z: Tensor, params: Any) -> SamplerState:
+        self.proposal.check(z, params)
         with torch.no_grad():
             energy = target(z)
         if not isinstance(energy, Tensor) or energy.shape != z.shape[:1]:
@@ -61,18 +70,20 @@ class ISIRKernel:
             raise ValueError(f"energy returned shape {shape}; expected ({z.shape[0]},), one energy per chain")
         return SamplerState(z.clone(), energy, None, torch.zeros(z.shape[0], dtype=torch.bool, device=z.device))
 
-    def draw_noise(self, state: SamplerState, rng: torch.Generator | None) -> ISIRNoise:
+    def draw_noise(self, state: SamplerState, rng: torch.Generator | None, params: Any) -> ISIRNoise:
         chains, k = state.z.shape[0], self.candidates
-        y = self.proposal.sample(chains * (k - 1), rng, state.z).reshape((chains, k - 1) + tuple(state.z.shape[1:]))
+        y = self.proposal.sample(chains * (k - 1), rng, state.z, params)
+        y = y.reshape((chains, k - 1) + tuple(state.z.shape[1:]))
         e = torch.empty((chains, k), dtype=state.energy.dtype, device=state.z.device).exponential_(generator=rng)
         return ISIRNoise(y, -e.log())
 
-    def step(self, target, state: SamplerState, eps: Tensor, noise: ISIRNoise) -> tuple[SamplerState, StepInfo]:
+    def step(self, target, state: SamplerState, params: Any, noise: ISIRNoise) -> tuple[SamplerState, StepInfo]:
         z, chains = state.z, state.z.shape[0]
         y = torch.cat([z.unsqueeze(1), noise.candidates], 1)  # (chains, K, ...)
         energy = torch.cat([state.energy.unsqueeze(1), energies_of(target, noise.candidates)], 1)
         with torch.no_grad():
-            log_q = self.proposal.log_prob(y.reshape((-1,) + tuple(z.shape[1:]))).reshape(chains, -1).to(energy.dtype)
+            log_q = self.proposal.log_prob(y.reshape((-1,) + tuple(z.shape[1:])), params)
+            log_q = log_q.reshape(chains, -1).to(energy.dtype)
         log_w = -energy - log_q
         finite = torch.isfinite(log_w)
         log_w = torch.where(finite, log_w, torch.full_like(log_w, float("-inf")))
@@ -86,12 +97,6 @@ class ISIRKernel:
 
     def evaluations(self, noise: ISIRNoise) -> Evaluations:
         return Evaluations(self.candidates - 1, 0)
-
-
-def check_candidates(candidates: int) -> int:
-    if isinstance(candidates, bool) or not isinstance(candidates, int) or candidates < 2:
-        raise ValueError(f"candidates must be an integer >= 2 (the current point and at least one draw), got {candidates!r}")
-    return candidates
 
 
 class ISIR(Sampler):
@@ -111,12 +116,8 @@ class ISIR(Sampler):
         compile: compile the energy with ``torch.compile`` (see :func:`~latentmcmc.energy.compile_target`).
     """
 
-    has_step_size = False
-
-    def __init__(self, energy, candidates: int = 10, proposal: Any = None, compile: bool | str = False) -> None:
-        self.candidates = check_candidates(candidates)
-        self.proposal = proposal
-        super().__init__(energy, 1.0, compile)
+    options = (CANDIDATES, PROPOSAL, COMPILE)
+    global_moves = True
 
     def make_kernel(self) -> ISIRKernel:
         return ISIRKernel(self.candidates, self.proposal)

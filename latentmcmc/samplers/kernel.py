@@ -1,17 +1,24 @@
 """The kernel contract: what every transition kernel is, carries and reports.
 
-A kernel is a small pure step (after BlackJAX's ``init``/``step`` pairs and TFP's transition kernels):
+A kernel is a small pure step (after BlackJAX's ``init``/``step`` pairs and TFP's transition kernels).
+Its constructor fixes its options (HMC's number of leapfrog steps, i-SIR's candidates); what warm-up
+tunes is a *value*, the kernel's parameters, that the driver passes in and keeps:
 
-* ``init(target, z) -> state``: the state of every chain at ``z`` (for gradient kernels: energy and
-  gradient, one forward and one backward pass);
-* ``draw_noise(state, rng) -> noise``: every random number one step needs, drawn from the run's
-  ``torch.Generator`` (so a seed fixes the draws, and a fused block can take pre-drawn noise);
-* ``step(target, state, eps, noise) -> (state, info)``: a function of its arguments only.
+* ``init_params(eps, z) -> params``: the parameters a run starts from, a NamedTuple whose first field is
+  ``eps`` ``(chains,)`` (:class:`KernelParams` for kernels that tune nothing else; HMC adds its
+  trajectory length, FlEx2MCMC its flow's tensors);
+* ``init(target, z, params) -> state``: the state of every chain at ``z`` (for gradient kernels:
+  energy and gradient, one forward and one backward pass);
+* ``draw_noise(state, rng, params) -> noise``: every random number one step needs, drawn from the
+  run's ``torch.Generator`` (so a seed fixes the draws, and a fused block can take pre-drawn noise);
+* ``step(target, state, params, noise) -> (state, info)``: a function of its arguments only (the
+  kernel object is never changed by a step or a run).
 
 ``calibrated`` says whether the step leaves ``exp(-E)`` invariant (a Metropolis-Hastings kernel) or
 not (unadjusted Langevin), as TFP's ``is_calibrated``.  Kernels know nothing of warm-up, step-size
 adaptation, annealing, recording, progress or interrupts: the driver (:mod:`.driver`) owns those.
-Annealing reaches a kernel only as a different target (:mod:`.tempering`).
+Annealing reaches a kernel only as a different target (:mod:`.tempering`).  This module imports
+nothing but torch: the contract layer has no I/O.
 """
 
 from __future__ import annotations
@@ -21,12 +28,18 @@ from typing import Any, NamedTuple, Protocol, runtime_checkable
 import torch
 from torch import Tensor
 
-from ..chains import Evaluations
+from ..evaluations import Evaluations
 
 __all__ = [
-    "Kernel", "SamplerState", "StepInfo", "Evaluations", "GRADIENT_STEP", "DIVERGENCE_THRESHOLD", "acceptance_probability", "divergent",
-    "broadcast_chains", "gradient_state",
+    "Kernel", "KernelParams", "SamplerState", "StepInfo", "Evaluations", "GRADIENT_STEP", "DIVERGENCE_THRESHOLD",
+    "acceptance_probability", "divergent", "broadcast_chains", "gradient_state", "evaluations_of",
 ]
+
+
+class KernelParams(NamedTuple):
+    """The parameters of a kernel that tunes nothing but its step size: ``eps`` ``(chains,)``."""
+
+    eps: Tensor
 
 DIVERGENCE_THRESHOLD = 1000.0
 """A step is divergent when its Metropolis-Hastings log ratio is non-finite or below minus this
@@ -60,6 +73,12 @@ def gradient_state(target, z: Tensor) -> "SamplerState":
     return SamplerState(z.clone(), energy, grad, torch.zeros(z.shape[0], dtype=torch.bool, device=z.device))
 
 
+def evaluations_of(kernel, noise) -> Evaluations:
+    """The model passes per chain of ``kernel``'s step with ``noise``: its ``evaluations(noise)``, else one of each."""
+    cost = getattr(kernel, "evaluations", None)
+    return cost(noise) if cost is not None else GRADIENT_STEP
+
+
 class SamplerState(NamedTuple):
     """Current position of every chain with its cached energy and gradient.
 
@@ -67,13 +86,16 @@ class SamplerState(NamedTuple):
     tempered target derives its own values from them without another model call), so a gradient
     step costs one forward and one backward pass.  A kernel that needs no gradient (i-SIR) keeps
     ``grad=None``.  ``frozen`` marks chains stopped by the driver after a divergent step of an
-    uncalibrated kernel.
+    uncalibrated kernel.  ``carry`` is what a kernel threads from one step to the next besides the
+    position (HMC with ChEES: the index of its Halton jitter, as BlackJAX's dynamic HMC keeps it in its
+    state); None for most kernels.
     """
 
     z: Tensor  # (chains, *latent_shape)
     energy: Tensor  # (chains,)
     grad: Tensor | None  # (chains, *latent_shape), None for gradient-free kernels
     frozen: Tensor  # (chains,) bool
+    carry: Any = None  # plain data a kernel threads through its steps (HMC's Halton index)
 
 
 class StepInfo(NamedTuple):
@@ -100,16 +122,20 @@ GRADIENT_STEP = Evaluations(1, 1)
 
 @runtime_checkable
 class Kernel(Protocol):
-    """A transition kernel: ``init``, ``draw_noise`` and a pure ``step`` (see the module docstring).
+    """A transition kernel: ``init_params``, ``init``, ``draw_noise`` and a pure ``step`` (see the module docstring).
 
     ``evaluations(noise)`` says how many forward and backward passes per chain the step with that
     noise costs (so budgets compare across kernels); kernels without it cost one of each.
+    ``fusable`` (optional, default False) says that ``step`` is tensors in, tensors out, so that
+    :mod:`.fused` may compile several steps as one graph.
     """
 
     calibrated: bool
 
-    def init(self, target: Any, z: Tensor) -> SamplerState: ...
+    def init_params(self, eps: Tensor, z: Tensor) -> Any: ...
 
-    def draw_noise(self, state: SamplerState, rng: torch.Generator) -> Any: ...
+    def init(self, target: Any, z: Tensor, params: Any) -> SamplerState: ...
 
-    def step(self, target: Any, state: SamplerState, eps: Tensor, noise: Any) -> tuple[SamplerState, StepInfo]: ...
+    def draw_noise(self, state: SamplerState, rng: torch.Generator, params: Any) -> Any: ...
+
+    def step(self, target: Any, state: SamplerState, params: Any, noise: Any) -> tuple[SamplerState, StepInfo]: ...

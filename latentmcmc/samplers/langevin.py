@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from .base import Sampler
-from .kernel import SamplerState, broadcast_chains, gradient_state
+from .kernel import KernelParams, SamplerState, broadcast_chains, gradient_state
 from .metropolis import Proposal, Uncalibrated
 
 __all__ = ["LangevinProposer", "Langevin"]
@@ -22,21 +22,21 @@ class LangevinProposer:
                    = E(z) - E(z') + s\cdot(\xi - s/2),\quad s = \tfrac{\sqrt{\epsilon}}{2}(g(z) + g(z'))
 
     (the Gaussian log densities written in terms of ``xi`` so that nothing cancels when eps is
-    small).  ``eps`` has shape ``(chains,)``.  The energies in the ratio are the target's
+    small).  ``eps`` (``params.eps``) has shape ``(chains,)``.  The energies in the ratio are the target's
     :meth:`~latentmcmc.energy.Target.potential` (a tempered target during annealing).
     """
 
     fusable = True  # tensors in, tensors out: K steps compile as one graph (.fused)
 
-    def init(self, target, z: Tensor) -> SamplerState:
+    def init(self, target, z: Tensor, params: KernelParams) -> SamplerState:
         return gradient_state(target, z)
 
-    def draw_noise(self, state: SamplerState, rng: torch.Generator | None) -> Tensor:
+    def draw_noise(self, state: SamplerState, rng: torch.Generator | None, params: KernelParams) -> Tensor:
         z = state.z
         return torch.randn(z.shape, generator=rng, device=z.device, dtype=z.dtype)
 
-    def propose(self, target, state: SamplerState, eps: Tensor, xi: Tensor) -> Proposal:
-        z = state.z
+    def propose(self, target, state: SamplerState, params: KernelParams, xi: Tensor) -> Proposal:
+        z, eps = state.z, params.eps
         half_eps = broadcast_chains(0.5 * eps, z)
         sqrt_eps = broadcast_chains(eps.sqrt(), z)
         energy_l, grad_l = target.potential(z, state.energy, state.grad)
@@ -63,10 +63,7 @@ class Langevin(Sampler):
 
     Args:
         energy: the target: a callable ``z -> (chains,)`` energies or a :class:`LatentEnergy`.
-        eps: step size (noise variance); a scalar is shared by all chains, a ``(chains,)`` tensor is
-            per chain.
-        compile: compile the energy's forward and backward with ``torch.compile`` (True or a mode;
-            ``"reduce-overhead"`` uses CUDA graphs); same noise and accept decisions as eager.
+        eps, compile: the options :data:`~.options.EPS` and :data:`~.options.COMPILE`.
     """
 
     default_target_accept = 0.9

@@ -26,9 +26,8 @@ class MALA(Sampler):
     Args:
         energy: the target: a callable ``z -> (chains,)`` energies or a :class:`LatentEnergy`.
         eps: step size (noise variance; ``eps = 2 * step_size`` of BlackJAX, ``= h`` of TFP); a
-            scalar is shared by all chains, a ``(chains,)`` tensor is per chain.
-        compile: compile the energy's forward and backward with ``torch.compile`` (True or a mode;
-            ``"reduce-overhead"`` uses CUDA graphs); same noise and accept decisions as eager.
+            scalar is shared by all chains, a ``(chains,)`` tensor is per chain (:data:`~.options.EPS`).
+        compile: :data:`~.options.COMPILE`.
     """
 
     def make_kernel(self) -> MetropolisHastings:

@@ -15,16 +15,18 @@ import torch
 from torch import Tensor
 
 from .kernel import (
-    GRADIENT_STEP,
     Evaluations,
+    KernelParams,
     SamplerState,
     StepInfo,
     acceptance_probability,
     broadcast_chains,
     divergent,
+    evaluations_of,
 )
+from .legacy import as_proposer
 
-__all__ = ["Proposal", "Proposer", "MetropolisHastings", "Uncalibrated", "mh_accept", "move"]
+__all__ = ["Proposal", "Proposer", "MetropolisHastings", "Uncalibrated", "mh_accept", "move", "params_of"]
 
 
 class Proposal(NamedTuple):
@@ -35,17 +37,27 @@ class Proposal(NamedTuple):
     grad: Tensor  # (chains, *latent_shape)
     log_accept_ratio: Tensor  # (chains,) log [pi(z') q(z | z')] - log [pi(z) q(z' | z)]
     aux: Any = None  # passed on as StepInfo.aux (e.g. HMC's final momentum)
+    carry: Any = None  # the state's next ``carry`` (None: unchanged), e.g. HMC's Halton index
 
 
 @runtime_checkable
 class Proposer(Protocol):
-    """What an uncalibrated move provides: ``init``, ``draw_noise`` and a pure ``propose``."""
+    """What an uncalibrated move provides: ``init``, ``draw_noise`` and a pure ``propose``.
 
-    def init(self, target: Any, z: Tensor) -> SamplerState: ...
+    ``init_params(eps, z)`` is optional: a proposer that tunes nothing but eps takes :class:`KernelParams`.
+    """
 
-    def draw_noise(self, state: SamplerState, rng: torch.Generator | None) -> Any: ...
+    def init(self, target: Any, z: Tensor, params: Any) -> SamplerState: ...
 
-    def propose(self, target: Any, state: SamplerState, eps: Tensor, noise: Any) -> Proposal: ...
+    def draw_noise(self, state: SamplerState, rng: torch.Generator | None, params: Any) -> Any: ...
+
+    def propose(self, target: Any, state: SamplerState, params: Any, noise: Any) -> Proposal: ...
+
+
+def params_of(obj: Any, eps: Tensor, z: Tensor) -> Any:
+    """``obj.init_params(eps, z)``, or :class:`KernelParams` for a kernel or proposer that tunes nothing but eps."""
+    make = getattr(obj, "init_params", None)
+    return make(eps, z) if make is not None else KernelParams(eps)
 
 
 def move(state: SamplerState, proposal: Proposal, take: Tensor) -> SamplerState:
@@ -57,6 +69,7 @@ def move(state: SamplerState, proposal: Proposal, take: Tensor) -> SamplerState:
         torch.where(take, proposal.energy, state.energy),
         grad,
         state.frozen,
+        state.carry if proposal.carry is None else proposal.carry,
     )
 
 
@@ -81,48 +94,47 @@ class MHNoise(NamedTuple):
     exp_draw: Tensor  # (chains,) Exponential(1) draws for the accept test
 
 
-class MetropolisHastings:
-    """An exact kernel from a proposal: ``step = propose`` then :func:`mh_accept` (``calibrated = True``)."""
-
-    calibrated = True
+class _Composed:
+    """What a kernel built from a proposer forwards to it: parameters, state, noise, cost, report."""
 
     def __init__(self, proposer: Proposer) -> None:
-        self.proposer = proposer
+        self.proposer = as_proposer(proposer)
 
     @property
     def fusable(self) -> bool:
         """Whether steps can be compiled as a block (:mod:`.fused`): the proposer says so."""
         return bool(getattr(self.proposer, "fusable", False))
 
-    def init(self, target, z: Tensor) -> SamplerState:
-        return self.proposer.init(target, z)
+    def init_params(self, eps: Tensor, z: Tensor) -> Any:
+        return params_of(self.proposer, eps, z)
 
-    def draw_noise(self, state: SamplerState, rng: torch.Generator | None) -> MHNoise:
-        inner = self.proposer.draw_noise(state, rng)
+    def init(self, target, z: Tensor, params: Any) -> SamplerState:
+        return self.proposer.init(target, z, params)
+
+    def report(self, params: Any) -> dict:
+        """What the run's final parameters say beyond eps (HMC with ChEES: its trajectory length)."""
+        report = getattr(self.proposer, "report", None)
+        return report(params) if report is not None else {}
+
+
+class MetropolisHastings(_Composed):
+    """An exact kernel from a proposal: ``step = propose`` then :func:`mh_accept` (``calibrated = True``)."""
+
+    calibrated = True
+
+    def draw_noise(self, state: SamplerState, rng: torch.Generator | None, params: Any) -> MHNoise:
+        inner = self.proposer.draw_noise(state, rng, params)
         return MHNoise(inner, torch.empty_like(state.energy).exponential_(generator=rng))
 
-    def step(self, target, state: SamplerState, eps: Tensor, noise: MHNoise) -> tuple[SamplerState, StepInfo]:
-        proposal = self.proposer.propose(target, state, eps, noise.proposal)
+    def step(self, target, state: SamplerState, params: Any, noise: MHNoise) -> tuple[SamplerState, StepInfo]:
+        proposal = self.proposer.propose(target, state, params, noise.proposal)
         return mh_accept(state, proposal, noise.exp_draw)
 
     def evaluations(self, noise: MHNoise) -> Evaluations:
-        return _evaluations(self.proposer, noise.proposal)
-
-    def state_dict(self):
-        """The proposer's own mutable state, if any (for checkpoints)."""
-        return self.proposer.state_dict() if hasattr(self.proposer, "state_dict") else None
-
-    def load_state_dict(self, d) -> None:
-        if d is not None and hasattr(self.proposer, "load_state_dict"):
-            self.proposer.load_state_dict(d)
+        return evaluations_of(self.proposer, noise.proposal)
 
 
-def _evaluations(proposer, noise) -> Evaluations:
-    cost = getattr(proposer, "evaluations", None)
-    return cost(noise) if cost is not None else GRADIENT_STEP
-
-
-class Uncalibrated:
+class Uncalibrated(_Composed):
     """Take every proposal that is not divergent (``calibrated = False``); frozen chains stay put.
 
     ``accept_prob`` is 1; ``log_accept_ratio`` is the ratio MH would have used.  Freezing a chain
@@ -131,29 +143,14 @@ class Uncalibrated:
 
     calibrated = False
 
-    def __init__(self, proposer: Proposer) -> None:
-        self.proposer = proposer
-
-    fusable = MetropolisHastings.fusable
-
-    def init(self, target, z: Tensor) -> SamplerState:
-        return self.proposer.init(target, z)
-
-    def draw_noise(self, state: SamplerState, rng: torch.Generator | None) -> Any:
-        return self.proposer.draw_noise(state, rng)
+    def draw_noise(self, state: SamplerState, rng: torch.Generator | None, params: Any) -> Any:
+        return self.proposer.draw_noise(state, rng, params)
 
     def evaluations(self, noise: Any) -> Evaluations:
-        return _evaluations(self.proposer, noise)
+        return evaluations_of(self.proposer, noise)
 
-    def state_dict(self):
-        return self.proposer.state_dict() if hasattr(self.proposer, "state_dict") else None
-
-    def load_state_dict(self, d) -> None:
-        if d is not None and hasattr(self.proposer, "load_state_dict"):
-            self.proposer.load_state_dict(d)
-
-    def step(self, target, state: SamplerState, eps: Tensor, noise: Any) -> tuple[SamplerState, StepInfo]:
-        proposal = self.proposer.propose(target, state, eps, noise)
+    def step(self, target, state: SamplerState, params: Any, noise: Any) -> tuple[SamplerState, StepInfo]:
+        proposal = self.proposer.propose(target, state, params, noise)
         bad = divergent(proposal.log_accept_ratio)
         take = ~bad & ~state.frozen
         new_state = move(state, proposal, take)

@@ -75,13 +75,8 @@ class Monitor:
         self.last: tuple[float, float] | None = None  # (max R-hat, min bulk ESS) at the last check
         self.stopped_by: str | None = None
 
-    def record(self, state) -> None:
-        row = torch.cat([state.energy[: self.m, None], state.z[: self.m].reshape(self.m, -1)[:, : self.k]], 1)
-        self.buffer[:, self.count] = row
-        self.count += 1
-
     def record_block(self, block) -> None:
-        """Record ``k`` steps at once from a fused block's stacked ``energy`` ``(k, chains)`` and ``z``."""
+        """Record ``k`` steps (one, or a fused block) from a block's stacked ``energy`` ``(k, chains)`` and ``z``."""
         k = block.energy.shape[0]
         rows = torch.cat([block.energy[:, : self.m, None],
                           block.z[:, : self.m].reshape(k, self.m, -1)[:, :, : self.k]], 2)

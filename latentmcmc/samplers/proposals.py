@@ -1,7 +1,9 @@
 """Independent proposals for global moves (i-SIR, Ex2MCMC): the N(0, I) prior, any distribution object, a flow.
 
 A proposal here draws ``n`` latents from the run's random-number generator and scores them:
-``sample(n, rng, like) -> (n, *latent_shape)`` and ``log_prob(z) -> (n,)``.  User objects only need
+``sample(n, rng, like, params) -> (n, *latent_shape)`` and ``log_prob(z, params) -> (n,)``, where
+``params`` are the run's kernel parameters (a fitted flow's tensors live there; fixed proposals ignore
+them).  User objects only need
 ``.sample(shape)`` and ``.log_prob(z)`` (``torch.distributions`` objects, zuko flows, ...): they draw
 from torch's global generator, so :class:`DistributionProposal` seeds it from the run's ``rng`` in a
 forked random state, which keeps a seed's draws reproducible and leaves the caller's state alone.
@@ -19,25 +21,31 @@ __all__ = ["LatentProposal", "PriorProposal", "DistributionProposal", "as_propos
 
 
 class LatentProposal:
-    """Base of the proposals global kernels use: ``sample(n, rng, like)``, ``log_prob(z)``, ``check(like)``."""
+    """Base of the proposals global kernels use: ``sample(n, rng, like, params)``, ``log_prob(z, params)``,
+    ``check(like, params)``, and ``init_params(eps, z)`` (the run's parameters; a fixed proposal adds none)."""
 
-    def sample(self, n: int, rng: torch.Generator | None, like: Tensor) -> Tensor:  # pragma: no cover - abstract
+    def init_params(self, eps: Tensor, z: Tensor) -> Any:
+        from .kernel import KernelParams
+
+        return KernelParams(eps)
+
+    def sample(self, n: int, rng: torch.Generator | None, like: Tensor, params: Any = None) -> Tensor:  # pragma: no cover
         raise NotImplementedError
 
-    def log_prob(self, z: Tensor) -> Tensor:  # pragma: no cover - abstract
+    def log_prob(self, z: Tensor, params: Any = None) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def check(self, like: Tensor) -> None:
+    def check(self, like: Tensor, params: Any = None) -> None:
         """Raise a ValueError naming the problem if the proposal does not fit latents shaped like ``like``."""
 
 
 class PriorProposal(LatentProposal):
     """``N(0, I)`` over the latent shape: ``log q(z) = -|z|^2/2 - (d/2) log(2 pi)``; drawn from the run's ``rng``."""
 
-    def sample(self, n: int, rng: torch.Generator | None, like: Tensor) -> Tensor:
+    def sample(self, n: int, rng: torch.Generator | None, like: Tensor, params: Any = None) -> Tensor:
         return torch.randn((n,) + tuple(like.shape[1:]), generator=rng, dtype=like.dtype, device=like.device)
 
-    def log_prob(self, z: Tensor) -> Tensor:
+    def log_prob(self, z: Tensor, params: Any = None) -> Tensor:
         flat = z.reshape(z.shape[0], -1)
         return -0.5 * torch.linalg.vecdot(flat, flat) - 0.5 * flat.shape[1] * math.log(2 * math.pi)
 
@@ -63,19 +71,23 @@ class DistributionProposal(LatentProposal):
         self.distribution = distribution
         self.name = name
 
-    def sample(self, n: int, rng: torch.Generator | None, like: Tensor) -> Tensor:
+    def sample(self, n: int, rng: torch.Generator | None, like: Tensor, params: Any = None) -> Tensor:
         devices = [like.device] if like.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices), torch.no_grad():
             torch.manual_seed(_seed_from(rng))
             z = self.distribution.sample((n,))
         return z.reshape((n,) + tuple(like.shape[1:])).to(dtype=like.dtype)
 
-    def log_prob(self, z: Tensor) -> Tensor:
-        return self.distribution.log_prob(z.reshape(z.shape[0], -1) if self._flat else z)
+    def log_prob(self, z: Tensor, params: Any = None) -> Tensor:
+        return self.distribution.log_prob(z.reshape(z.shape[0], -1) if self._flat(z) else z)
 
-    _flat = False
+    def _flat(self, z: Tensor) -> bool:
+        """Whether the distribution's events are flat ``(d,)`` vectors over a shaped latent (reshape in and out)."""
+        return z.dim() > 2 and tuple(self._event) != tuple(z.shape[1:])
 
-    def check(self, like: Tensor) -> None:
+    _event: tuple = ()
+
+    def check(self, like: Tensor, params: Any = None) -> None:
         """Fail now, with the argument named, if draws or densities do not fit ``(chains, *latent_shape)``."""
         latent = tuple(like.shape[1:])
         with torch.no_grad():
@@ -85,11 +97,9 @@ class DistributionProposal(LatentProposal):
         if z.device != like.device:
             raise ValueError(f"{self.name} draws on {z.device} but the chains are on {like.device}; "
                              "move the proposal's parameters there")
-        if tuple(z.shape[1:]) != latent:
-            if z[0].numel() == math.prod(latent) and z.dim() == 2:
-                self._flat = True  # a flat (d,) distribution over a shaped latent: reshape in and out
-            else:
-                raise ValueError(f"{self.name} has event shape {tuple(z.shape[1:])}; the latent shape is {latent}")
+        if tuple(z.shape[1:]) != latent and not (z[0].numel() == math.prod(latent) and z.dim() == 2):
+            raise ValueError(f"{self.name} has event shape {tuple(z.shape[1:])}; the latent shape is {latent}")
+        self._event = tuple(z.shape[1:])  # a flat (d,) distribution over a shaped latent is reshaped in and out
         with torch.no_grad():
             lp = self.log_prob(z.reshape((2,) + latent).to(like.dtype))
         if not isinstance(lp, Tensor) or tuple(lp.shape) != (2,):

@@ -5,7 +5,15 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .kernel import SamplerState, StepInfo, acceptance_probability
+from .kernel import SamplerState, acceptance_probability
+
+__all__ = ["RECORD_CHOICES", "PhaseRecorder"]
+
+RECORD_CHOICES = {
+    "full": "keep every (thinned) draw",
+    "last": "keep only the final states (no ESS or R-hat; for big runs)",
+}
+"""What a run records (``run(record=)``, ``RefineOptions.record``, ``--record``): name -> summary."""
 
 
 class PhaseRecorder:
@@ -61,52 +69,40 @@ class PhaseRecorder:
     eps = property(lambda self: self._stored.get("eps"))
     stores = property(lambda self: self._stored["draws"].shape[1] > 0, doc="whether states are kept (not only sums)")
 
-    def record(self, i: int, state: SamplerState, info: StepInfo, eps: Tensor) -> None:
-        self.count += 1
-        self.accept_sum += info.accept_prob
-        if self.mh_accept_sum is not None:  # unadjusted Langevin: the acceptance MALA would have had
-            self.mh_accept_sum += acceptance_probability(info.log_accept_ratio)
-        self.divergences += info.diverging
-        self.last_accept_prob = info.accept_prob
-        if info.jump_prob is not None:
-            self.jump_sum = info.jump_prob.clone() if self.jump_sum is None else self.jump_sum + info.jump_prob
-        if (i + 1) % self.thin == 0 and self._kept < self.draws.shape[1]:
-            values = {"draws": state.z, "energy": state.energy, "accept_prob": info.accept_prob,
-                      "diverging": info.diverging, "eps": eps}
-            slots = self._stored if self._buffer is None else self._buffer  # nothing is flushed without a buffer
-            for name, slot in slots.items():
-                slot[:, self._kept - self._flushed] = values[name]
-            self._kept += 1
-            if self._buffer is not None and self._kept - self._flushed == self._chunk:
-                self._copy_to_host()
+    def record_block(self, i: int, block) -> None:
+        """Record ``k`` consecutive steps, ``i .. i + k - 1``: a :class:`~.block.BlockOutput` (one step or a fused block).
 
-    def record_block(self, i: int, block, eps: Tensor) -> None:
-        """Record ``k`` consecutive steps at once (a fused block's stacked outputs, steps ``i .. i + k - 1``).
-
-        ``block`` has ``(k, chains)`` ``energy``, ``accept_prob``, ``diverging``, ``log_accept_ratio`` and
-        (when states are kept) ``z`` ``(k, chains, ...)``; ``eps`` is ``(k, chains)``.  Equal to ``k`` calls
-        of :meth:`record` up to the rounding of the running sums.
+        ``block`` has ``(k, chains)`` ``energy``, ``accept_prob``, ``diverging``, ``log_accept_ratio``,
+        ``eps`` and optionally ``jump_prob``, and (when states are kept) ``z`` ``(k, chains, ...)``.
         """
         k = block.accept_prob.shape[0]
-        if self._buffer is not None:  # streamed to the host: step by step keeps the buffer logic in one place
-            for j in range(k):
-                state, info = block.step(j)
-                self.record(i + j, state, info, eps[j])
-            return
         self.count += k
         self.accept_sum += block.accept_prob.sum(0)
-        if self.mh_accept_sum is not None:
+        if self.mh_accept_sum is not None:  # unadjusted Langevin: the acceptance MALA would have had
             self.mh_accept_sum += acceptance_probability(block.log_accept_ratio).sum(0)
         self.divergences += block.diverging.sum(0)
         self.last_accept_prob = block.accept_prob[-1]
+        if block.jump_prob is not None:
+            jumps = block.jump_prob.sum(0)
+            self.jump_sum = jumps if self.jump_sum is None else self.jump_sum + jumps
         kept = [j for j in range(k) if (i + j + 1) % self.thin == 0][: self.draws.shape[1] - self._kept]
-        if kept:
-            rows = torch.tensor(kept, device=self._device) if len(kept) < k else slice(None)
-            values = {"draws": block.z, "energy": block.energy, "accept_prob": block.accept_prob,
-                      "diverging": block.diverging, "eps": eps}
-            for name, slot in self._stored.items():
-                slot[:, self._kept:self._kept + len(kept)] = values[name][rows].transpose(0, 1)
-            self._kept += len(kept)
+        if not kept:
+            return
+        rows = torch.tensor(kept, device=self._device) if len(kept) < k else slice(None)
+        values = {"draws": block.z, "energy": block.energy, "accept_prob": block.accept_prob,
+                  "diverging": block.diverging, "eps": block.eps}
+        values = {name: values[name][rows].transpose(0, 1) for name in self._stored}  # (chains, kept, ...)
+        done = 0
+        while done < len(kept):  # into the store, or (streaming) into the buffer, copied to the host when full
+            slots = self._stored if self._buffer is None else self._buffer
+            at = self._kept - self._flushed
+            n = len(kept) - done if self._buffer is None else min(len(kept) - done, self._chunk - at)
+            for name, slot in slots.items():
+                slot[:, at:at + n] = values[name][:, done:done + n]
+            self._kept += n
+            done += n
+            if self._buffer is not None and self._kept - self._flushed == self._chunk:
+                self._copy_to_host()
 
     def _copy_to_host(self) -> None:
         k = self._kept - self._flushed

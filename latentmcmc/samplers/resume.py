@@ -2,8 +2,8 @@
 
 A state file is a ``torch.save`` of plain data and tensors, written atomically (beside the target,
 then renamed, so a process killed while writing leaves the previous state) and read with
-``torch.load(weights_only=True)``.  It holds a *fingerprint* of what defines the run (sampler,
-settings, starting points, step size, seed); a state is only resumed by a run with the same
+``torch.load(weights_only=True)``.  It holds a *fingerprint* of what defines the run (sampler and its
+options, settings, starting points, step size, seed); a state is only resumed by a run with the same
 fingerprint, and the first difference is named otherwise.
 """
 
@@ -23,7 +23,7 @@ from ..atomic import atomic_path
 __all__ = ["FORMAT", "save_state", "load_state", "fingerprint", "check_fingerprint", "tensor_digest"]
 
 FORMAT = "latentmcmc-run-state"
-VERSION = 1
+VERSION = 2  # 2: the run's kernel parameters are a value ("params"); 1 kept eps and kernel state apart
 
 
 def tensor_digest(t: Tensor) -> str:
@@ -34,10 +34,24 @@ def tensor_digest(t: Tensor) -> str:
     return h.hexdigest()[:16]
 
 
+def _plain(value: Any) -> Any:
+    """An option's value as plain data for a fingerprint: numbers and strings as they are, tensors by digest,
+    other objects (a proposal, a flow module) by their type."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, Tensor):
+        return f"tensor:{tensor_digest(value)}"
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return f"{type(value).__module__}.{type(value).__qualname__}"
+
+
 def fingerprint(sampler, settings, z0: Tensor, eps: Tensor, seed: int) -> dict[str, Any]:
-    """What must be equal for a saved state to continue a run."""
-    return {"sampler": type(sampler).__name__, "settings": {k: v for k, v in dataclasses.asdict(settings).items()
-                                                             if k != "progress"},
+    """What must be equal for a saved state to continue a run: the sampler and its options, the run's settings,
+    starting points, step size and seed."""
+    return {"sampler": type(sampler).__name__,
+            "options": {name: _plain(value) for name, value in sampler.config.items() if name not in ("eps", "compile")},
+            "settings": {k: v for k, v in dataclasses.asdict(settings).items() if k != "progress"},
             "z0": tensor_digest(z0), "chains": int(z0.shape[0]), "eps": tensor_digest(eps), "seed": int(seed),
             "shared_eps": bool(sampler.shared_eps)}
 
@@ -81,5 +95,6 @@ def load_state(path: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise ValueError(f"{path} is not a latentmcmc run state")
     if data.get("version") != VERSION:
-        raise ValueError(f"{path} has run-state version {data.get('version')!r}; this latentmcmc reads {VERSION}")
+        raise ValueError(f"{path} has run-state version {data.get('version')!r}; this latentmcmc reads {VERSION} (a "
+                         "state written by another latentmcmc version: finish the run with that version, or start again)")
     return data

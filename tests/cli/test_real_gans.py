@@ -123,7 +123,7 @@ def test_big_run_options_and_annealed_resampling(files, tmp_path, capsys):
     (["--features", "bad_features", "--reference", "reference"], "must return (n, d) features"),
     (["--features", "features", "--reference", "flat_reference"], "reference samples have shape (16,)"),
     (["--data-shape", "1,5,5"], "data_shape (1, 5, 5) holds 25 values but the generator outputs 16"),
-    (["--track-every", "0"], "--track-every must be >= 1"),
+    (["--track-every", "-1"], "--track-every must be an integer >= 0"),
     (["--features", "features"], "--features and --reference go together"),
     (["--keep", "best"], "--keep best keeps the states at the best tracked step"),
     (["--track-every", "5"], "--track-every needs quality metrics"),

@@ -118,8 +118,10 @@ def test_flex2mcmc_fits_its_flow_in_warmup_and_gets_the_mode_weights(mixture_sta
     sampler = FlEx2MCMC(mixture_energy, eps=0.1, candidates=10, local_steps=1, flow_lr=1e-2)
     chains = sampler.run(mixture_start, steps=20, warmup=150, seed=10)
     assert abs(right_weight_z(chains)) < z_threshold(1)
-    assert not any(p.requires_grad for p in sampler.flow.parameters())  # frozen for the recorded steps
+    fitted = chains.extra["flow"]  # the run's fitted flow, frozen for the recorded steps
+    assert not any(p.requires_grad for p in fitted.parameters())
     assert float(chains.jump_rate.mean()) > 0.3  # the fitted flow proposes where the mass is
+    assert sampler.flow is None and sampler.kernel.proposal.module(2) is not fitted  # the sampler is unchanged
 
 
 # ------------------------------------------------------------------ mechanics

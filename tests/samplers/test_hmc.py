@@ -16,8 +16,8 @@ from helpers.mc import (
 
 from latentmcmc import HMC, MALA
 from latentmcmc.energy import as_target
-from latentmcmc.samplers.hmc import HMCNoise, LeapfrogProposer, halton
-from latentmcmc.samplers.kernel import gradient_state
+from latentmcmc.samplers.hmc import HMCNoise, HMCParams, LeapfrogProposer, halton
+from latentmcmc.samplers.kernel import KernelParams, gradient_state
 
 D, COND = 10, 100.0
 
@@ -42,7 +42,7 @@ def test_chees_adapts_the_trajectory_and_keeps_the_target(target):
     z0 = torch.randn(300, D, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
     sampler = HMC(energy, eps=0.05, leapfrog_steps=2, chees=True)
     chains = sampler.run(z0, steps=300, warmup=300, thin=2, seed=5)
-    length = sampler.kernel.proposer.trajectory_length
+    length = chains.extra["trajectory_length"]
     sd = torch.linalg.eigvalsh(cov).sqrt()
     # ChEES lengthens a far too short start (2 steps of 0.05) to the scale of the widest direction
     assert float(sd.min()) < length < 4 * float(sd.max()), length
@@ -58,12 +58,12 @@ def test_leapfrog_is_reversible_and_one_step_is_mala():
     p = torch.randn(5, 3, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     eps = torch.full((5,), 0.1, dtype=torch.float64)
     leap = LeapfrogProposer(7)
-    there = leap.propose(target, gradient_state(target, z), eps, HMCNoise(p, 7))
-    back = leap.propose(target, gradient_state(target, there.z), eps, HMCNoise(-there.aux[1], 7))
+    there = leap.propose(target, gradient_state(target, z), HMCParams(eps), HMCNoise(p, 7))
+    back = leap.propose(target, gradient_state(target, there.z), HMCParams(eps), HMCNoise(-there.aux[1], 7))
     torch.testing.assert_close(back.z, z)
     torch.testing.assert_close(back.log_accept_ratio, -there.log_accept_ratio)
-    one = leap.propose(target, gradient_state(target, z), eps, HMCNoise(p, 1))
-    mala = MALA(energy).kernel.proposer.propose(target, gradient_state(target, z), eps.square(), p)
+    one = leap.propose(target, gradient_state(target, z), HMCParams(eps), HMCNoise(p, 1))
+    mala = MALA(energy).kernel.proposer.propose(target, gradient_state(target, z), KernelParams(eps.square()), p)
     torch.testing.assert_close(one.z, mala.z)
     torch.testing.assert_close(one.log_accept_ratio, mala.log_accept_ratio)
 

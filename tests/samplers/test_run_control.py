@@ -106,13 +106,13 @@ def test_a_resumed_run_equals_the_uninterrupted_run(make, stop_after, tmp_path, 
     monkeypatch.setattr(base, "save_state", real_save)
     import latentmcmc.samplers.driver as driver
 
-    real_step, taken = driver.Run.step, {"n": 0}
+    real_step, taken = driver.Run.advance, {"n": 0}
 
     def counted(run):
         taken["n"] += 1
         real_step(run)
 
-    monkeypatch.setattr(driver.Run, "step", counted)
+    monkeypatch.setattr(driver.Run, "advance", counted)
     resumed = make().run(z0(), **kwargs, checkpoint=path, checkpoint_every=10, resume=True)
     assert taken["n"] == 70 - 10 * stop_after  # it continued from the checkpoint, not from the start
     for name in ("draws", "energy", "accept_prob", "diverging", "eps", "last", "acceptance_rate", "divergences",
