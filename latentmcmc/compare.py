@@ -240,9 +240,12 @@ def comparison_figure(result: Comparison):
     two_d = all(x.dim() == 2 and x.shape[1] == 2 for x in result.samples.values())
     panels = []
     if rows and rows[0].get("quality"):
-        key = "fd" if "fd" in rows[0]["quality"] else "hq_fraction" if "hq_fraction" in rows[0]["quality"] else None
+        from .feature_metrics import METRIC_DIRECTIONS, headline_metric
+
+        key = headline_metric({k: 0 for k in rows[0]["quality"]})
         if key:
-            panels.append((key + (" (lower is better)" if key == "fd" else ""), [r["quality"][key] for r in rows], None))
+            better = f" ({METRIC_DIRECTIONS.get(key, 'higher')} is better)"
+            panels.append((key + better, [r["quality"][key] for r in rows], None))
     if "exact_distance" in result.settings:
         panels.append((f"TV to exact ({result.settings['exact_distance']})", [r.get("tv_to_exact") for r in rows],
                        (result.settings["tv_floor_mean"], result.settings["tv_floor_95"])))

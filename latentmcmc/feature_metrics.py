@@ -35,6 +35,15 @@ METRIC_DIRECTIONS = {
 }
 """Whether a larger value of each quality metric is better (``higher``) or worse (``lower``)."""
 
+HEADLINE_METRICS = ("fd", "kid", "hq_fraction", "precision", "modes")
+"""The metrics that stand for a set of samples' quality, in order of preference: the first one a run has
+decides ``keep="best"`` and heads the comparison figure."""
+
+
+def headline_metric(row: dict) -> str | None:
+    """The first of :data:`HEADLINE_METRICS` that ``row`` (a quality measurement) has a value for, else None."""
+    return next((name for name in HEADLINE_METRICS if row.get(name) is not None), None)
+
 
 def _kth_smallest_distances(x: Tensor, k: int, chunk: int) -> Tensor:
     """Distance of every row of ``x`` to its ``k``-th nearest other row (the ``k+1``-th smallest, self included)."""

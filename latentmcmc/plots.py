@@ -16,6 +16,7 @@ from matplotlib.ticker import MaxNLocator
 from torch import Tensor
 
 from .chains import Chains
+from .feature_metrics import HEADLINE_METRICS
 
 __all__ = ["samples_figure", "energy_trace_figure", "acceptance_figure", "image_grid", "quality_figure"]
 
@@ -64,7 +65,7 @@ def samples_figure(before: Tensor, after: Tensor, reference: Tensor | None = Non
     if quality:
         for k, when in enumerate(("before", "after")):
             q = quality.get(when) or {}
-            parts = [f"{name} {q[name]:.3g}" for name in ("hq_fraction", "modes", "fd") if q.get(name) is not None]
+            parts = [f"{name} {q[name]:.3g}" for name in HEADLINE_METRICS if q.get(name) is not None][:3]
             if parts:
                 titles[k] += "\n" + ", ".join(parts).replace("hq_fraction", "HQ")
     for ax, x, name in zip(axes, (before, after), titles):

@@ -169,8 +169,11 @@ def _cell(value: float | int | None) -> str:
     return f"{value:>10.3f}" if _finite(value) else f"{'n/a':>10}"
 
 
-_GLOBAL = ("ISIR", "Ex2MCMC", "FlEx2MCMC")
-_ANNEALED = ("AnnealedMALA", "AnnealedLangevin")
+def _sampler_class(name: str):
+    """The sampler class a run's ``sampler`` field names (its class name), from the table; None if unknown."""
+    from .samplers.registry import SAMPLERS
+
+    return next((entry.cls for entry in SAMPLERS.values() if entry.cls.__name__ == name), None)
 
 
 def _per_step(metrics: dict[str, Any]) -> float | None:
@@ -185,9 +188,10 @@ def _per_step(metrics: dict[str, Any]) -> float | None:
 def _rhat_hint(sampler: str) -> str:
     """What an R-hat above 1.01 most likely means for this sampler, and what to try."""
     head = "  (R-hat > 1.01: the chains disagree"
-    if sampler in _GLOBAL:
+    cls = _sampler_class(sampler)
+    if cls is not None and cls.global_moves:
         return head + "; the global moves have not yet balanced the modes: more steps or more --candidates)"
-    if sampler in _ANNEALED:
+    if cls is not None and cls.anneals:
         return head + ("; annealed chains keep the proportions the annealing left them in, which the importance "
                        "weights correct: use the weighted draws, or a slower schedule (more --warmup))")
     return head + ("; typically because each stays near the mode it started in: that is refinement, not mixing "
@@ -205,7 +209,8 @@ def format_table(metrics: dict[str, Any]) -> str:
         f"{'step size eps (mean)':<28}" + (f"{metrics['eps_mean']:.4g}" if _finite(metrics.get("eps_mean"))
                                              else "n/a (no step size)"),
         f"{'acceptance':<28}{metrics.get('acceptance', float('nan')):.3f}"
-        + (" (local steps)" if "jump_rate" in metrics and metrics.get("sampler") != "ISIR" else ""),
+        + (" (local steps)" if "jump_rate" in metrics and getattr(_sampler_class(metrics.get("sampler", "")),
+                                                                  "has_step_size", False) else ""),
         *([f"{'global jump rate':<28}{metrics['jump_rate']:.3f}"] if "jump_rate" in metrics else []),
         *([f"{'model passes per chain':<28}{metrics['evaluations']['forward']} forward, "
            f"{metrics['evaluations']['backward']} backward"

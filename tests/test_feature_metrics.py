@@ -31,6 +31,7 @@ def test_precision_recall_density_coverage_equal_prdc(k):
         assert ours[name] == pytest.approx(float(ref[name]), abs=1e-12), name
 
 
+@pytest.mark.slow
 def test_fd_kid_and_is_through_feature_quality():
     real = features(1500, seed=3)
     q = FeatureQuality(nn.Identity(), real, name="identity")

@@ -10,6 +10,15 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers.conformance import (
+    check_accounting,
+    check_bad_options,
+    check_block_alone_equals_block_in_a_loop,
+    check_determinism,
+    check_gaussian,
+    check_mixture,
+    check_resume,
+)
 from helpers.imports import cycles, import_graph
 from helpers.mc import (
     assert_gaussian_moments,
@@ -21,9 +30,10 @@ from torch import nn
 
 from latentmcmc import MALA, AnnealedMALA
 from latentmcmc.cli import main
-from latentmcmc.samplers import SAMPLERS, Sampler, SamplerEntry
+from latentmcmc.samplers import SAMPLERS, Sampler, SamplerEntry, SamplerOptions
 from latentmcmc.samplers.kernel import SamplerState, gradient_state
 from latentmcmc.samplers.metropolis import MetropolisHastings, Proposal
+from latentmcmc.samplers.options import COMPILE, EPS, Option, positive_number
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -46,8 +56,85 @@ def test_the_cycle_finder_finds_a_lazy_cycle(tmp_path):
 
 
 # ---------------------------------------------------------------------- a kernel is one module and one line
+# What follows is a whole new sampler as a user would write it in a module of their own: an option
+# declared next to the kernel, a proposer, the sampler class.  The test then adds the one table line.
+SCALE = Option("scale", 1.0, "Random-walk Metropolis: the proposal's standard deviation is scale * sqrt(eps).", float,
+               positive_number)
+
+
 class RandomWalkProposer:
-    """Gaussian random walk ``z' = z + sqrt(eps) xi``: symmetric, so the MH log ratio is ``E(z) - E(z')``."""
+    """Gaussian random walk ``z' = z + scale sqrt(eps) xi``: symmetric, so the MH log ratio is ``E(z) - E(z')``."""
+
+    fusable = True
+
+    def __init__(self, scale: float) -> None:
+        self.scale = scale
+
+    def init(self, target, z, params):
+        return gradient_state(target, z)
+
+    def draw_noise(self, state: SamplerState, rng, params):
+        return torch.randn(state.z.shape, generator=rng, dtype=state.z.dtype, device=state.z.device)
+
+    def propose(self, target, state, params, xi):
+        step = (self.scale * params.eps.sqrt()).reshape(-1, *([1] * (state.z.dim() - 1)))
+        z_new = state.z + step * xi
+        energy, grad = target.value_and_grad(z_new)
+        e_old, _ = target.potential(state.z, state.energy, state.grad)
+        e_new, _ = target.potential(z_new, energy, grad)
+        return Proposal(z_new, energy, grad, e_old - e_new)
+
+
+class RandomWalkMetropolis(Sampler):
+    """Random-walk Metropolis: ``MetropolisHastings(RandomWalkProposer(scale))``."""
+
+    options = (EPS, SCALE, COMPILE)
+    default_target_accept = 0.234
+
+    def make_kernel(self):
+        return MetropolisHastings(RandomWalkProposer(self.scale))
+
+
+@pytest.fixture
+def rwm(monkeypatch):
+    """The one table line: the new sampler is then a refinement method, with its option on the command line."""
+    monkeypatch.setitem(SAMPLERS, "rwm", SamplerEntry(RandomWalkMetropolis, "random-walk Metropolis"))
+    return "rwm"
+
+
+def test_a_new_kernel_with_its_own_option_is_one_module_and_one_table_line(rwm, monkeypatch, tmp_path, capsys):
+    """The kernel goes through the whole conformance suite by being in the table, and its declared option
+    reaches SamplerOptions, refine() and the command line (help, parsing, validation, 'does not apply')."""
+    check_gaussian(rwm)
+    check_mixture(rwm)
+    check_determinism(rwm)
+    check_resume(rwm)
+    check_block_alone_equals_block_in_a_loop(rwm)
+    check_accounting(rwm, monkeypatch)
+    check_bad_options(rwm)
+
+    assert SamplerOptions(scale=0.5).scale == 0.5 and SamplerOptions().scale == 1.0
+    with pytest.raises(ValueError, match="scale must be a finite number > 0"):
+        SamplerOptions(scale=-1.0)
+    from latentmcmc.refinement import refine
+
+    result = refine(nn.Identity(), nn.Sequential(nn.Linear(2, 1)), (2,), num_chains=20, sampler="rwm", scale=0.5,
+                    steps=5, warmup=5, progress=False)
+    assert result.chains.sampler == "RandomWalkMetropolis"
+    main(["refine", "--help"])  # the help is built when the CLI runs: the entry added after import is listed
+    text = " ".join(capsys.readouterr().out.replace("│", " ").split())
+    assert "rwm: random-walk Metropolis" in text and "--scale" in text and "[rwm]" in text
+    ckpt = ROOT / "latentmcmc" / "assets" / "demo_gaussians25.pt"
+    common = ["--chains", "10", "--steps", "4", "--warmup", "4", "--no-figures", "-q"]
+    assert main(["refine", str(ckpt), "--sampler", "rwm", "--scale", "0.3", *common, "--out", str(tmp_path / "a")]) == 0
+    assert main(["refine", str(ckpt), "--sampler", "rwm", "--scale", "-1", *common, "--out", str(tmp_path / "b")]) == 2
+    assert "error: --scale must be a finite number > 0, got -1.0" in capsys.readouterr().err
+    assert main(["refine", str(ckpt), "--scale", "0.3", *common, "--out", str(tmp_path / "c")]) == 0
+    assert "warning: --scale does not apply to --sampler mala; ignored" in capsys.readouterr().err
+
+
+class OldRandomWalkProposer:
+    """The same proposer written against the 0.2.0.dev contract (``eps`` where ``params`` now go)."""
 
     def init(self, target, z):
         return gradient_state(target, z)
@@ -58,40 +145,22 @@ class RandomWalkProposer:
     def propose(self, target, state, eps, xi):
         z_new = state.z + eps.sqrt().reshape(-1, *([1] * (state.z.dim() - 1))) * xi
         energy, grad = target.value_and_grad(z_new)
-        e_old, _ = target.potential(state.z, state.energy, state.grad)
-        e_new, _ = target.potential(z_new, energy, grad)
-        return Proposal(z_new, energy, grad, e_old - e_new)
+        return Proposal(z_new, energy, grad, state.energy - energy)
 
 
-class RandomWalkMetropolis(Sampler):
-    """Random-walk Metropolis: ``MetropolisHastings(RandomWalkProposer())``."""
+def test_a_kernel_of_the_old_contract_still_samples_and_warns():
+    class OldRandomWalk(Sampler):
+        default_target_accept = 0.234
 
-    default_target_accept = 0.234
+        def make_kernel(self):
+            return MetropolisHastings(OldRandomWalkProposer())
 
-    def make_kernel(self):
-        return MetropolisHastings(RandomWalkProposer())
-
-
-def test_a_new_kernel_is_one_class_and_one_table_line(monkeypatch, tmp_path, capsys):
-    """A kernel written against the contract samples its target through the shared driver, and one
-    table line makes it a refinement method (refine and the CLI validate against the table)."""
     mean, cov = random_gaussian(3, 10.0, seed=3)
-    chains = RandomWalkMetropolis(gaussian_energy(mean, cov), eps=0.5).run(exact_draws(mean, cov, 300, seed=4),
-                                                                          steps=600, warmup=200, thin=3, seed=5)
+    with pytest.warns(DeprecationWarning, match="take params instead"):
+        sampler = OldRandomWalk(gaussian_energy(mean, cov), eps=0.5)
+    chains = sampler.run(exact_draws(mean, cov, 300, seed=4), steps=600, warmup=200, thin=3, seed=5)
     assert 0.1 < float(chains.acceptance_rate.mean()) < 0.5  # adapted towards 0.234
     assert_gaussian_moments(chains.draws, mean, cov)
-
-    monkeypatch.setitem(SAMPLERS, "rwm", SamplerEntry(RandomWalkMetropolis, "random-walk Metropolis"))
-    main(["refine", "--help"])  # the help is built when the CLI runs: an entry added after import is listed
-    assert "rwm: random-walk Metropolis" in " ".join(capsys.readouterr().out.replace("│", " ").split())
-    from latentmcmc.refinement import refine
-
-    result = refine(nn.Identity(), nn.Sequential(nn.Linear(2, 1)), (2,), num_chains=20, sampler="rwm", steps=5,
-                    warmup=5, progress=False)
-    assert result.chains.sampler == "RandomWalkMetropolis"
-    ckpt = ROOT / "latentmcmc" / "assets" / "demo_gaussians25.pt"
-    assert main(["refine", str(ckpt), "--sampler", "rwm", "--chains", "10", "--steps", "4", "--warmup", "4",
-                 "--no-figures", "-q", "--out", str(tmp_path / "out")]) == 0
 
 
 # ---------------------------------------------------------------------- tables behind the CLI

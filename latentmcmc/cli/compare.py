@@ -18,8 +18,15 @@ from .common import (
     progress_flag,
 )
 from .declared import derived_command, given_values, option_parameter, parameter
-from .refine import _FEATURES, _MODEL, load_feature_quality, load_target, sampler_parameters, sampler_values, warn_critic_output
-
+from .refine import (
+    _FEATURES,
+    _MODEL,
+    load_feature_quality,
+    load_target,
+    sampler_parameters,
+    sampler_values,
+    warn_critic_output,
+)
 
 _COMPARE_FIELDS = ("num_chains", "seed", "beta", "critic_output", "critic_sign", "data_shape")
 _COMPARE_DEFAULTS = {"num_chains": 2000}

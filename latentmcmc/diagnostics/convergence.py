@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Callable, Literal, Sequence
+from typing import Callable, Literal, NamedTuple, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["ess", "rhat", "mcse", "rhat_nested", "superchain_ids", "ess_rhat"]
+__all__ = ["ess", "rhat", "mcse", "rhat_nested", "superchain_ids", "ess_rhat", "ESS_METHODS", "RHAT_METHODS"]
 
 CHUNK_VALUES = 2_000_000
 _RESOLUTION = 1e-15  # numpy's float64 resolution: ArviZ's test for a constant array
@@ -379,38 +379,77 @@ def _tail_probs(prob) -> tuple[float, float]:
     return float(prob), 1.0 - float(prob)
 
 
+class _Method(NamedTuple):
+    summary: str
+    build: Callable  # (prob, relative) -> the function of a (p, chains, draws) tensor
+
+
+def _ess_quantile_builder(prob, relative: bool):
+    if prob is None or isinstance(prob, Sequence):
+        raise ValueError("ess(method='quantile') needs one probability, prob=q in (0, 1)")
+    return lambda t: _ess_quantile_core(t, float(prob), relative)
+
+
+def _ess_tail_builder(prob, relative: bool):
+    lo, hi = _tail_probs(prob)
+    return lambda t: torch.minimum(_ess_quantile_core(t, lo, relative), _ess_quantile_core(t, hi, relative))
+
+
+ESS_METHODS: dict[str, _Method] = {
+    "bulk": _Method("ESS of the rank-normalised split chains",
+                    lambda prob, relative: lambda t: ess_core(rank_normalize(split_chains(t)), relative)),
+    "tail": _Method("the smaller ESS of the indicators x <= q_0.05 and x <= q_0.95 (or of prob)", _ess_tail_builder),
+    "mean": _Method("ESS of x", lambda prob, relative: lambda t: ess_core(split_chains(t), relative)),
+    "sd": _Method("ESS of (x - mean)^2", lambda prob, relative: lambda t: ess_core(
+        split_chains((t - t.mean((1, 2), keepdim=True)).square()), relative)),
+    "quantile": _Method("ESS of x <= q_prob", _ess_quantile_builder),
+    "median": _Method("ESS of x <= median", lambda prob, relative: _ess_quantile_builder(0.5, relative)),
+    "identity": _Method("ESS of x without splitting the chains", lambda prob, relative: lambda t: ess_core(t, relative)),
+}
+"""The ESS methods (as arviz-stats' ``_ess_{method}``): name -> summary and the computation."""
+
+
 def ess(x, method: EssMethod = "bulk", prob: float | Sequence[float] | None = None, relative: bool = False) -> Tensor:
     r"""Effective sample size of every parameter of draws ``(chains, draws, *shape)``.
 
-    ``bulk``: ESS of the rank-normalised split chains; ``tail``: the smaller ESS of the indicators
-    ``x <= q_{0.05}`` and ``x <= q_{0.95}`` (or of ``prob``); ``mean``/``sd``: of ``x`` and of
-    ``(x - mean)^2``; ``quantile``: of ``x <= q_prob``; ``median``: quantile 0.5; ``identity``: no
-    splitting.  ``ESS = C n / tau`` with ``tau = -1 + 2 sum_t rho_t`` (Geyer).  ``relative`` divides
-    by the number of draws.  NaN (with a warning) for fewer than 4 draws or NaN draws.
+    ``method`` is one of :data:`ESS_METHODS`: ``bulk`` (rank-normalised split chains), ``tail``,
+    ``mean``, ``sd``, ``quantile`` (needs ``prob``), ``median``, ``identity`` (no splitting).
+    ``ESS = C n / tau`` with ``tau = -1 + 2 sum_t rho_t`` (Geyer).  ``relative`` divides by the number of
+    draws.  NaN (with a warning) for fewer than 4 draws or NaN draws.
     """
-    if method == "bulk":
-        fn = lambda t: ess_core(rank_normalize(split_chains(t)), relative)  # noqa: E731
-    elif method == "tail":
-        lo, hi = _tail_probs(prob)
-        fn = lambda t: torch.minimum(_ess_quantile_core(t, lo, relative), _ess_quantile_core(t, hi, relative))  # noqa: E731
-    elif method == "mean":
-        fn = lambda t: ess_core(split_chains(t), relative)  # noqa: E731
-    elif method == "sd":
-        fn = lambda t: ess_core(split_chains((t - t.mean((1, 2), keepdim=True)).square()), relative)  # noqa: E731
-    elif method in ("quantile", "median"):
-        if method == "median":
-            prob = 0.5
-        if prob is None or isinstance(prob, Sequence):
-            raise ValueError("ess(method='quantile') needs one probability, prob=q in (0, 1)")
-        fn = lambda t: _ess_quantile_core(t, float(prob), relative)  # noqa: E731
-    elif method == "identity":
-        fn = lambda t: ess_core(t, relative)  # noqa: E731
-    else:
-        raise ValueError(f"unknown ess method {method!r}; use bulk, tail, mean, sd, quantile, median or identity")
-    return _run(x, fn, min_chains=1)
+    if method not in ESS_METHODS:
+        raise ValueError(f"unknown ess method {method!r}; use one of {', '.join(ESS_METHODS)}")
+    return _run(x, ESS_METHODS[method].build(prob, relative), min_chains=1)
 
 
 RhatMethod = Literal["rank", "split", "identity", "folded", "z_scale", "nested"]
+
+
+def _same(t: Tensor) -> Tensor:
+    return t
+
+
+def _folded_ranks(t: Tensor) -> Tensor:
+    return rank_normalize(_fold(t))
+
+
+_RHAT_TRANSFORMS = {  # name -> (transforms of the (split) chains whose R-hats' maximum is taken, split the chains)
+    "rank": ((rank_normalize, _folded_ranks), True),
+    "split": ((_same,), True),
+    "identity": ((_same,), False),
+    "folded": ((_folded_ranks,), True),
+    "z_scale": ((rank_normalize,), True),
+}
+
+RHAT_METHODS: dict[str, str] = {
+    "rank": "max of the rank-normalised split R-hat and that of the folded draws |x - median| (Vehtari et al. 2021)",
+    "split": "on split chains",
+    "identity": "classic Gelman-Rubin, chains not split",
+    "folded": "the rank-normalised folded draws, split",
+    "z_scale": "the rank-normalised split chains",
+    "nested": "nested R-hat over superchains (Margossian et al. 2024), rank version",
+}
+"""The R-hat methods: name -> summary (``nested`` needs superchains)."""
 
 
 def _rhat_rank(t: Tensor) -> Tensor:
@@ -481,16 +520,15 @@ def rhat_nested(x, superchains: "int | Tensor | Sequence[int]", method: RhatMeth
         t = split_chains(t) if split else t
         return nested_rhat_core(transform(t), split_ids if split else ids)
 
-    methods = {
-        "rank": lambda t: torch.maximum(nested(t, rank_normalize, True), nested(t, lambda s: rank_normalize(_fold(s)), True)),
-        "split": lambda t: nested(t, lambda s: s, True),
-        "identity": lambda t: nested(t, lambda s: s, False),
-        "folded": lambda t: nested(t, lambda s: rank_normalize(_fold(s)), True),
-        "z_scale": lambda t: nested(t, rank_normalize, True),
-    }
-    if method not in methods:
-        raise ValueError(f"unknown rhat method {method!r}; use one of {sorted(methods)}")
-    return apply_valid(params, methods[method], min_chains=2, stacklevel=4).reshape(shape)
+    if method not in _RHAT_TRANSFORMS:
+        raise ValueError(f"unknown rhat method {method!r}; use one of {', '.join(_RHAT_TRANSFORMS)}")
+    transforms, split = _RHAT_TRANSFORMS[method]
+
+    def worst(t: Tensor) -> Tensor:
+        values = [nested(t, transform, split) for transform in transforms]
+        return values[0] if len(values) == 1 else torch.maximum(*values)
+
+    return apply_valid(params, worst, min_chains=2, stacklevel=4).reshape(shape)
 
 
 def rhat(x, method: RhatMethod = "rank", superchains: "int | Tensor | Sequence[int] | None" = None) -> Tensor:
@@ -506,16 +544,17 @@ def rhat(x, method: RhatMethod = "rank", superchains: "int | Tensor | Sequence[i
         if superchains is None:
             raise ValueError("rhat(method='nested') needs superchains= (a number of groups or an id per chain)")
         return rhat_nested(x, superchains, "rank")
-    methods = {
-        "rank": _rhat_rank,
-        "split": lambda t: rhat_core(split_chains(t)),
-        "identity": rhat_core,
-        "folded": lambda t: rhat_core(rank_normalize(_fold(split_chains(t)))),
-        "z_scale": lambda t: rhat_core(rank_normalize(split_chains(t))),
-    }
-    if method not in methods:
-        raise ValueError(f"unknown rhat method {method!r}; use one of {sorted(methods)}")
-    return _run(x, methods[method], min_chains=2)
+    if method not in RHAT_METHODS:
+        raise ValueError(f"unknown rhat method {method!r}; use one of {', '.join(RHAT_METHODS)}")
+    if method == "rank":  # both halves from one sort (equal to the general path, tested)
+        return _run(x, _rhat_rank, min_chains=2)
+    transforms, split = _RHAT_TRANSFORMS[method]
+
+    def worst(t: Tensor) -> Tensor:
+        values = [rhat_core(transform(split_chains(t) if split else t)) for transform in transforms]
+        return values[0] if len(values) == 1 else torch.maximum(*values)
+
+    return _run(x, worst, min_chains=2)
 
 
 def _mcse_mean(t: Tensor) -> Tensor:

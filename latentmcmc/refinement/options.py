@@ -28,7 +28,12 @@ from ..samplers.options import (
     optional,
 )
 from ..samplers.recording import RECORD_CHOICES
-from ..samplers.registry import SAMPLERS, SamplerOptions, declared_options, ignored_options
+from ..samplers.registry import (
+    SAMPLERS,
+    SamplerOptions,
+    declared_options,
+    ignored_options,
+)
 from .tracking import KEEP_CHOICES
 
 __all__ = ["RefineOptions", "parse_shape", "REFINE_OPTIONS"]

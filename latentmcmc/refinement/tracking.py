@@ -19,7 +19,7 @@ from typing import Any, Callable
 import torch
 from torch import Tensor, nn
 
-from ..feature_metrics import METRIC_DIRECTIONS
+from ..feature_metrics import METRIC_DIRECTIONS, headline_metric
 
 __all__ = ["QualityTracker", "default_track_metric", "KEEP_CHOICES"]
 
@@ -31,11 +31,8 @@ KEEP_CHOICES = {
 
 
 def default_track_metric(row: dict[str, Any]) -> str | None:
-    """The metric ``keep="best"`` decides on when none is named: FD, else KID, else HQ fraction."""
-    for name in ("fd", "kid", "hq_fraction", "precision", "modes"):
-        if row.get(name) is not None:
-            return name
-    return None
+    """The metric ``keep="best"`` decides on when none is named: the row's headline metric (FD, else KID, else HQ)."""
+    return headline_metric(row)
 
 
 class QualityTracker:

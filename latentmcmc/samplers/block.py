@@ -16,7 +16,13 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
-from .adaptation import DualAveragingState, StepSizeAdapter, acceptance_statistic, adaptation_signal, dual_averaging_step
+from .adaptation import (
+    DualAveragingState,
+    StepSizeAdapter,
+    acceptance_statistic,
+    adaptation_signal,
+    dual_averaging_step,
+)
 from .kernel import SamplerState, StepInfo
 from .tempering import TemperedTarget, ais_log_weight_increment
 

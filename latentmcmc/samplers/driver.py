@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
-from typing import Any, Callable, Literal, Protocol
+from typing import Any, Callable, Protocol
 
 import torch
 from torch import Tensor
@@ -410,7 +410,7 @@ class Run:
         """Everything the remaining steps depend on (tensors and plain data: ``torch.load(weights_only=True)`` reads it)."""
         self.warm_rec.flush()
         self.main_rec.flush()
-        return {
+        return _copied({
             "i": self.i, "warm_end": self.warm_end, "stopped_by": self.stopped_by, "settled": self.settled,
             "fused_steps": self.fused_steps,
             "state": dict(self.state._asdict()),
@@ -423,7 +423,7 @@ class Run:
             "warm_rec": self.warm_rec.state_dict(), "main_rec": self.main_rec.state_dict(),
             "monitor": None if self.monitor is None else self.monitor.state_dict(),
             "observers": [o.state_dict() if hasattr(o, "state_dict") else None for o in self.observers],
-        }
+        })
 
     def load_state_dict(self, d: dict[str, Any]) -> None:
         device = self.state.z.device
@@ -534,6 +534,12 @@ def sample(kernel: Kernel, target, z0: Tensor, eps: Tensor, shared_eps: bool, se
     chains = run.chains(interrupted)
     _warn_divergences(chains)
     return chains
+
+
+def _copied(tree: Any) -> Any:
+    """``tree`` with every tensor copied: a saved state must not change as the run goes on (running sums, an
+    optimizer's moments and a flow's parameters are updated in place)."""
+    return torch.utils._pytree.tree_map(lambda t: t.detach().clone() if isinstance(t, Tensor) else t, tree)
 
 
 def _chains(state: SamplerState, eps: Tensor, warm_rec: PhaseRecorder, main_rec: PhaseRecorder, s: RunSettings,

@@ -13,8 +13,8 @@ starts with the option's name.
 
 from __future__ import annotations
 
-import math
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any, Callable
 

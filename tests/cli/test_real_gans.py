@@ -86,6 +86,7 @@ def gan_args(files, *extra):
             "--warmup", "8", "-q", *map(str, extra)]
 
 
+@pytest.mark.slow
 def test_refine_a_sigmoid_gan_with_your_features_and_tracking(files, tmp_path, capsys):
     out = tmp_path / "run"
     code = main(gan_args(files, "--features", files["features"], "--reference", files["reference"], "--classifier",

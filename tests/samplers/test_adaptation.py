@@ -15,6 +15,7 @@ TARGET = 0.574
 SPEC = 0.05
 
 
+@pytest.mark.slow
 def test_shared_eps_lands_near_target():
     mean, cov = random_gaussian(10, 100.0, seed=1)
     z0 = exact_draws(mean, cov, 256, seed=2)
@@ -59,6 +60,7 @@ def test_shared_eps_cannot_suit_chains_of_different_scales():
     assert float(chains.acceptance_rate.max() - chains.acceptance_rate.min()) > 0.5
 
 
+@pytest.mark.slow
 def test_langevin_adapts_to_the_acceptance_mala_would_have():
     mean, cov = random_gaussian(10, 100.0, seed=1)
     z0 = exact_draws(mean, cov, 256, seed=2)

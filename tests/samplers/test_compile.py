@@ -28,6 +28,7 @@ def test_compiled_energy_gives_the_eager_draws():
     torch.testing.assert_close(compiled.eps, eager.eps, rtol=1e-4, atol=0)
 
 
+@pytest.mark.slow  # compiles
 @pytest.mark.parametrize("mode", ["default", "reduce-overhead"])  # on CPU the second runs the graph-copy path
 def test_a_target_with_its_own_value_and_grad_has_that_compiled(mode):
     def value_and_grad(z):

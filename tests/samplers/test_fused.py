@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from latentmcmc import HMC, MALA, AnnealedMALA, Langevin, LatentEnergy
+from latentmcmc import HMC, MALA, AnnealedMALA, LatentEnergy
 from latentmcmc.samplers import Until
 from latentmcmc.samplers.fused import (
     AUTO_MIN_CHAIN_STEPS,
@@ -46,24 +46,8 @@ def assert_same_run(fused, eager, atol=1e-10):
     assert torch.equal(fused.divergences, eager.divergences)
 
 
-# HMC: the states differ by 4e-16 after the first step (fused multiply-adds in the leapfrog), and dual
-# averaging's early, high-gain updates feed that back through eps: measured growth to 1e-4 by the end of a
-# 30-step warm-up, flat after it.  Still rounding, amplified; every accept decision is the same.
-@pytest.mark.parametrize("make, block, atol", [(lambda e: MALA(e, eps=0.05), 5, 1e-10),
-                                               (lambda e: Langevin(e, eps=0.05), 5, 1e-10),
-                                               (lambda e: HMC(e, eps=0.05, leapfrog_steps=3), 2, 1e-3)],
-                         ids=["mala", "langevin", "hmc"])  # HMC: short blocks, since compiling 3 passes a step takes long
-def test_fused_run_equals_eager_run_with_adaptation_and_thinning(make, block, atol):
-    sampler, z0 = make(energy64()), start()
-    kwargs = dict(steps=40, warmup=30, seed=1, thin=2, keep_warmup=True, progress=False)
-    eager = sampler.run(z0, **kwargs)
-    fused = sampler.run(z0, fuse=block, **kwargs)
-    assert fused.extra["fused_steps"] == 70 and eager.extra["fused_steps"] == 0
-    assert fused.extra["fused_block"] == block and "fused_block" not in eager.extra
-    assert_same_run(fused, eager, atol)
-    torch.testing.assert_close(fused.warmup_draws, eager.warmup_draws, rtol=0, atol=atol)
-    torch.testing.assert_close(fused.warmup_eps, eager.warmup_eps, rtol=atol, atol=0)
-    assert fused.evaluations == eager.evaluations
+# Fused = eager with adaptation, thinning and a recorded warm-up, for every sampler of the table: the
+# conformance suite (tests/samplers/test_conformance.py).
 
 
 def test_fused_hmc_without_adaptation_equals_eager_to_rounding():

@@ -67,6 +67,7 @@ def test_ex2mcmc_keeps_a_gaussian_at_a_large_step_and_the_stale_gradient_version
     assert abs(second_moment_z(StaleGradientEx2MCMC)) > limit
 
 
+@pytest.mark.slow
 def test_ex2mcmc_recovers_an_ill_conditioned_gaussian_and_counts_its_passes():
     mean, cov = random_gaussian(3, 30.0, seed=5)
     z0 = exact_draws(mean, cov, 400, seed=6)

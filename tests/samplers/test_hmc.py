@@ -28,6 +28,7 @@ def target():
     return mean, cov, gaussian_energy(mean, cov)
 
 
+@pytest.mark.slow
 def test_hmc_keeps_an_ill_conditioned_gaussian(target):
     mean, cov, energy = target
     chains = HMC(energy, eps=0.05, leapfrog_steps=8).run(exact_draws(mean, cov, 300, seed=2), steps=300, warmup=150,
@@ -37,6 +38,7 @@ def test_hmc_keeps_an_ill_conditioned_gaussian(target):
     assert_gaussian_moments(chains.draws, mean, cov)
 
 
+@pytest.mark.slow
 def test_chees_adapts_the_trajectory_and_keeps_the_target(target):
     mean, cov, energy = target
     z0 = torch.randn(300, D, generator=torch.Generator().manual_seed(4), dtype=torch.float64)

@@ -24,6 +24,7 @@ def target():
     return mean, cov, gaussian_energy(mean, cov)
 
 
+@pytest.mark.slow
 def test_mala_keeps_ill_conditioned_gaussian_invariant(target):
     """Started at exact draws, MALA's mean and second moments stay on the truth within MC error."""
     mean, cov, energy = target
@@ -33,6 +34,7 @@ def test_mala_keeps_ill_conditioned_gaussian_invariant(target):
     assert_gaussian_moments(chains.draws, mean, cov)
 
 
+@pytest.mark.slow
 def test_mala_converges_from_the_prior(target):
     """Started far from the target (N(0, I)), MALA forgets its start within the warm-up."""
     mean, cov, energy = target
@@ -41,6 +43,7 @@ def test_mala_converges_from_the_prior(target):
     assert_gaussian_moments(chains.draws, mean, cov)
 
 
+@pytest.mark.slow
 def test_moment_check_detects_langevin_bias(target):
     """The same check fails for unadjusted Langevin at a large step: the test has power."""
     mean, cov, energy = target
