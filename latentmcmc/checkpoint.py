@@ -61,6 +61,9 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise CheckpointError(
             f"{path} is not a latentmcmc checkpoint or is truncated/corrupt ({type(err).__name__}: {err})"
         ) from err
+    if isinstance(data, dict) and data.get("format") == "latentmcmc-run-state":
+        raise CheckpointError(f"{path} is a saved run state (refine --checkpoint-every), not a model checkpoint: rerun "
+                              "the refine command that wrote it with --resume added")
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a latentmcmc checkpoint (no '{FORMAT}' format tag)")
     version = data.get("version")

@@ -257,6 +257,7 @@ def resolve_critic_output(critic_sign: float = 1.0, critic_output: str | None = 
         return "energy" if critic_sign == 1 else "logit"
     if critic_output not in CRITIC_OUTPUTS:
         raise ValueError(f"unknown critic_output {critic_output!r}; choose one of {', '.join(CRITIC_OUTPUTS)}")
-    if critic_sign == -1 and critic_output == "energy":
-        raise ValueError("critic_sign=-1 says the critic outputs a logit but critic_output='energy' says an energy")
+    if critic_sign == -1 and critic_output != "logit":
+        raise ValueError(f"critic_sign -1 (0.1's spelling of critic_output logit) contradicts critic_output "
+                         f"{critic_output}: give one of them")
     return critic_output

@@ -14,20 +14,21 @@ import json
 import math
 import os
 import shutil
-import signal
 import tempfile
-import threading
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
 
-from .atomic import default_mode
+from .atomic import WriteError, default_mode, describe_os_error, write_failure
 from .refinement import Refinement
+from .signals import interrupts_deferred
 
 __all__ = ["write_report", "check_writable", "format_table", "staged_outputs", "write_json", "OUTPUT_FILES"]
 
 OUTPUT_FILES = ("samples.npz", "run.nc", "metrics.json", "samples.png", "energy.png", "acceptance.png")
+"""The files a refinement writes into its output folder (with quality tracking also ``TRACKING_FILES``)."""
+TRACKING_FILES = ("quality.csv", "quality.png")
 
 
 def check_writable(out: str | os.PathLike) -> Path:
@@ -45,24 +46,9 @@ def check_writable(out: str | os.PathLike) -> Path:
         os.close(fd)
         os.unlink(probe)
     except OSError as err:
-        raise ValueError(f"output directory {out} is not writable ({err.strerror}: {parent})") from err
+        raise ValueError(f"output directory {out} cannot be written: {parent} {describe_os_error(err)}") from err
     return out
 
-
-@contextlib.contextmanager
-def _sigint_deferred() -> Iterator[None]:
-    """Hold back Ctrl-C (SIGINT) for the duration; re-raise it afterwards if it came."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    received: list[Any] = []
-    previous = signal.signal(signal.SIGINT, lambda *args: received.append(args))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        if received:
-            raise KeyboardInterrupt
 
 
 def _json_safe(value: Any) -> Any:
@@ -80,7 +66,7 @@ def _save_figure(fig, path: Path) -> None:
 
 
 @contextlib.contextmanager
-def staged_outputs(out: str | os.PathLike) -> Iterator[Path]:
+def staged_outputs(out: str | os.PathLike, replace_all: bool = False) -> Iterator[Path]:
     """Yield a staging folder inside ``out``; on success move everything written there into ``out`` as one set.
 
     On a failure or Ctrl-C before the moves, ``out`` is left as it was (and removed if this call created
@@ -92,12 +78,23 @@ def staged_outputs(out: str | os.PathLike) -> Iterator[Path]:
     staging = Path(tempfile.mkdtemp(dir=out, prefix=".staging-"))
     committed = False
     try:
-        yield staging
+        try:
+            yield staging
+        except (OSError, RuntimeError, WriteError) as err:
+            cause = write_failure(err)
+            if cause is None:
+                raise
+            raise WriteError(f"could not write the outputs into {out}: {out} {describe_os_error(cause)}; "
+                             + ("nothing was kept" if created else "its previous files are as they were")) from err
         mode = default_mode()
-        with _sigint_deferred():
-            for path in sorted(staging.iterdir()):
+        with interrupts_deferred():
+            written = sorted(staging.iterdir())
+            for path in written:
                 os.chmod(path, mode)
                 os.replace(path, out / path.name)
+            if replace_all:
+                for name in set(OUTPUT_FILES + TRACKING_FILES) - {p.name for p in written}:
+                    (out / name).unlink(missing_ok=True)
             committed = True
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -111,14 +108,15 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
 
 
 def write_report(result: Refinement, out: str | os.PathLike, figures: bool = True, target_accept: float | None = None,
-                 extra_metrics: dict[str, Any] | None = None, run_file: bool = True) -> Path:
+                 extra_metrics: dict[str, Any] | None = None, run_file: bool = True, replace_all: bool = False) -> Path:
     """Write the outputs of ``result`` into ``out`` (created if needed) as one set; returns ``out``.
 
     ``samples.npz`` (``z0``, ``z``, ``x_before``, ``x_after``, and ``weights`` of an annealed run),
     ``run.nc`` (unless ``run_file`` is False), ``metrics.json``, ``quality.csv`` when quality was
-    tracked, and the figures.
+    tracked, and the figures.  ``replace_all``: the files written are the whole new set, and an earlier run's
+    other outputs in ``out`` are removed with the same renames (a partial set is never mixed with an old one).
     """
-    with staged_outputs(out) as staging:
+    with staged_outputs(out, replace_all) as staging:
         arrays = dict(z0=result.z0.detach().cpu().numpy(), z=result.z.detach().cpu().numpy(),
                       x_before=result.before.detach().cpu().numpy(), x_after=result.after.detach().cpu().numpy())
         if result.weights is not None:
@@ -279,6 +277,9 @@ def format_table(metrics: dict[str, Any]) -> str:
         lines.append(f"{'tracked quality':<28}best {tracking['metric']} {tracking['best_value']:.4g} at step "
                      f"{tracking['best_step']} (every {tracking['every']} steps, {tracking['chains']} chains; "
                      "quality.csv)" + (" - kept those states" if metrics.get("kept") == "best" else ""))
-    if metrics.get("interrupted"):
+    if metrics.get("diagnostics"):
+        lines.append(f"(diagnostics {metrics['diagnostics']}: the draws are complete; 'latentmcmc diagnose' computes "
+                     "them from run.nc)")
+    elif metrics.get("interrupted"):
         lines.append("(interrupted: the run was stopped early; the outputs hold the draws completed so far)")
     return "\n".join(lines)

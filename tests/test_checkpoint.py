@@ -105,7 +105,9 @@ def test_save_is_atomic(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(torch, "save", crash)
-    with pytest.raises(OSError):
+    from latentmcmc.atomic import WriteError
+
+    with pytest.raises(WriteError, match="could not write .*ok.pt.* the previous ok.pt .* is intact"):
         save_checkpoint(path, {"config": {"x": 1}, "models": {}})
     assert path.read_bytes() == before  # the old checkpoint is intact
     assert [p.name for p in tmp_path.iterdir()] == ["ok.pt"]  # no temporary file left

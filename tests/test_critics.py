@@ -100,8 +100,9 @@ def test_a_probability_critic_read_as_an_energy_is_named():
 def test_critic_output_table_and_the_0_1_sign():
     assert list(CRITIC_OUTPUTS) == ["energy", "logit", "probability"]
     assert LatentEnergy(nn.Identity(), BODY, critic_sign=-1).critic_output == "logit"
-    with pytest.raises(ValueError, match="critic_sign=-1 says"):
-        LatentEnergy(nn.Identity(), BODY, critic_sign=-1, critic_output="energy")
+    for other in ("energy", "probability"):  # -1 means logit: any other reading contradicts it
+        with pytest.raises(ValueError, match=f"critic_sign -1 .* contradicts critic_output {other}"):
+            LatentEnergy(nn.Identity(), BODY, critic_sign=-1, critic_output=other)
     with pytest.raises(ValueError, match="unknown critic_output"):
         LatentEnergy(nn.Identity(), BODY, critic_output="odds")
     assert strip_final_sigmoid(BODY) is None

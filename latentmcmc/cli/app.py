@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import sys
+import threading
 import warnings
 
 from ..process_group import leave
 from . import compare, demo, diagnose, refine, train  # noqa: F401  (the commands register themselves on ``app``)
-from .common import EXIT_ERROR, EXIT_INTERRUPTED, app, refresh_help
+from .common import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_TERMINATED, app, refresh_help
 from .declared import refresh_commands
 
 __all__ = ["app", "main"]
@@ -58,11 +60,12 @@ def main(argv: list[str] | None = None) -> int:
     warnings.showwarning = _warning_line
     refresh_help()
     refresh_commands()
+    terminated = _terminate_as_interrupt()
     try:
         result = app(args=argv, prog_name="latentmcmc", standalone_mode=False)
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        print("terminated" if terminated() else "interrupted", file=sys.stderr)
+        return EXIT_TERMINATED if terminated() else EXIT_INTERRUPTED
     except Exception as err:  # noqa: BLE001 - every failure becomes one readable line
         if hasattr(err, "format_message") and hasattr(err, "exit_code"):  # click: bad option, missing argument
             if not err.format_message():  # no arguments at all: the help was printed, nothing went wrong
@@ -79,5 +82,32 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_ERROR
     finally:
         warnings.showwarning = showwarning
+        terminated.restore()
         leave()  # under torchrun: every rank waits for the others, then the group is torn down
-    return int(result) if isinstance(result, int) else 0
+    code = int(result) if isinstance(result, int) else 0
+    return EXIT_TERMINATED if code == EXIT_INTERRUPTED and terminated() else code
+
+
+class _Termination:
+    """SIGTERM handled as Ctrl-C (a KeyboardInterrupt where the main thread is), remembered for the exit code."""
+
+    def __init__(self) -> None:
+        self.seen = False
+        self.previous = None
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGTERM, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        self.seen = True
+        raise KeyboardInterrupt
+
+    def __call__(self) -> bool:
+        return self.seen
+
+    def restore(self) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGTERM, self.previous)
+
+
+def _terminate_as_interrupt() -> _Termination:
+    return _Termination()

@@ -11,7 +11,8 @@ app = typer.Typer(
     name="latentmcmc",
     help="Refine a trained generator's samples by MCMC in its latent space.",
     epilog="Exit codes: 0 done; 2 bad input (one 'error:' line, nothing written); 3 finished but unusable (every "
-           "recorded transition diverged or every chain froze; outputs written and flagged); 130 interrupted.",
+           "recorded transition diverged or every chain froze; outputs written and flagged); 130 interrupted; 143 "
+           "terminated (SIGTERM, handled as Ctrl-C).",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -23,12 +24,14 @@ EXIT_OK = 0
 EXIT_ERROR = 2
 EXIT_UNUSABLE = 3
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
 EXIT_CODES = {
     EXIT_OK: "done",
     EXIT_ERROR: "bad input or a failure, reported on one 'error:' line; nothing written",
     EXIT_UNUSABLE: "finished but unusable: every recorded transition diverged or every chain froze (outputs written, "
                    "flagged)",
     EXIT_INTERRUPTED: "interrupted (Ctrl-C); a refinement writes the draws completed so far, flagged",
+    EXIT_TERMINATED: "terminated (SIGTERM, as schedulers send): handled as Ctrl-C",
 }
 
 

@@ -69,6 +69,7 @@ def compare_command(**values) -> None:
     spent and seconds. Writes compare.json and compare.png into OUT.
     """
     from ..compare import compare, comparison_figure, comparison_table, default_methods
+    from ..output_lock import locked_output
     from ..refinement.options import REFINE_OPTIONS
     from ..report import check_writable, staged_outputs, write_json
     from ..samplers.registry import SamplerOptions
@@ -87,26 +88,30 @@ def compare_command(**values) -> None:
            **given_values(v, {name: REFINE_OPTIONS[name] for name in _COMPARE_FIELDS})}
     if run["num_chains"] < 2:
         raise CommandError(f"--chains must be >= 2, got {run['num_chains']}")
+    from ..energy import resolve_critic_output
+
+    resolve_critic_output(run["critic_sign"], run["critic_output"])  # the two spellings must agree
     options = SamplerOptions(**sampler_values(v))
     dev = check_device(v["device"])
     out = v["out"]
     check_writable(out)
-    g, u, shape, dataset = load_target(v["checkpoint"], v["generator"], v["critic"], v["latent_shape"], dev)
-    if v["critic"] is not None:  # a model trained elsewhere (latentmcmc's own critics output energies)
-        warn_critic_output(g, u, shape, run["critic_output"], run["critic_sign"], dev)
-    features, reference = v["features"], v["reference"]
-    if (features is None) != (reference is None):
-        raise CommandError("--features and --reference go together (an extractor and the samples to compare with)")
-    quality = (load_feature_quality(features, reference, v["classifier"], g, shape, run["data_shape"], dev)
-               if features else None)
-    result = compare(g, u, shape, names, budget=v["budget"], beta=run["beta"], num_chains=run["num_chains"],
-                     seed=run["seed"], dataset=dataset, critic_sign=run["critic_sign"],
-                     critic_output=run["critic_output"], device=dev, quality=quality, data_shape=run["data_shape"],
-                     grid_points=v["grid_points"], sampler_options=options, progress=progress_flag(v["quiet"]))
-    source = str(v["checkpoint"]) if v["checkpoint"] is not None else f"{v['generator']} + {v['critic']}"
-    with staged_outputs(out) as staging:
-        write_json(staging / "compare.json", {"source": source, "settings": result.settings, "methods": result.rows})
-        if v["figures"]:
-            comparison_figure(result).savefig(staging / "compare.png", dpi=90)
-    typer.echo(comparison_table(result))
-    typer.echo(f"wrote {out}/ (compare.json" + (", compare.png)" if v["figures"] else ")"))
+    with locked_output(out):  # one run at a time into OUT; a killed run's leftovers go
+        g, u, shape, dataset = load_target(v["checkpoint"], v["generator"], v["critic"], v["latent_shape"], dev)
+        if v["critic"] is not None:  # a model trained elsewhere (latentmcmc's own critics output energies)
+            warn_critic_output(g, u, shape, run["critic_output"], run["critic_sign"], dev)
+        features, reference = v["features"], v["reference"]
+        if (features is None) != (reference is None):
+            raise CommandError("--features and --reference go together (an extractor and the samples to compare with)")
+        quality = (load_feature_quality(features, reference, v["classifier"], g, shape, run["data_shape"], dev)
+                   if features else None)
+        result = compare(g, u, shape, names, budget=v["budget"], beta=run["beta"], num_chains=run["num_chains"],
+                         seed=run["seed"], dataset=dataset, critic_sign=run["critic_sign"],
+                         critic_output=run["critic_output"], device=dev, quality=quality, data_shape=run["data_shape"],
+                         grid_points=v["grid_points"], sampler_options=options, progress=progress_flag(v["quiet"]))
+        source = str(v["checkpoint"]) if v["checkpoint"] is not None else f"{v['generator']} + {v['critic']}"
+        with staged_outputs(out) as staging:
+            write_json(staging / "compare.json", {"source": source, "settings": result.settings, "methods": result.rows})
+            if v["figures"]:
+                comparison_figure(result).savefig(staging / "compare.png", dpi=90)
+        typer.echo(comparison_table(result))
+        typer.echo(f"wrote {out}/ (compare.json" + (", compare.png)" if v["figures"] else ")"))

@@ -38,6 +38,7 @@ def demo_command(
     figures into OUT, as 'latentmcmc refine' does.
     """
     from ..demo import demo_checkpoint
+    from ..output_lock import locked_output
     from ..refinement import RefineOptions, refine
     from ..report import check_writable, format_table, write_report
     from ..training import Trainer, load_dataset
@@ -47,27 +48,28 @@ def demo_command(
             raise CommandError(f"--{name} must be >= {low}, got {value}")
     dev = check_device(device)
     check_writable(out)
-    t0 = time.perf_counter()
-    try:
-        if train_steps:
-            trainer = Trainer({"data": "gaussians25", "width": 256, "seed": seed, "device": str(dev)})
-            trainer.train(train_steps, progress=progress_flag(quiet))
-            g, u = trainer.generator.eval(), trainer.critic.eval()
-            source = f"trained here for {train_steps} steps"
-        else:
-            from ..checkpoint import load_models
+    with locked_output(out):  # one run at a time into OUT
+        t0 = time.perf_counter()
+        try:
+            if train_steps:
+                trainer = Trainer({"data": "gaussians25", "width": 256, "seed": seed, "device": str(dev)})
+                trainer.train(train_steps, progress=progress_flag(quiet))
+                g, u = trainer.generator.eval(), trainer.critic.eval()
+                source = f"trained here for {train_steps} steps"
+            else:
+                from ..checkpoint import load_models
 
-            g, u, _ = load_models(demo_checkpoint(), dev)
-            source = f"shipped checkpoint {demo_checkpoint().name}"
-        options = RefineOptions(num_chains=chains, sampler="mala", steps=steps, warmup=warmup, beta=beta, seed=seed,
-                                progress=progress_flag(quiet), device=dev, keep_warmup=True).replace(eps=0.01)
-        result = refine(g, u, (2,), options, dataset=load_dataset("gaussians25"))
-        write_report(result, out, target_accept=0.574, extra_metrics={"source": source, "device": str(dev)})
-    except KeyboardInterrupt:
-        typer.echo(f"interrupted: {out} was left as it was", err=True)
-        raise typer.Exit(EXIT_INTERRUPTED)
-    typer.echo(f"latentmcmc demo: MALA in the latent space of an energy-GAN on 25 Gaussians ({source}), "
-               f"beta {beta}, {time.perf_counter() - t0:.1f} s in all on {dev}")
-    typer.echo(format_table(result.metrics))
-    typer.echo(f"wrote {out}/ (samples.png, energy.png, acceptance.png, metrics.json, samples.npz, run.nc)")
+                g, u, _ = load_models(demo_checkpoint(), dev)
+                source = f"shipped checkpoint {demo_checkpoint().name}"
+            options = RefineOptions(num_chains=chains, sampler="mala", steps=steps, warmup=warmup, beta=beta, seed=seed,
+                                    progress=progress_flag(quiet), device=dev, keep_warmup=True).replace(eps=0.01)
+            result = refine(g, u, (2,), options, dataset=load_dataset("gaussians25"))
+            write_report(result, out, target_accept=0.574, extra_metrics={"source": source, "device": str(dev)})
+        except KeyboardInterrupt:
+            typer.echo(f"interrupted: {out} was left as it was", err=True)
+            raise typer.Exit(EXIT_INTERRUPTED)
+        typer.echo(f"latentmcmc demo: MALA in the latent space of an energy-GAN on 25 Gaussians ({source}), "
+                   f"beta {beta}, {time.perf_counter() - t0:.1f} s in all on {dev}")
+        typer.echo(format_table(result.metrics))
+        typer.echo(f"wrote {out}/ (samples.png, energy.png, acceptance.png, metrics.json, samples.npz, run.nc)")
     exit_for(result.metrics)

@@ -94,10 +94,7 @@ def warn_critic_output(g, u, shape, critic_output, critic_sign, device) -> None:
     from ..critics import probe_critic_output
     from ..energy import resolve_critic_output
 
-    try:
-        kind = resolve_critic_output(critic_sign, critic_output)
-    except ValueError as err:
-        raise CommandError(str(err).replace("critic_sign=-1", "--critic-sign -1").replace("critic_output=", "--critic-output "))
+    kind = resolve_critic_output(critic_sign, critic_output)  # a contradiction was refused with the options
     message = probe_critic_output(g, u, shape, kind, device)
     if message:
         typer.echo(f"warning: {message}", err=True)
@@ -166,8 +163,8 @@ def _refine_parameters() -> list:
                                                show_default=False), Optional[Path]),
         *sampler_parameters(),
         *(option_parameter(REFINE_OPTIONS[name]) for name in _REFINE_FIELDS),
-        parameter("max_steps", typer.Option(None, help="The cap of a run with stop rules (the same as --steps)",
-                                            show_default=False), Optional[int]),
+        parameter("max_steps", typer.Option(None, help="The cap of a run with stop rules (another name of --steps)  "
+                                                       "\\[default: --steps]", show_default=False), Optional[int]),
         parameter("checkpoint_every", typer.Option(None, help="Write the complete run state into OUT every N steps "
                                                               "(warm-up included) and after every block; rerun the "
                                                               "same command with --resume to continue  \\[default: no "
@@ -195,13 +192,17 @@ def refine_command(**values) -> None:
     samples.png, energy.png and acceptance.png; then prints a short table. Ctrl-C after warm-up
     stops sampling and writes the draws completed so far (metrics.json says "interrupted").
     """
-    from ..refinement import RefineOptions, refine
+    from ..output_lock import locked_output
+    from ..refinement import RefineOptions
     from ..refinement.options import REFINE_OPTIONS
-    from ..report import check_writable, format_table, write_report
+    from ..report import check_writable
 
     v = values
     run = given_values(v, {name: REFINE_OPTIONS[name] for name in ("sampler", *_REFINE_FIELDS)})
     if v["max_steps"] is not None:
+        if v["steps"] is not None and v["steps"] != v["max_steps"]:
+            raise CommandError(f"--steps {v['steps']} and --max-steps {v['max_steps']} disagree: --max-steps is "
+                               "another name of --steps (the cap of a run with stop rules); give one")
         run["steps"] = v["max_steps"]
     sampler_options = sampler_values(v)
     sampler = run.get("sampler", "mala")
@@ -221,6 +222,17 @@ def refine_command(**values) -> None:
 
         rank, _, dev = init_distributed(dev)
         options = options.replace(device=dev)
+    with locked_output(out, active=rank == 0):  # one run at a time into OUT; a killed run's leftovers go
+        _refine_locked(v, options, out, dev, distributed)
+
+
+def _refine_locked(v: dict, options, out: Path, dev, distributed: bool) -> None:
+    """The rest of refine, holding the lock on OUT."""
+    from ..refinement import refine
+    from ..report import format_table, write_report
+    from ..signals import interrupts_deferred
+
+    sampler = options.sampler
     features, reference, classifier = v["features"], v["reference"], v["classifier"]
     if (features is None) != (reference is None):
         raise CommandError("--features and --reference go together (an extractor and the samples to compare with)")
@@ -251,6 +263,7 @@ def refine_command(**values) -> None:
                                "once the outputs are written)" if done else f"no saved run state ({RESUME_FILE})"))
         if resume:
             _RESUMED_AT["where"] = _where(state_file)
+            typer.echo(f"resuming the run saved in {state_file} ({_RESUMED_AT['where']})", err=True)
         out.mkdir(parents=True, exist_ok=True)
         saving = dict(checkpoint=state_file, checkpoint_every=checkpoint_every, resume=resume,
                       source=_source_digest(checkpoint, generator, critic))
@@ -270,12 +283,16 @@ def refine_command(**values) -> None:
     source = str(checkpoint) if checkpoint is not None else f"{generator} + {critic}"
     entry = SAMPLERS[sampler]
     target = entry.default_target_accept if entry.has_step_size else None
+    report = dict(target_accept=target if options.adapt else None,
+                  extra_metrics={"source": source, "latent_shape": list(shape), "device": str(dev)})
     try:
-        write_report(result, out, figures=v["figures"], target_accept=target if options.adapt else None,
-                     run_file=v["run_file"],
-                     extra_metrics={"source": source, "latent_shape": list(shape), "device": str(dev)})
-    except KeyboardInterrupt:
-        typer.echo(f"interrupted while writing: {out} was left as it was", err=True)
+        write_report(result, out, figures=v["figures"], run_file=v["run_file"], **report)
+    except KeyboardInterrupt:  # the draws are done: write them (quickly, Ctrl-C held back) rather than lose them
+        result.metrics["interrupted"] = True
+        with interrupts_deferred():
+            write_report(result, out, figures=False, run_file=False, replace_all=True, **report)
+        typer.echo(f"interrupted while writing: {out} holds this run's samples.npz and metrics.json (no run.nc or "
+                   "figures)", err=True)
         raise typer.Exit(EXIT_INTERRUPTED)
     if saving and not result.metrics.get("interrupted"):
         _finish_checkpoints(out, state_file, resume)

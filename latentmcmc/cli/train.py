@@ -75,6 +75,7 @@ def train_command(
     Under torchrun (torchrun --nproc-per-node K -m latentmcmc train ...) the networks train with
     DistributedDataParallel, each rank on a 1/K slice of the global --batch-size; rank 0 writes OUT.
     """
+    from ..output_lock import locked_output
     from ..training import TrainConfig, Trainer
     from ..training.trainer import describe_quality
 
@@ -98,6 +99,9 @@ def train_command(
     if out.exists() and out.is_dir():
         raise CommandError(f"--out {out} is a directory; give a file name such as {out}/ckpt.pt")
     resuming = resume and out.exists()
+    if resume and not resuming:  # the same command starts a run and continues it (a scheduler's restarts)
+        typer.echo(f"{out} does not exist yet: starting a new run there (--resume continues it from its checkpoints)",
+                   err=True)
     if resuming:
         trainer = Trainer.resume(out, device=device)
         given = (("data", data), ("entropy", entropy), ("latent_dim", latent_dim), ("width", width), ("lr", lr),
@@ -122,25 +126,27 @@ def train_command(
     if steps < trainer.step:
         raise CommandError(f"--steps {steps} is below the {trainer.step} steps {out} has already trained")
     _probe_writable(out)
-    t0 = time.perf_counter()
-    try:
-        trainer.train(steps, out, checkpoint_every, progress=progress_flag(quiet))
-    except KeyboardInterrupt:
-        saved = (f"{out} holds the checkpoint of step {trainer.step - trainer.step % checkpoint_every}"
-                 if checkpoint_every and trainer.step >= checkpoint_every else f"nothing was written to {out}")
-        typer.echo(f"interrupted at step {trainer.step}: {saved}", err=True)
-        raise typer.Exit(EXIT_INTERRUPTED)
-    if trainer.rank:
-        return
-    c = trainer.config
-    quality = trainer.quality_history[-1] if trainer.quality_history else None
-    recipe = trainer.recipe
-    changed = "".join(f", {name.replace('_', ' ')} {getattr(c, name):g}"  # settings off the recipe, beside the
-                      for name in ("batch_size", "critic_steps", "gp_weight")  # three always shown
-                      if getattr(c, name) != getattr(recipe, name))
-    typer.echo(f"trained {c.data} ({c.entropy}, width {c.width}, lr {c.lr:g}{changed}) to step {trainer.step} in "
-               f"{(time.perf_counter() - t0) / 60:.1f} min: {describe_quality(quality)} "
-               f"({'2,000' if len(c.data_shape) == 1 else '1,000'} prior samples); wrote {out}")
+    folder = out.parent if str(out.parent) else Path(".")
+    with locked_output(folder, f".{out.name}.latentmcmc-lock", names=(out.name,), active=not trainer.rank):
+        t0 = time.perf_counter()
+        try:
+            trainer.train(steps, out, checkpoint_every, progress=progress_flag(quiet))
+        except KeyboardInterrupt:
+            saved = (f"{out} holds the checkpoint of step {trainer.step - trainer.step % checkpoint_every}"
+                     if checkpoint_every and trainer.step >= checkpoint_every else f"nothing was written to {out}")
+            typer.echo(f"interrupted at step {trainer.step}: {saved}", err=True)
+            raise typer.Exit(EXIT_INTERRUPTED)
+        if trainer.rank:
+            return
+        c = trainer.config
+        quality = trainer.quality_history[-1] if trainer.quality_history else None
+        recipe = trainer.recipe
+        changed = "".join(f", {name.replace('_', ' ')} {getattr(c, name):g}"  # settings off the recipe, beside the
+                          for name in ("batch_size", "critic_steps", "gp_weight")  # three always shown
+                          if getattr(c, name) != getattr(recipe, name))
+        typer.echo(f"trained {c.data} ({c.entropy}, width {c.width}, lr {c.lr:g}{changed}) to step {trainer.step} in "
+                   f"{(time.perf_counter() - t0) / 60:.1f} min: {describe_quality(quality)} "
+                   f"({'2,000' if len(c.data_shape) == 1 else '1,000'} prior samples); wrote {out}")
 
 
 def _probe_writable(out: Path) -> None:

@@ -16,13 +16,36 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["importance_ess", "pareto_k", "pareto_k_threshold", "systematic_resample"]
+__all__ = ["importance_ess", "pareto_k", "pareto_k_threshold", "systematic_resample", "log_mean_estimate",
+           "split_disagreement"]
 
 
 def importance_ess(log_weights: Tensor) -> float:
     """Kong's effective sample size ``(sum w)^2 / sum w^2`` of ``exp(log_weights)``."""
     w = log_weights.detach().double()
     return float(torch.exp(2 * torch.logsumexp(w, 0) - torch.logsumexp(2 * w, 0)))
+
+
+def log_mean_estimate(log_weights: Tensor) -> tuple[float, float]:
+    """``log mean(w)`` and its delta-method standard error ``sqrt(1/ESS - 1/n)`` (the AIS estimate of log Z)."""
+    w = log_weights.detach().double()
+    n = w.numel()
+    ess = importance_ess(w)
+    return float(torch.logsumexp(w, 0) - math.log(n)), math.sqrt(max(1.0 / ess - 1.0 / n, 0.0))
+
+
+def split_disagreement(log_weights: Tensor) -> float:
+    """How far the estimates of ``log mean(w)`` from the two halves of the weights disagree, in their joint error.
+
+    ``|a - b| / sqrt(se_a^2 + se_b^2)`` for the halves' estimates and delta-method errors: about ``|N(0, 1)|``
+    when the error bars hold; large when a half's estimate hangs on weights the other half did not draw.
+    """
+    w = log_weights.detach().double().reshape(-1)
+    half = w.numel() // 2
+    (a, se_a), (b, se_b) = log_mean_estimate(w[:half]), log_mean_estimate(w[half:2 * half])
+    if not (math.isfinite(a) and math.isfinite(b)):
+        return float("inf")
+    return abs(a - b) / max(math.hypot(se_a, se_b), 1e-300)
 
 
 def pareto_k_threshold(n: int) -> float:

@@ -16,6 +16,7 @@ plain fields; it does not import :mod:`latentmcmc.chains`, which imports it.
 
 from __future__ import annotations
 
+import io
 import os
 import warnings
 from pathlib import Path
@@ -149,8 +150,14 @@ def save_run(chains, path: str | os.PathLike, kind: Kind | None = None) -> Path:
             warnings.filterwarnings("ignore", message="Consolidated metadata")  # zarr 3 notice; we read it back
             tree.to_zarr(tmp)
         return path
-    with atomic_path(path) as tmp:
-        data.to_netcdf(tmp, engine="h5netcdf")  # InferenceData and DataTree alike
+    # NetCDF is built in memory and then written with plain file I/O: a write that fails inside HDF5 (a full
+    # disk, a file-size limit) left h5py's objects in a state that crashed the process at exit
+    buffer = io.BytesIO()
+    (data.to_datatree() if hasattr(data, "to_datatree") else data).to_netcdf(buffer, engine="h5netcdf")
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        f.write(buffer.getbuffer())
+        f.flush()
+        os.fsync(f.fileno())
     return path
 
 

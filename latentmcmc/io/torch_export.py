@@ -82,9 +82,10 @@ class ExportedModule(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if self.static_batch is not None and x.shape[0] != self.static_batch:
             raise ValueError(
-                f"{self.name} was exported with a fixed batch size of {self.static_batch} and cannot run "
-                f"{x.shape[0]} chains; export it with a dynamic batch dimension "
-                "(dynamic_shapes={0: torch.export.Dim('batch')}) or use that many chains"
+                f"{self.name} was exported with a fixed batch size of {self.static_batch} and cannot run a batch of "
+                f"{x.shape[0]}; export it with a dynamic batch dimension (dynamic_shapes={{0: torch.export.Dim('batch')}}):"
+                f" latentmcmc evaluates batches of several sizes (a probe of 2, the chains, i-SIR's candidates), so "
+                f"even --chains {self.static_batch} cannot run on it"
             )
         return self.program(x)
 

@@ -30,6 +30,7 @@ from ..energy import LatentEnergy
 from ..samplers.registry import SAMPLERS, SamplerOptions
 from ..samplers.registry import make_sampler as _make_sampler
 from ..samplers.resume import check_fingerprint, load_state, save_state
+from ..signals import interrupts_deferred
 from .blocks import (
     BlockRun,
     block_ranges,
@@ -163,9 +164,15 @@ def refine(generator: nn.Module, critic: nn.Module, latent_shape: tuple[int, ...
     else:
         blocks, interrupted = run_blocks(energy, tuple(latent_shape), options, None, device, **saving)
     extra["seconds"] = time.perf_counter() - t0
-    return assemble(blocks, generator, interrupted, dataset, extra,
-                    options.superchain_size if options.superchains else None, quality, view,
-                    options.resample, options.seed, tracker)
+    args = (blocks, generator, interrupted, dataset, extra, options.superchain_size if options.superchains else None,
+            quality, view, options.resample, options.seed, tracker)
+    try:
+        return assemble(*args)
+    except KeyboardInterrupt:  # the sampling is done: keep its draws, without the diagnostics that were cut short
+        with interrupts_deferred():
+            result = assemble(*args, diagnostics=False)
+        result.metrics["interrupted"] = True
+        return result
 
 
 @torch.no_grad()

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from ..critics import CRITIC_OUTPUTS
-from ..energy import check_beta
+from ..energy import check_beta, resolve_critic_output
 from ..feature_metrics import METRIC_DIRECTIONS
 from ..samplers.fused import parse_fuse, resolve_fuse
 from ..samplers.options import (
@@ -182,6 +182,7 @@ class RefineOptions:
             option.validate(getattr(self, name))
         if not isinstance(self.sampler_options, SamplerOptions):
             raise ValueError(f"sampler_options must be a SamplerOptions, got {type(self.sampler_options).__name__}")
+        resolve_critic_output(self.critic_sign, self.critic_output)  # the two spellings must agree
         if self.until_rhat is not None or self.min_ess is not None:
             self.until  # validates the rules together
         if self.superchains is not None:

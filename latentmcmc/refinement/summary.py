@@ -35,10 +35,11 @@ class Refinement:
     tracking: list[dict[str, Any]] | None = None
 
 
-def run_metrics(chains: Chains, superchain_size: int | None = None) -> dict[str, Any]:
+def run_metrics(chains: Chains, superchain_size: int | None = None, diagnostics: bool = True) -> dict[str, Any]:
     """Acceptance, step size, divergences, ESS (bulk/tail, energy and worst coordinate) and R-hat of a run.
 
-    With ``superchain_size`` (consecutive chains sharing a start), also nested R-hat.
+    With ``superchain_size`` (consecutive chains sharing a start), also nested R-hat.  ``diagnostics=False``
+    leaves out ESS, R-hat and the AIS estimate (what takes time), as after a Ctrl-C.
     """
     from ..diagnostics import ess_rhat, rhat_nested
 
@@ -61,7 +62,9 @@ def run_metrics(chains: Chains, superchain_size: int | None = None) -> dict[str,
         m["evaluations"] = {"forward": chains.evaluations.forward, "backward": chains.evaluations.backward}
     if chains.extra.get("trajectory_length") is not None:
         m["trajectory_length"] = float(chains.extra["trajectory_length"])
-    if chains.num_draws >= 4:  # split chains need at least two draws per half
+    if not diagnostics:
+        m["diagnostics"] = "skipped (interrupted after sampling)"
+    elif chains.num_draws >= 4:  # split chains need at least two draws per half
         flat = chains.draws.reshape(chains.num_chains, chains.num_draws, -1)
         bulk_e, tail_e, rhat_e = ess_rhat(chains.energy)  # one sort per quantity serves bulk ESS, tail ESS, R-hat
         bulk_z, tail_z, rhat_z = ess_rhat(flat)
@@ -73,7 +76,7 @@ def run_metrics(chains: Chains, superchain_size: int | None = None) -> dict[str,
             k = chains.num_chains // superchain_size
             m.update(superchains=k, rhat_nested_energy=float(rhat_nested(chains.energy, k)),
                      rhat_nested_z_max=float(rhat_nested(flat, k).max()))
-    if chains.log_weights is not None:
+    if chains.log_weights is not None and diagnostics:
         est = chains.log_normalizer()
         m.update(log_normalizer=est.estimate, log_normalizer_stderr=est.stderr if est.reliable else None,
                  importance_ess=est.importance_ess, pareto_k=est.pareto_k, log_normalizer_reliable=est.reliable)
@@ -104,13 +107,14 @@ def _generate(generator: nn.Module, z: Tensor, batch: int) -> Tensor:
 
 def assemble(blocks: list[BlockRun], generator: nn.Module, interrupted: bool = False, dataset=None,
              extra_metrics: dict[str, Any] | None = None, superchain_size: int | None = None, quality=None,
-             view=None, resample: bool = False, seed: int = 0, tracker=None) -> Refinement:
+             view=None, resample: bool = False, seed: int = 0, tracker=None, diagnostics: bool = True) -> Refinement:
     """Blocks (in index order) -> one :class:`Refinement`: all final states, samples, metrics.
 
     ESS and R-hat are computed over every chain of the blocks that recorded their draws.  ``quality``
     (samples -> metrics; default the data set's) measures the samples before and after, viewed by
     ``view`` (e.g. a reshape to the data's shape).  With AIS weights the samples are also measured
     after a systematic importance resample (``after (resampled)``), which becomes the output with ``resample``.
+    ``diagnostics=False`` skips ESS, R-hat and the quality metrics (what a Ctrl-C after sampling skips).
     """
     blocks = sorted(blocks, key=lambda blk: blk.index)
     z0 = torch.cat([blk.z0 for blk in blocks])
@@ -122,7 +126,7 @@ def assemble(blocks: list[BlockRun], generator: nn.Module, interrupted: bool = F
     batch = blocks[0].z0.shape[0]
     view = view or (lambda x: x)
     before, after = view(_generate(generator, z0, batch)), view(_generate(generator, z, batch))
-    metrics = {**run_metrics(diagnostic, superchain_size), **(extra_metrics or {})}
+    metrics = {**run_metrics(diagnostic, superchain_size, diagnostics), **(extra_metrics or {})}
     weights = None
     if all(blk.log_weights is not None for blk in blocks):
         log_w = torch.cat([blk.log_weights for blk in blocks]).double()
@@ -149,7 +153,7 @@ def assemble(blocks: list[BlockRun], generator: nn.Module, interrupted: bool = F
         metrics["unusable"] = reason
     reference = None if dataset is None else dataset.x
     measure = quality if quality is not None else (dataset.quality if dataset is not None else None)
-    if measure is not None:
+    if measure is not None and diagnostics:
         q_before, q_after = measure(before), measure(after)
         if q_before is not None:
             name = getattr(quality, "name", None) or (dataset.name if dataset is not None else "quality")

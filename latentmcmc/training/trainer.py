@@ -263,6 +263,12 @@ class Trainer:
     def resume(cls, path: str | os.PathLike, device: str | None = None, distributed: bool | None = None) -> "Trainer":
         """A trainer restored from a checkpoint, ready to continue where it stopped."""
         data = load_checkpoint(path)
+        missing = [key for key in ("optimizers", "rng_state") if key not in data]
+        models = set(data.get("models", {}))
+        if missing or not models >= {"generator", "critic"}:
+            raise CheckpointError(f"{path} holds a trained model without its training state (no optimiser states or "
+                                  "random-number generator, as the shipped demo model): it can be refined but not "
+                                  "resumed; train a new model instead")
         config = dict(data["config"])
         if device is not None:
             config["device"] = device

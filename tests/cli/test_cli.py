@@ -412,7 +412,9 @@ def test_ctrl_c_while_sampling_writes_the_draws_so_far(ckpt, tmp_path, monkeypat
     assert "interrupted" in out_text
 
 
-def test_ctrl_c_while_writing_leaves_the_directory_as_it_was(ckpt, refined, tmp_path, monkeypatch, capsys):
+def test_ctrl_c_while_writing_keeps_the_finished_draws(ckpt, refined, tmp_path, monkeypatch, capsys):
+    """The sampling is done when the figures are drawn: Ctrl-C then writes the draws and metrics (not an old set
+    mixed with a new one); before the fix the draws were lost and the folder kept the previous run."""
     import latentmcmc.report as report
 
     out = copy_outputs(refined, tmp_path / "run")
@@ -423,11 +425,31 @@ def test_ctrl_c_while_writing_leaves_the_directory_as_it_was(ckpt, refined, tmp_
 
     monkeypatch.setattr(report, "_save_figure", interrupted_figure)
     code, _, err = run_cli(capsys, "refine", ckpt, *FAST_REFINE, "--seed", "7", "--out", out)
-    assert code == 130 and "left as it was" in err
-    assert snapshot(out) == before
-    # and a directory the run created is removed again
-    code, _, _ = run_cli(capsys, "refine", ckpt, *FAST_REFINE, "--out", tmp_path / "fresh")
-    assert code == 130 and not (tmp_path / "fresh").exists()
+    assert code == 130 and "holds this run's samples.npz and metrics.json" in err
+    assert sorted(p.name for p in out.iterdir()) == ["metrics.json", "samples.npz"]
+    assert snapshot(out)["samples.npz"] != before["samples.npz"]
+    assert json.loads((out / "metrics.json").read_text())["interrupted"] is True
+
+
+def test_ctrl_c_during_the_diagnostics_keeps_the_finished_draws(ckpt, tmp_path, monkeypatch, capsys):
+    """Ctrl-C in the seconds after sampling (ESS, R-hat) once printed 'interrupted during warm-up: no outputs
+    were written' and lost the draws."""
+    import latentmcmc.diagnostics as diagnostics
+
+    real, calls = diagnostics.ess_rhat, {"n": 0}
+
+    def interrupted(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(diagnostics, "ess_rhat", interrupted)
+    code, out_text, err = run_cli(capsys, "refine", ckpt, *FAST_REFINE, "--no-figures", "--out", tmp_path / "run")
+    assert code == 130 and "no outputs were written" not in err
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["draws"] == 12 and metrics["diagnostics"].startswith("skipped")
+    assert "diagnostics skipped" in out_text and "ESS" not in out_text
 
 
 @pytest.mark.slow

@@ -137,6 +137,13 @@ def check_determinism(name: str) -> None:
     assert not torch.equal(other.draws, first.draws)
 
 
+def check_one_chain(name: str) -> None:
+    """A run of one chain works (its step size is a (1,) view with stride 0: the resume fingerprint once failed on it)."""
+    chains = sampler(name, small_latent_energy()).run(torch.zeros(1, 2, dtype=torch.float64), steps=3, warmup=2, seed=0,
+                                                     progress=False)
+    assert chains.draws.shape[:2] == (1, 3)
+
+
 def check_block_alone_equals_block_in_a_loop(name: str) -> None:
     if name == "flex2mcmc":
         pytest.importorskip("zuko")

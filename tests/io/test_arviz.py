@@ -89,7 +89,9 @@ def test_failed_zarr_write_leaves_nothing_half_written(run, tmp_path, monkeypatc
         raise OSError("disk full")
 
     monkeypatch.setattr(xr.DataTree, "to_zarr", crash)
-    with pytest.raises(OSError):
+    from latentmcmc.atomic import WriteError
+
+    with pytest.raises(WriteError, match="could not write .*run.zarr.*the previous run.zarr .* is intact"):
         run.save(path)
     assert sorted(p.relative_to(tmp_path) for p in path.rglob("*")) == before  # old store intact
     assert [p.name for p in tmp_path.iterdir()] == ["run.zarr"]  # the partial store was removed

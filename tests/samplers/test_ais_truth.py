@@ -51,3 +51,19 @@ def test_an_unreliable_estimate_warns_with_its_ess():
     run = AnnealedLangevin(LatentEnergy(g, u, beta=3.0), eps=0.01).run(z0, steps=1, warmup=100, seed=0)
     with pytest.warns(RuntimeWarning, match=r"unreliable: importance ESS [0-9.]+ of 200 chains"):
         assert not run.log_normalizer().reliable
+
+
+def test_an_estimate_whose_error_bar_lies_is_flagged_even_when_its_pareto_k_looks_fine():
+    """The miss the Pareto rule alone let through (benchmarks/ais_reliability.py: AnnealedLangevin, beta 3, 50
+    annealing steps, seed 5): 8.5 standard errors low, k 0.58 (below the 0.63 limit), ESS 34 of 500."""
+    g, u, _ = load_demo_models()
+    energy = LatentEnergy(g, u, beta=3.0)
+    truth = grid_target(energy, points_per_axis=401).log_z
+    z0 = torch.randn(500, 2, generator=torch.Generator().manual_seed(1005))
+    run = AnnealedLangevin(energy, eps=0.01).run(z0, steps=1, warmup=50, seed=5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        est = run.log_normalizer()
+    assert abs(est.estimate - truth) / est.stderr > 8  # the error bar lies ...
+    assert est.pareto_k < 0.63 and est.importance_ess > 10  # ... where the earlier rule saw nothing wrong ...
+    assert not est.reliable  # ... and the estimate is flagged

@@ -20,6 +20,7 @@ from helpers.conformance import (
     check_fused,
     check_gaussian,
     check_mixture,
+    check_one_chain,
     check_resume,
     small_latent_energy,
 )
@@ -47,6 +48,11 @@ def test_mixture_region_probabilities_match_the_grid_truth(name):
 @pytest.mark.parametrize("name", NAMES)
 def test_same_seed_same_draws_and_repeated_runs_agree(name):
     check_determinism(name)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_one_chain_runs(name):
+    check_one_chain(name)
 
 
 @pytest.mark.parametrize("name", NAMES)
