@@ -259,6 +259,10 @@ def comparison_figure(result: Comparison):
         ax = fig.add_subplot(grid[0, k])
         y = list(range(len(names)))
         ax.barh(y, [v if v is not None and math.isfinite(v) else 0.0 for v in values], color="C0")
+        for k_row, v in enumerate(values):  # say where there is no number, rather than leave an empty row
+            if v is None or not math.isfinite(v):
+                ax.text(0.02, k_row, "n/a", transform=ax.get_yaxis_transform(), va="center", fontsize="small",
+                        color="0.4")
         ax.set_yticks(y, names, fontsize="small")
         ax.invert_yaxis()
         if floor:
@@ -266,9 +270,11 @@ def comparison_figure(result: Comparison):
             ax.legend(fontsize="x-small", loc="lower right")
         ax.set_title(title, fontsize="medium")
     s = result.settings
-    fig.suptitle(f"budget {s['budget']} passes per sample, beta {s['beta']}, {s['chains']} chains")
+    ref = result.reference[:3000].cpu().numpy() if two_d and result.reference is not None else None
+    fig.suptitle(f"budget {s['budget']} passes per sample, beta {s['beta']}, {s['chains']} chains" + (
+        "\nbelow: each method's samples G(z) (red, up to 2,000)" + (" over the data (grey)" if ref is not None else "")
+        if two_d else ""))
     if two_d:
-        ref = result.reference[:3000].cpu().numpy() if result.reference is not None else None
         for k, (name, x) in enumerate(result.samples.items()):
             ax = fig.add_subplot(grid[1 + k // cols, k % cols])
             if ref is not None and ref.shape[1] == 2:
@@ -279,4 +285,6 @@ def comparison_figure(result: Comparison):
             ax.set_title(name + (f" (TV {tv:.3f})" if tv is not None else ""), fontsize="small")
             ax.set_aspect("equal")
             ax.tick_params(labelsize="x-small")
+            ax.set_xlabel("x[0]", fontsize="x-small")
+            ax.set_ylabel("x[1]", fontsize="x-small")
     return fig

@@ -72,7 +72,7 @@ def samples_figure(before: Tensor, after: Tensor, reference: Tensor | None = Non
         if two_d:
             if reference is not None:
                 ref = _np(reference[:max_points])
-                ax.scatter(ref[:, 0], ref[:, 1], s=2, c="0.8", label="data", rasterized=True)
+                ax.scatter(ref[:, 0], ref[:, 1], s=5, c="0.55", label="data", rasterized=True)
             pts = _np(x[:max_points])
             label = "samples"
             if reference is not None:  # keep both panels on the data's frame, and say what falls outside it
@@ -84,8 +84,8 @@ def samples_figure(before: Tensor, after: Tensor, reference: Tensor | None = Non
                 outside = int(((pts < lo) | (pts > hi)).any(1).sum())
                 if outside:
                     label += f" ({outside} of {len(pts)} outside this frame)"
-            ax.scatter(pts[:, 0], pts[:, 1], s=3, alpha=0.6, c="C0" if x is before else "C3",
-                       label=label, rasterized=True)
+            ax.scatter(pts[:, 0], pts[:, 1], s=3, alpha=0.35, c="C0" if x is before else "C3",
+                       label=label, rasterized=True)  # translucent: the data shows through where they overlap
             ax.set_aspect("equal")
             ax.set_xlabel("x[0]" if not note else "component 1")
             ax.set_ylabel("x[1]" if not note else "component 2")

@@ -78,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_ERROR
         if os.environ.get("LATENTMCMC_DEBUG"):
             raise
-        print(f"error: {cli_names(_one_line(str(err))) or type(err).__name__}", file=sys.stderr)
+        message = out_of_memory(err) or cli_names(_one_line(str(err))) or type(err).__name__
+        print(f"error: {message}", file=sys.stderr)
         return EXIT_ERROR
     finally:
         warnings.showwarning = showwarning
@@ -86,6 +87,26 @@ def main(argv: list[str] | None = None) -> int:
         leave()  # under torchrun: every rank waits for the others, then the group is torn down
     code = int(result) if isinstance(result, int) else 0
     return EXIT_TERMINATED if code == EXIT_INTERRUPTED and terminated() else code
+
+
+_ALLOCATION = re.compile(r"(?:can't allocate memory|out of memory|tried to allocate)[^0-9]*([0-9.]+ ?[KMGT]?i?B| [0-9]+ bytes)?",
+                         re.IGNORECASE)
+
+
+def out_of_memory(err: BaseException) -> str | None:
+    """A readable line for an allocation that failed (torch's allocator texts, MemoryError), else None."""
+    text = str(err)
+    match = _ALLOCATION.search(text)
+    if not isinstance(err, MemoryError) and match is None:
+        return None
+    size = ""
+    number = re.search(r"allocate (?:memory: you tried to allocate )?([0-9]+) bytes", text)
+    if number:
+        size = f" ({int(number.group(1)) / 2**30:,.1f} GiB at once)"
+    elif match is not None and match.group(1):
+        size = f" ({match.group(1).strip()} at once)"
+    return (f"not enough memory{size}: run fewer chains at a time (--block-size N, with --record-blocks 1 or --record "
+            "last for big runs) or fewer --chains")
 
 
 class _Termination:

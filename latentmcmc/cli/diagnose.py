@@ -92,6 +92,12 @@ def _arviz_figures(chains, folder: Path) -> list[Path]:
     for k in range(len(chains.latent_shape)):
         keep[f"z_dim_{k}"] = slice(0, 4 if k == 0 else 1)
     data = data.isel(**keep)
+    shown = min(8, chains.num_chains)
+    coords = min(4, chains.latent_shape[0]) if chains.latent_shape else 1
+    which = (f"the first {shown} of {chains.num_chains} chains" if shown < chains.num_chains
+             else f"all {shown} chains") + f", latent coordinates z[0]..z[{coords - 1}]"
+    titles = {"trace.png": f"{which}: density per chain (left), draws (right); colour: coordinate, line style: chain",
+              "rank.png": f"{which}: ranks among these chains' draws (uniform bars: the chains agree)"}
     written = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -101,7 +107,14 @@ def _arviz_figures(chains, folder: Path) -> list[Path]:
             for name, plot in (("trace.png", az.plot_trace), ("rank.png", az.plot_rank)):
                 axes = plot(data, var_names=["z"])
                 fig = axes.flat[0].figure
-                fig.savefig(folder / name, dpi=90)
+                if name == "trace.png":
+                    for row in axes.reshape(-1, 2):
+                        row[0].set_xlabel("z")
+                        row[0].set_ylabel("density")
+                        row[1].set_xlabel("draw")
+                        row[1].set_ylabel("z")
+                fig.suptitle(titles[name], fontsize="medium", y=1.12 if name == "trace.png" else 1.0)
+                fig.savefig(folder / name, dpi=90, bbox_inches="tight")
                 plt.close(fig)
                 written.append(folder / name)
         else:
@@ -110,6 +123,11 @@ def _arviz_figures(chains, folder: Path) -> list[Path]:
             except ImportError:
                 return written
             for name, plot in (("trace.png", azp.plot_trace_dist), ("rank.png", azp.plot_rank)):
-                plot(data, var_names=["z"], backend="matplotlib").savefig(folder / name)
+                collection = plot(data, var_names=["z"], backend="matplotlib")
+                try:  # the figure behind arviz-plots' collection (its layout has changed between releases)
+                    collection.viz["chart"].item().suptitle(titles[name], fontsize="medium")
+                except Exception:  # noqa: BLE001 - a title is not worth failing for
+                    pass
+                collection.savefig(folder / name)
                 written.append(folder / name)
     return written

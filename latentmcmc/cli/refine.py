@@ -76,7 +76,7 @@ def load_feature_quality(features: Path, reference: Path, classifier: Optional[P
                 raise CommandError(f"{reference} holds several arrays ({', '.join(names)}); name the samples 'x'")
             ref = torch.as_tensor(data[key]).float()
     except (OSError, ValueError) as err:
-        raise CommandError(f"{reference} is not a NumPy .npz of reference samples ({err})") from err
+        raise CommandError(f"{reference} is not a NumPy .npz file of reference samples") from err
     with torch.no_grad():
         sample = g(torch.zeros(2, *latent_shape, device=device))
     data_shape = tuple(view_shape) if view_shape else tuple(sample.shape[1:])
@@ -313,10 +313,7 @@ def _where(state_file: Path) -> str:
     """Which block and step a run state was saved at (for resume.log)."""
     from ..samplers.resume import load_state
 
-    try:
-        blocks = load_state(state_file)["blocks"]
-    except ValueError:
-        return "a checkpoint"
+    blocks = load_state(state_file)["blocks"]  # a damaged state is refused here, before anything is said or run
     current = blocks.get("current")
     if current is None:
         return f"after {len(blocks['done'])} finished block(s)"

@@ -91,7 +91,8 @@ def load_state(path: str | os.PathLike) -> dict[str, Any]:
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
-        raise ValueError(f"{path} is not a latentmcmc run state or is corrupt ({type(err).__name__})") from err
+        raise ValueError(f"{path} is not a latentmcmc run state, or is truncated or corrupt ({type(err).__name__}): "
+                         "remove it to start the run again") from err
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise ValueError(f"{path} is not a latentmcmc run state")
     if data.get("version") != VERSION:
