@@ -144,9 +144,14 @@ class Chains:
         k = pareto_k(w)
         reliable = k <= pareto_k_threshold(n) and ess >= max(MIN_IMPORTANCE_ESS, MIN_IMPORTANCE_ESS_SHARE * n)
         if not reliable:
+            if not math.isfinite(k) and ess >= MIN_IMPORTANCE_ESS_SHARE * n:
+                advice = "too few chains to fit the weights' tail (about 25 are needed): run more chains"
+            else:
+                advice = "anneal more slowly (more warm-up steps)" + (
+                    " or use AnnealedMALA" if self.sampler == "AnnealedLangevin" else "")
             warnings.warn(f"the AIS estimate of log Z is unreliable: importance ESS {ess:.1f} of {n} chains, Pareto k "
                           f"{k:.2f} (reliable: k up to {pareto_k_threshold(n):.2f} and an ESS of at least a fifth of the "
-                          "chains); its standard error means nothing. Anneal more slowly (more warm-up steps) or use AnnealedMALA", RuntimeWarning, stacklevel=2)
+                          f"chains); its standard error means nothing: {advice}", RuntimeWarning, stacklevel=2)
         return LogNormalizer(float(log_z), stderr, ess, k, reliable)
 
     def importance_weights(self) -> Tensor:

@@ -217,7 +217,7 @@ def comparison_table(result: Comparison) -> str:
     few = [f"{r['method']} ({r['few_steps']} steps)" for r in rows if r.get("few_steps")]
     if few:
         notes.append(f"The budget buys few steps of {', '.join(few)}: adaptation has barely started and the passes "
-                     "may exceed the budget (4 steps at least); raise --budget.")
+                     "may exceed the budget (every sampler runs at least 4 steps); raise --budget.")
     if any(r.get("ess_per_kpass") is None and r.get("passes") and "acceptance" in r for r in rows):
         notes.append("ESS/kpass n/a: fewer than 4 recorded draws per chain, or not an MCMC method.")
     if any(r.get("weights_reliable") is False for r in rows):

@@ -38,7 +38,7 @@ CRITIC_OUTPUTS: dict[str, CriticOutput] = {
     "energy": CriticOutput("energy", "the output is an energy, lower = more real (WGAN, energy-GAN critics)"),
     "logit": CriticOutput("logit", "a discriminator logit, higher = more real: U = -logit (DDLS)"),
     "probability": CriticOutput("probability", "a probability of real in (0, 1), e.g. after a final Sigmoid: "
-                                               "U = -logit(p), the Sigmoid removed when it can be"),
+                                               "U = -logit(p) (a final Sigmoid is removed exactly where it can be found)"),
 }
 
 

@@ -248,3 +248,37 @@ def test_no_deprecation_warning_on_the_current_api(tmp_path):
         from latentmcmc import Chains
 
         assert torch.equal(Chains.load(tmp_path / "run.nc").draws, chains.draws)
+
+
+def test_the_architecture_docs_example_kernel_runs_as_written(monkeypatch):
+    """docs/architecture.md shows a whole kernel with its own option; it must work as printed."""
+    import re
+
+    doc = (ROOT / "docs" / "architecture.md").read_text()
+    code = re.search(r"```python\n(import torch\nfrom latentmcmc\.samplers import.*?)```", doc, re.S).group(1)
+    monkeypatch.setitem(SAMPLERS, "rwm", SAMPLERS["mala"])  # restored after the test; the example replaces it
+    exec(code, {})
+    entry = SAMPLERS["rwm"]
+    mean, cov = random_gaussian(3, 4.0, seed=8)
+    chains = entry(gaussian_energy(mean, cov), eps=0.5, scale=0.8).run(exact_draws(mean, cov, 300, seed=9), steps=300,
+                                                                       warmup=100, seed=1, progress=False)
+    assert_gaussian_moments(chains.draws, mean, cov)
+
+
+def test_a_sampler_option_may_not_take_a_refinement_option_s_name(monkeypatch, capsys):
+    from latentmcmc.refinement import RefineOptions
+
+    clashing = Option("beta", 1.0, "A sampler option named like the refinement's beta.", float, positive_number)
+
+    class Clash(RandomWalkMetropolis):
+        options = (EPS, clashing, COMPILE)
+
+        def make_kernel(self):
+            return MetropolisHastings(RandomWalkProposer(1.0))
+
+    monkeypatch.setitem(SAMPLERS, "clash", SamplerEntry(Clash, "a sampler whose option clashes"))
+    with pytest.raises(TypeError, match="sampler option.* beta take the name of a refinement option"):
+        RefineOptions()
+    assert main(["refine", "--help"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "the option name(s) beta are declared twice" in err[0]

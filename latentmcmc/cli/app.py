@@ -26,8 +26,9 @@ def _one_line(text: str) -> str:
 
 
 _SPELLINGS = {  # phrases of library messages that the declarations do not give (values, CLI-only names)
-    "latent_dim": "--latent-dim", "checkpoint_every": "--checkpoint-every", "superchains": "--superchains",
+    "latent_dim": "--latent-dim", "checkpoint_every": "--checkpoint-every",
     "warmup='auto'": "--warmup auto", "keep='best'": "--keep best", "beta must": "--beta must",
+    "warmup must": "--warmup must", "resample needs": "--resample needs", "give warmup as": "give --warmup as",
 }
 
 
@@ -38,9 +39,15 @@ def cli_names(message: str) -> str:
     """
     from .declared import cli_flags
 
-    for name, flag in {**cli_flags(), **_SPELLINGS}.items():
+    flags = cli_flags()
+    for name, flag in _SPELLINGS.items():
         message = re.sub(rf"(?<![\w-]){re.escape(name)}(?![\w])", flag, message)
-    return message.replace("--superchains=", "--superchains ").replace("--chains=", "--chains ")
+    for name, flag in flags.items():  # name=value (settings in resume refusals) as the flag and its value
+        message = re.sub(rf"(?<![\w.-])(?:sampler\.)?{re.escape(name)}=", f"{flag} ", message)
+    for name, flag in flags.items():  # a bare name only where it cannot be an ordinary word
+        if "_" in name:
+            message = re.sub(rf"(?<![\w-]){re.escape(name)}(?![\w])", flag, message)
+    return message
 
 
 def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:
@@ -59,9 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     showwarning = warnings.showwarning
     warnings.showwarning = _warning_line
     refresh_help()
-    refresh_commands()
     terminated = _terminate_as_interrupt()
     try:
+        refresh_commands()
         result = app(args=argv, prog_name="latentmcmc", standalone_mode=False)
     except KeyboardInterrupt:
         print("terminated" if terminated() else "interrupted", file=sys.stderr)

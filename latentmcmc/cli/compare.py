@@ -91,7 +91,14 @@ def compare_command(**values) -> None:
     from ..energy import resolve_critic_output
 
     resolve_critic_output(run["critic_sign"], run["critic_output"])  # the two spellings must agree
-    options = SamplerOptions(**sampler_values(v))
+    given = sampler_values(v)
+    from ..samplers.registry import SAMPLERS, declared_options
+
+    for option in given:  # an option no chosen sampler takes has no effect: say so, as refine does
+        if not any(option in SAMPLERS[m].options for m in names if m in SAMPLERS):
+            typer.echo(f"warning: {declared_options()[option].flag} applies to none of the methods compared; ignored",
+                       err=True)
+    options = SamplerOptions(**given)
     dev = check_device(v["device"])
     out = v["out"]
     check_writable(out)

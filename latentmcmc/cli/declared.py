@@ -22,16 +22,19 @@ from .common import CommandError
 __all__ = ["option_parameter", "given_values", "derived_command", "refresh_commands", "parameter", "choices_text",
            "cli_flags"]
 
-_DERIVED: list[tuple[Callable, Callable[[], list[inspect.Parameter]]]] = []
+_DERIVED: list[tuple] = []
 
 
-def choices_text(table: Any) -> str:
-    """``a: summary; b: summary`` for a table whose entries have a summary (or are one), else ``a, b, c``."""
+def choices_text(table: Any, limit: int = 240) -> str:
+    """``a: summary; b: summary`` for a table whose entries have a summary (or are one), when that fits in about
+    ``limit`` characters; else the names, ``a, b, c``."""
+    names = ", ".join(str(name) for name in table)
     if isinstance(table, dict):
-        parts = [f"{name}: {entry if isinstance(entry, str) else entry.summary}" if isinstance(entry, str)
-                 or hasattr(entry, "summary") else str(name) for name, entry in table.items()]
-        return ("; " if any(":" in p for p in parts) else ", ").join(parts)
-    return ", ".join(str(name) for name in table)
+        parts = [f"{name}: {entry if isinstance(entry, str) else entry.summary}" for name, entry in table.items()
+                 if isinstance(entry, str) or hasattr(entry, "summary")]
+        if len(parts) == len(table) and sum(map(len, parts)) <= limit:
+            return "; ".join(parts)
+    return names
 
 
 def _help(option: Option, takers: list[str] | None, others: list[str] | None) -> str:
@@ -94,37 +97,65 @@ def given_values(values: dict[str, Any], options: dict[str, Option], defaults: d
         try:
             if option.parse is not None:
                 value = option.parse(value)
-            option.validate(value, option.flag)
         except ValueError as err:
             raise CommandError(option.message(str(err), option.flag)) from None
+        try:
+            option.validate(value, option.flag)
+        except ValueError as err:  # validate names the flag itself
+            raise CommandError(str(err)) from None
         out[name] = value
     return out
 
 
-def derived_command(app: typer.Typer, name: str, parameters: Callable[[], list[inspect.Parameter]]):
-    """Register ``fn(**values)`` as command ``name`` with the parameters ``parameters()`` (recomputed each run)."""
+def _signature(command: str, parameters: list[inspect.Parameter]) -> inspect.Signature:
+    """The command's signature; a CommandError when two declarations (a sampler's option and one of the command's)
+    take the same name."""
+    seen: dict[str, int] = {}
+    for p in parameters:
+        seen[p.name] = seen.get(p.name, 0) + 1
+    twice = sorted(name for name, count in seen.items() if count > 1)
+    if twice:
+        raise CommandError(f"{command}: the option name(s) {', '.join(twice)} are declared twice; a sampler's option "
+                           "may not take the name of another option of the command (rename the sampler's)")
+    return inspect.Signature(parameters)
+
+
+def derived_command(app: typer.Typer, name: str, parameters: Callable[[], list[inspect.Parameter]],
+                    epilog: Callable[[], str] | None = None):
+    """Register ``fn(**values)`` as command ``name`` with the parameters ``parameters()`` and, after its
+    docstring, the paragraph ``epilog()`` (both recomputed each run)."""
     def register(fn: Callable) -> Callable:
-        fn.__signature__ = inspect.Signature(parameters())
-        _DERIVED.append((fn, parameters))
+        fn.__base_doc__ = fn.__doc__
+        _DERIVED.append((name, fn, parameters, epilog))
+        try:
+            _refresh(name, fn, parameters, epilog)
+        except CommandError:  # said, as one error line, when the command line runs (refresh_commands)
+            fn.__signature__ = inspect.Signature([])
         return app.command(name)(fn)
 
     return register
 
 
+def _refresh(name: str, fn: Callable, parameters, epilog) -> None:
+    fn.__signature__ = _signature(name, parameters())
+    if epilog is not None:
+        fn.__doc__ = fn.__base_doc__.rstrip() + "\n\n" + epilog()
+
+
 def refresh_commands() -> None:
-    """Build every derived command's parameters again from the tables as they are now."""
-    for fn, parameters in _DERIVED:
-        fn.__signature__ = inspect.Signature(parameters())
+    """Build every derived command's parameters (and epilog) again from the tables as they are now."""
+    for entry in _DERIVED:
+        _refresh(*entry)
 
 
 def cli_flags() -> dict[str, str]:
-    """Python option names that differ from their flags (``num_chains -> --chains``, ``leapfrog_steps ->
-    --leapfrog-steps``), from every declaration, for messages of the library shown on the command line."""
+    """Every declared option's Python name and flag (``num_chains -> --chains``, ``leapfrog_steps -> --leapfrog-steps``,
+    ``eps -> --eps``), for messages of the library shown on the command line."""
     from ..refinement.options import REFINE_OPTIONS
     from ..samplers.registry import declared_options
 
     flags = {}
     for option in (*declared_options().values(), *REFINE_OPTIONS.values()):
-        if option.kind is not None and ("_" in option.name or option.cli_flag):
+        if option.kind is not None:
             flags[option.name] = option.flag
     return flags

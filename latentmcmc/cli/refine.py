@@ -183,7 +183,12 @@ def _refine_parameters() -> list:
     ]
 
 
-@derived_command(app, "refine", _refine_parameters)
+def samplers_paragraph() -> str:
+    """The named samplers with their summaries, from the table as it is now (the end of refine's help)."""
+    return "Samplers (--sampler): " + "; ".join(f"{name}: {entry.summary}" for name, entry in SAMPLERS.items()) + "."
+
+
+@derived_command(app, "refine", _refine_parameters, samplers_paragraph)
 def refine_command(**values) -> None:
     """Refine samples of a trained generator by MCMC on E(z) = beta U(G(z)) + 0.5|z|^2.
 
@@ -213,6 +218,9 @@ def refine_command(**values) -> None:
     has_warmup = warmup == "auto" or warmup > 0
     run["adapt"] = run.get("adapt", True) and has_warmup
     warn_ignored(sampler, sampler_options)
+    for name in ("track_chains", "track_metric"):  # options that only act with --track-every
+        if name in run and not run.get("track_every"):
+            typer.echo(f"warning: {REFINE_OPTIONS[name].flag} applies only with --track-every; ignored", err=True)
     out, dev = v["out"], check_device(v["device"])
     options = RefineOptions(**run, progress=progress_flag(v["quiet"]), device=dev).replace(**sampler_options)
     check_writable(out)
@@ -274,7 +282,8 @@ def _refine_locked(v: dict, options, out: Path, dev, distributed: bool) -> None:
         if result is None:  # a rank other than 0 of a torchrun job: rank 0 writes (main() then leaves the group)
             return
     except KeyboardInterrupt:
-        kept = f"; the run state stays in {state_file}: rerun with --resume to continue" if saving else ""
+        kept = (f"; the run state stays in {state_file}: rerun with --resume to continue"
+                if saving and state_file.exists() else "")
         typer.echo(f"interrupted during warm-up: no outputs were written to {out}{kept}", err=True)
         raise typer.Exit(EXIT_INTERRUPTED)
     if result.chains.num_draws == 0:

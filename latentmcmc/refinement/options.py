@@ -178,6 +178,10 @@ class RefineOptions:
     device: str | torch.device | None = None
 
     def __post_init__(self) -> None:
+        clash = sorted(set(declared_options()) & {f.name for f in dataclasses.fields(self)})
+        if clash:
+            raise TypeError(f"sampler option(s) {', '.join(clash)} take the name of a refinement option; a sampler's "
+                            "options need names of their own")
         for name, option in REFINE_OPTIONS.items():  # each field as its declaration says
             option.validate(getattr(self, name))
         if not isinstance(self.sampler_options, SamplerOptions):
@@ -201,7 +205,7 @@ class RefineOptions:
         if (self.warmup == "auto" or self.until_rhat is not None or self.min_ess is not None) and self.blocked:
             raise ValueError("warmup='auto' and stop rules (until_rhat, min_ess) end each run at its own step, so they "
                              "need one block: leave block_size unset (and run in one process)")
-        SAMPLERS[self.sampler].cls.check_warmup(self.warmup)
+        SAMPLERS[self.sampler].cls.check_warmup(self.warmup, self.sampler)
 
     def ignored_sampler_options(self) -> list[str]:
         """The sampler options set explicitly that the chosen sampler does not take (they have no effect)."""

@@ -15,7 +15,9 @@ __all__ = ["AnnealedLangevin", "AnnealedMALA", "SCHEDULE"]
 
 def _check_schedule(schedule: Schedule) -> Schedule:
     if isinstance(schedule, str):
-        make_schedule(schedule, 1, torch.float64, torch.device("cpu"))  # an unknown name fails here, not at run time
+        if schedule not in SCHEDULES:
+            raise ValueError(f"must be one of {', '.join(SCHEDULES)} (in Python also a function n -> levels, or the "
+                             f"levels), got {schedule!r}")
     elif not (callable(schedule) or isinstance(schedule, (list, tuple, Tensor))):
         raise ValueError(f"must be a schedule's name ({', '.join(SCHEDULES)}), a function n -> levels or the levels, "
                          f"got {type(schedule).__name__}")

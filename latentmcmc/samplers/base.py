@@ -97,16 +97,17 @@ class Sampler:
         return self.kernel.calibrated
 
     @classmethod
-    def check_warmup(cls, warmup: int | str) -> None:
-        """A ValueError when ``warmup`` (steps or ``"auto"``) cannot serve this sampler."""
+    def check_warmup(cls, warmup: int | str, name: str | None = None) -> None:
+        """A ValueError when ``warmup`` (steps or ``"auto"``) cannot serve this sampler (called ``name``)."""
+        name = name or cls.__name__
         if warmup == "auto":
             if not cls.has_step_size:
-                raise ValueError(f"warmup='auto' ends warm-up when eps settles; {cls.__name__} has no eps")
+                raise ValueError(f"warmup='auto' ends warm-up when eps settles; {name} has no eps")
             if cls.anneals:
-                raise ValueError(f"warmup='auto' is not for {cls.__name__}: it anneals over its warm-up, whose length "
-                                 "must be known in advance; give warmup as a number of steps")
+                raise ValueError(f"warmup='auto' is not for {name}: it anneals over its warm-up, whose length must be "
+                                 "known in advance; give warmup as a number of steps")
         elif cls.needs_warmup and isinstance(warmup, int) and warmup < 1:
-            raise ValueError(f"{cls.__name__} {cls.needs_warmup}: warmup must be >= 1")
+            raise ValueError(f"{name} {cls.needs_warmup}: warmup must be >= 1")
 
     # ------------------------------------------------------------------ step size
     @property

@@ -230,6 +230,7 @@ class HMC(Sampler):
         if not self.chees:
             return []
         if warmup < 50:
-            warnings.warn(f"HMC(chees=True) adapts the trajectory length during warm-up; {warmup} warm-up steps are too "
-                          "few for it to move far from leapfrog_steps * eps (use 200 or more)", UserWarning, stacklevel=4)
+            warnings.warn(f"HMC with chees adapts the trajectory length during warm-up; {warmup} warm-up steps are too "
+                          "few for it to move far from its start, leapfrog_steps x eps (use 200 or more)", UserWarning,
+                          stacklevel=4)
         return [ChEESAdapter(self.leapfrog_steps, self.max_leapfrog_steps, warmup)]

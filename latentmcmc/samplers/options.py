@@ -56,10 +56,13 @@ class Option:
             raise ValueError(self.message(str(err), label)) from None
 
     def message(self, text: str, label: str | None = None) -> str:
-        """A check's message ("must be ...") as a sentence about this option, called ``label`` (default its name)."""
+        """A check's message ("must be ...") as a sentence about this option, called ``label`` (default its name);
+        a message of another form is prefixed by the label when that is a flag (``--sampler: unknown sampler``)."""
         if text.startswith(self.name + " "):
             text = text[len(self.name) + 1:]
-        return f"{label or self.name} {text}" if text.startswith(("must", "is ")) else text
+        if text.startswith(("must", "is ")):
+            return f"{label or self.name} {text}"
+        return f"{label}: {text}" if label and label.startswith("--") else text
 
     @property
     def flag(self) -> str:
@@ -156,7 +159,7 @@ def _check_compile(value: Any) -> bool | str:
 
     if value is False or value is True or value in COMPILE_MODES:
         return value
-    raise ValueError(f"must be True/False or one of {', '.join(COMPILE_MODES)}, got {value!r}")
+    raise ValueError(f"must be one of off, {', '.join(COMPILE_MODES)} (in Python also True or False), got {value!r}")
 
 
 def _compile_choices() -> tuple[str, ...]:

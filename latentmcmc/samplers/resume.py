@@ -63,6 +63,7 @@ def check_fingerprint(saved: dict[str, Any], current: dict[str, Any], path) -> N
             for name, value in current[key].items():
                 old = saved.get(key, {}).get(name, "(absent)")
                 if old != value:
+                    name = name.removeprefix("sampler.")
                     raise ValueError(f"{path} was saved by a run with {name}={old!r}, not {value!r}: resume with the "
                                      "same arguments")
         elif saved.get(key) != current[key]:

@@ -48,7 +48,8 @@ def make_schedule(schedule: Schedule, n: int, dtype: torch.dtype, device: torch.
     """
     if isinstance(schedule, str):
         if schedule not in SCHEDULES:
-            raise ValueError(f"unknown schedule {schedule!r}; choose one of {sorted(SCHEDULES)} or pass levels")
+            raise ValueError(f"unknown schedule {schedule!r}; choose one of {', '.join(SCHEDULES)}, or pass a function "
+                             "n -> levels or the levels")
         levels = SCHEDULES[schedule](n)
     elif callable(schedule):
         levels = torch.as_tensor(schedule(n), dtype=torch.float64)

@@ -128,5 +128,5 @@ def test_user_schedules_and_their_errors():
         make_schedule([0.5, 0.9], 2, dt, dev)
     with pytest.raises(ValueError, match="within"):
         make_schedule([-0.5, 1.0], 2, dt, dev)
-    with pytest.raises(ValueError, match="unknown schedule"):
+    with pytest.raises(ValueError, match="schedule must be one of linear, geometric, sigmoid .* got 'cosine'"):
         AnnealedMALA(lambda z: z.sum(1), eps=0.1, schedule="cosine")
