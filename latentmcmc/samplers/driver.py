@@ -355,8 +355,7 @@ class Run:
             if self.settler is not None:
                 ends.append((i // self.settler.window + 1) * self.settler.window)
         elif self.monitor is not None:
-            done = i - self.warm_end
-            ends.append(self.warm_end + (done // self.monitor.every + 1) * self.monitor.every)
+            ends.append(self.warm_end + max(self.monitor.next_check, self.monitor.count + 1))
         ends += [(i // p + 1) * p for p in self.periods]
         return self.block if min(ends) - i >= self.block else 0
 
@@ -482,6 +481,7 @@ class Run:
             chains.extra["stopped_by"] = f"max steps ({s.steps}) before {self.monitor.until.describe()}"
         if self.monitor is not None and self.monitor.last is not None:
             chains.extra["online_rhat"], chains.extra["online_ess"] = self.monitor.last
+            chains.extra["online_history"] = list(self.monitor.history)  # (recorded steps, R-hat, ESS) per check
         if s.auto_warmup:
             chains.extra["warmup_settled"] = self.settled
         chains.extra["fused_steps"] = self.fused_steps  # steps run inside compiled blocks (.fused)

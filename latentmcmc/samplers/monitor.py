@@ -1,10 +1,31 @@
 """Online convergence diagnostics during the recorded steps, and the rules that end a run early.
 
-Every ``check_every`` recorded steps the monitor computes rank R-hat and bulk ESS (Vehtari et al.
-2021) of the energy and of up to ``coordinates`` latent coordinates over the draws so far, on the
-chains' device, for up to ``chains`` chains (a fixed subset: chains are exchangeable), so a check
-costs a bounded amount however large the run.  With stop rules (:class:`Until`) the recorded phase
-ends at the first check where every rule holds; the run reports which rule ended it.
+The monitor follows the energy and up to ``coordinates`` latent coordinates of up to ``chains`` chains (a
+fixed subset: chains are exchangeable) through a bounded summary of their whole history, so that a check
+costs the same at any run length and memory stays flat:
+
+* **Batch sums.** Each monitored chain and quantity keeps the sums and sums of squares of consecutive
+  batches of ``b`` draws, between :data:`BATCHES` and ``2 * BATCHES`` complete batches; when they reach
+  ``2 * BATCHES`` neighbouring batches are merged and ``b`` doubles.  Sums merge exactly, so the summary
+  holds the exact means and variances of every batch, of each half of the history and of the whole of it.
+* **R-hat** is the split R-hat of the raw values (Gelman et al. 2013: the two halves of each chain as
+  chains, ``sqrt(var+ / W)``) from the halves' exact means and variances: equal to
+  ``rhat(draws, method="split")`` on the draws of the complete batches.  With superchains it is nested
+  R-hat (Margossian et al. 2024) from the same moments.
+* **ESS** is that of the mean of the raw values, ``ESS = m var+(X) / Var(chain mean)``.  With
+  :data:`MANY_CHAINS` monitored chains or more, ``Var(chain mean)`` is the variance of the chains' means
+  across chains (independent chains of one target: exact in expectation, with a relative error of about
+  ``sqrt(2 / m)``; chains that have not forgotten their starts spread their means and lower it, as they
+  should).  With fewer chains it comes from the batch means ``Y``: Geyer's initial monotone sequence on
+  ``Y`` gives ``Var(mean)`` also when batches are shorter than the autocorrelation,
+  ``ESS = ESS(Y) var+(X) / var+(Y)``, and with batches of one draw that is ``ess(draws, method="mean")``.
+
+These are the raw-value statistics, not the rank-normalised ones of the final report (which ranks every
+draw, a cost that grows with the run): for targets with heavy tails the report's bulk ESS and rank R-hat
+can differ from the monitor's.  Checks come every ``check_every`` recorded steps for the first ten, then
+each when the run has grown by a tenth (rounded up to a multiple of ``check_every``), so a run of ``n``
+steps makes at most about ``10 + 24 log10(n / (10 check_every))`` checks (61 for 100,000 steps at 50).  With stop rules (:class:`Until`) the
+recorded phase ends at the first check where every rule holds; the run reports which rule ended it.
 """
 
 from __future__ import annotations
@@ -13,26 +34,37 @@ import math
 from dataclasses import dataclass
 
 import torch
+from torch import Tensor
 
-__all__ = ["Until", "Monitor"]
+__all__ = ["Until", "Monitor", "BATCHES"]
+
+BATCHES = 32
+"""Complete batches kept per chain: between this and twice this (the summary's size, whatever the run's length)."""
+
+MANY_CHAINS = 64
+"""From this many monitored chains on, the ESS reads the variance of the chain means across chains."""
+
+_STEADY_CHECKS = 10  # checks at every check_every recorded steps, before they space out by a tenth of the run
+_RING = 32  # recorded steps held (by reference) before they are summed
 
 
 @dataclass(frozen=True)
 class Until:
-    """Stop rules for the recorded phase: ``rhat`` (max rank R-hat at most this) and ``min_ess`` (min bulk ESS).
+    """Stop rules for the recorded phase: ``rhat`` (max split R-hat at most this) and ``min_ess`` (min ESS).
 
-    Both are measured on the energy and the monitored coordinates; a rule left None is not required.
-    With ``superchains`` (chains in that many consecutive groups that share their starting point) the
-    R-hat is nested R-hat (Margossian et al. 2024) over the monitored whole superchains.
-    ``check_every`` recorded steps between checks (at least 8 draws are needed); ``steps`` of
-    :meth:`~latentmcmc.samplers.Sampler.run` is the cap.  ``chains`` and ``coordinates`` bound the
-    cost of a check.
+    Both are measured online on the energy and the monitored coordinates (:class:`Monitor`); a rule left
+    None is not required.  With ``superchains`` (chains in that many consecutive groups that share their
+    starting point) the R-hat is nested R-hat (Margossian et al. 2024) over the monitored whole
+    superchains.  ``check_every`` recorded steps between the first checks (at least 8 draws are
+    needed); ``steps`` of :meth:`~latentmcmc.samplers.Sampler.run` is the cap.  ``chains`` (monitored
+    chains; the ESS is that of all the run's chains, scaled from theirs: chains are exchangeable) and
+    ``coordinates`` bound the cost of a step and of a check.
     """
 
     rhat: float | None = None
     min_ess: float | None = None
     check_every: int = 50
-    chains: int = 4096
+    chains: int = 256
     coordinates: int = 16
     superchains: int | None = None  # consecutive groups of chains sharing a start: the rule uses nested R-hat
 
@@ -55,53 +87,184 @@ class Until:
         return " and ".join(parts)
 
 
+def _moments(total: Tensor, squares: Tensor, count: int) -> tuple[Tensor, Tensor]:
+    """Means and unbiased variances from sums and sums of squares of ``count`` draws."""
+    mean = total / count
+    return mean, (squares - total * mean).clamp(min=0.0) / max(count - 1, 1)
+
+
+def _split_rhat(mean: Tensor, var: Tensor, n: int) -> Tensor:
+    """Gelman's R-hat of chains ``(chains, p)`` of ``n`` draws each, from their means and variances."""
+    within = var.mean(0)
+    between = mean.var(0, unbiased=True) * n
+    var_plus = (n - 1) / n * within + between / n
+    return torch.sqrt(var_plus / within)
+
+
+def _nested_rhat(mean: Tensor, var: Tensor, groups: int) -> Tensor:
+    """Nested R-hat of chains ``(chains, p)`` in ``groups`` consecutive superchains, from means and variances."""
+    c, p = mean.shape
+    size = c // groups
+    mean, var = mean[: groups * size].reshape(groups, size, p), var[: groups * size].reshape(groups, size, p)
+    between_chain = mean.var(1, unbiased=True) if size > 1 else torch.zeros(groups, p, dtype=mean.dtype)
+    within_super = (var.mean(1) + between_chain).mean(0)
+    between_super = mean.mean(1).var(0, unbiased=True)
+    return torch.sqrt(1.0 + between_super / within_super)
+
+
 class Monitor:
-    """Keeps the monitored draws (energy + a few coordinates of a subset of chains) and checks them."""
+    """The monitored quantities' batch sums (see the module docstring), and the checks on them."""
 
     def __init__(self, state, steps: int, until: Until | None, check_every: int) -> None:
         self.until = until
         self.every = until.check_every if until is not None else check_every
         chains = state.z.shape[0]
-        self.m = min(chains, until.chains if until else 4096)
+        self.chains = chains
+        self.m = min(chains, until.chains if until else 256)
         self.groups = None
         if until is not None and until.superchains:
             size = chains // until.superchains
             self.m = max(2 * size, self.m // size * size)  # whole superchains, at least two
             self.groups = self.m // size
-        k = min(state.z[0].numel(), until.coordinates if until else 16)
-        self.k = k
-        self.buffer = torch.empty((self.m, steps, k + 1), dtype=state.energy.dtype, device=state.z.device)
-        self.count = 0
-        self.last: tuple[float, float] | None = None  # (max R-hat, min bulk ESS) at the last check
+        self.k = min(state.z[0].numel(), until.coordinates if until else 16)
+        shape, like = (self.m, 2 * BATCHES, self.k + 1), dict(dtype=torch.float64, device=state.z.device)
+        self.sums, self.squares = torch.zeros(shape, **like), torch.zeros(shape, **like)
+        self.partial, self.partial_sq = torch.zeros(self.m, self.k + 1, **like), torch.zeros(self.m, self.k + 1, **like)
+        # a step only keeps references to its (new, never modified) energy and states; the sums are taken for
+        # several steps at a time, as many as 32 MiB of states allow (32 at most)
+        per_step = state.z.numel() * state.z.element_size() + state.energy.numel() * state.energy.element_size()
+        self.ring = max(1, min(_RING, (32 << 20) // max(per_step, 1)))
+        self.pending: list = []
+        self.ref: Tensor | None = None  # the first recorded values: sums are of differences (no cancellation)
+        self.batch = 1  # draws per batch
+        self.batches = 0  # complete batches held
+        self.in_partial = 0
+        self.count = 0  # recorded steps seen
+        self.checks = 0
+        self.next_check = self.every
+        self.last: tuple[float, float] | None = None  # (max R-hat, min ESS) at the last check
+        self.history: list[tuple[int, float, float]] = []  # (recorded steps, max R-hat, min ESS) of every check
         self.stopped_by: str | None = None
 
     def record_block(self, block) -> None:
-        """Record ``k`` steps (one, or a fused block) from a block's stacked ``energy`` ``(k, chains)`` and ``z``."""
-        k = block.energy.shape[0]
-        rows = torch.cat([block.energy[:, : self.m, None],
-                          block.z[:, : self.m].reshape(k, self.m, -1)[:, :, : self.k]], 2)
-        self.buffer[:, self.count:self.count + k] = rows.transpose(0, 1)
-        self.count += k
+        """Take ``k`` recorded steps (one, or a fused block): the energy ``(k, chains)`` and states ``(k, chains, ...)``."""
+        self.pending.append((block.energy, block.z))
+        self.count += block.energy.shape[0]
+        if len(self.pending) >= self.ring:
+            self._flush()
+
+    def _flush(self) -> None:
+        """Add the pending steps to the batch sums (whole batches at once), closing batches as they fill."""
+        if not self.pending:
+            return
+        m, k = self.m, self.k
+        energy = torch.cat([e[:, :m] for e, _ in self.pending])
+        z = torch.cat([z[:, :m].reshape(z.shape[0], m, -1)[:, :, :k] for _, z in self.pending])
+        self.pending = []
+        rows = torch.cat([energy[:, :, None], z.to(energy.dtype)], 2)  # (steps, m, p), in the run's dtype
+        if self.ref is None:
+            self.ref = rows[0].clone()
+        rows = rows - self.ref.to(rows.dtype)  # differences to the first values: small sums, no cancellation
+        done, total, b = 0, rows.shape[0], self.batch
+        while done < total:
+            full = min((total - done) // b, 2 * BATCHES - self.batches) if self.in_partial == 0 else 0
+            if full:  # whole batches at once
+                chunk = rows[done:done + full * b].reshape(full, b, *rows.shape[1:])
+                self.sums[:, self.batches:self.batches + full] = chunk.sum(1, dtype=torch.float64).transpose(0, 1)
+                self.squares[:, self.batches:self.batches + full] = chunk.square().sum(1, dtype=torch.float64).transpose(0, 1)
+                self.batches += full
+                done += full * b
+                self._merge_if_full()
+                b = self.batch
+                continue
+            n = min(total - done, b - self.in_partial)
+            chunk = rows[done:done + n]
+            self.partial += chunk.sum(0, dtype=torch.float64)
+            self.partial_sq += chunk.square().sum(0, dtype=torch.float64)
+            self.in_partial += n
+            done += n
+            if self.in_partial == b:
+                self._close_batch()
+                b = self.batch
+
+    def _close_batch(self) -> None:
+        self.sums[:, self.batches] = self.partial
+        self.squares[:, self.batches] = self.partial_sq
+        self.partial.zero_()
+        self.partial_sq.zero_()
+        self.in_partial = 0
+        self.batches += 1
+        self._merge_if_full()
+
+    def _merge_if_full(self) -> None:
+        if self.batches == 2 * BATCHES:  # merge neighbours: half as many batches, twice as long
+            for t in (self.sums, self.squares):
+                t[:, :BATCHES] = t[:, 0::2] + t[:, 1::2]
+                t[:, BATCHES:] = 0.0
+            self.batches = BATCHES
+            self.batch *= 2
 
     def due(self) -> bool:
-        return self.count >= 8 and self.count % self.every == 0
+        return self.count >= 8 and self.count >= self.next_check
+
+    def _schedule_next(self) -> None:
+        self.checks += 1
+        if self.checks < _STEADY_CHECKS:
+            self.next_check = self.count + self.every
+        else:  # then whenever the run has grown by a tenth, on a multiple of check_every
+            self.next_check = max(self.count + self.every,
+                                  math.ceil(self.count * 1.1 / self.every) * self.every)
+
+    def statistics(self) -> tuple[Tensor, Tensor] | None:
+        """``(R-hat, ESS)`` of each monitored quantity over the complete batches, or None with fewer than four."""
+        self._flush()
+        nb = self.batches
+        if nb < 4:
+            return None
+        b = self.batch
+        ref = self.ref[:, None, :].to(torch.float64)  # back from differences to the values: sums + b ref, squares
+        sums = self.sums[:, :nb] + b * ref
+        squares = self.squares[:, :nb] + 2 * ref * self.sums[:, :nb] + b * ref.square()
+        h = nb // 2  # split R-hat: the first and last h batches of each chain (the middle one dropped if nb is odd)
+        halves = [(sums[:, :h].sum(1), squares[:, :h].sum(1)), (sums[:, nb - h:].sum(1), squares[:, nb - h:].sum(1))]
+        means, variances = zip(*(_moments(s, q, h * b) for s, q in halves))
+        mean, var = torch.cat(means), torch.cat(variances)  # the halves as chains: (2m, p)
+        if self.groups is not None:  # halves of a chain stay in its superchain
+            size = self.m // self.groups
+            order = torch.arange(2 * self.m, device=mean.device).reshape(2, self.groups, size).permute(1, 0, 2)
+            r = _nested_rhat(mean[order.reshape(-1)], var[order.reshape(-1)], self.groups)
+        else:
+            r = _split_rhat(mean, var, h * b) if self.m * 2 > 1 else torch.full_like(mean[0], float("nan"))
+        ess = self._ess(sums, squares, nb, b)
+        return r, ess
+
+    def _ess(self, sums: Tensor, squares: Tensor, nb: int, b: int) -> Tensor:
+        from ..diagnostics.convergence import ess_core
+
+        n = nb * b
+        mean_x, var_x = _moments(sums.sum(1), squares.sum(1), n)  # (m, p)
+        between = mean_x.var(0, unbiased=True) if self.m > 1 else 0.0
+        var_plus_x = (n - 1) / n * var_x.mean(0) + between
+        scale = self.chains / self.m  # all the run's chains, from the monitored ones (exchangeable)
+        if self.m >= MANY_CHAINS:  # Var(chain mean) from the spread of the chain means across chains
+            return scale * self.m * var_plus_x / between
+        y = (sums / b).permute(2, 0, 1)  # batch means (p, m, nb)
+        ess_y = ess_core(y)
+        var_y = y.var(-1, unbiased=True).mean(1)
+        var_plus_y = (nb - 1) / nb * var_y + (y.mean(-1).var(1, unbiased=True) if self.m > 1 else 0.0)
+        return scale * (ess_y if b == 1 else ess_y * var_plus_x / var_plus_y)
 
     def check(self) -> bool:
-        """Compute the diagnostics of the draws so far; True when every stop rule holds."""
-        import warnings
-
-        from ..diagnostics.convergence import ess_rhat
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            bulk, _, r = ess_rhat(self.buffer[:, : self.count])
-            if self.groups is not None:
-                from ..diagnostics.convergence import rhat_nested
-
-                r = rhat_nested(self.buffer[:, : self.count], self.groups)
+        """Compute the diagnostics of the run so far; True when every stop rule holds."""
+        self._schedule_next()
+        stats = self.statistics()
+        if stats is None:
+            return False
+        r, ess = stats
         worst_rhat = float(torch.nan_to_num(r, nan=float("inf")).max()) if self.m > 1 else float("nan")
-        least_ess = float(torch.nan_to_num(bulk, nan=0.0).min())
+        least_ess = float(torch.nan_to_num(ess, nan=0.0).min())
         self.last = (worst_rhat, least_ess)
+        self.history.append((self.count, worst_rhat, least_ess))
         u = self.until
         if u is None:
             return False
@@ -112,10 +275,21 @@ class Monitor:
                                f"{self.count} recorded steps")
         return ok
 
+    _FIELDS = ("batch", "batches", "in_partial", "count", "checks", "next_check")
+
     def state_dict(self) -> dict:
-        return {"buffer": self.buffer[:, : self.count].clone(), "count": self.count, "last": self.last}
+        self._flush()
+        return {"sums": self.sums.clone(), "squares": self.squares.clone(), "partial": self.partial.clone(),
+                "ref": None if self.ref is None else self.ref.clone(),
+                "partial_sq": self.partial_sq.clone(), "last": self.last, "history": list(self.history),
+                **{name: getattr(self, name) for name in self._FIELDS}}
 
     def load_state_dict(self, d: dict) -> None:
-        self.count = int(d["count"])
-        self.buffer[:, : self.count] = d["buffer"].to(self.buffer.device)
+        for name in ("sums", "squares", "partial", "partial_sq"):
+            getattr(self, name).copy_(d[name].to(self.sums.device))
+        for name in self._FIELDS:
+            setattr(self, name, int(d[name]))
+        self.ref = None if d.get("ref") is None else d["ref"].to(self.sums.device)
+        self.pending = []
         self.last = tuple(d["last"]) if d["last"] is not None else None
+        self.history = [tuple(h) for h in d.get("history", [])]

@@ -1,0 +1,53 @@
+"""What the online monitor (stop rules) costs, as a share of sampling, at every run length.
+
+MALA on N(0, I_8), 1,024 chains, one thread, ``record="last"``, eager steps; the same run with and without
+``until=Until(min_ess=1e12, check_every=50)`` (a rule that never holds, so the run goes to its cap and
+makes every check), interleaved, best of ``--repeats`` rounds for each length.  The monitor's summary has
+the same size at every length (:mod:`latentmcmc.samplers.monitor`), so the overhead should not grow.
+
+    python benchmarks/monitor_overhead.py --steps 100 1000 10000 100000
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+import warnings
+
+import torch
+
+from latentmcmc import MALA
+from latentmcmc.samplers import Until
+
+torch.set_num_threads(1)
+
+
+def timed(steps: int, until: Until | None) -> tuple[float, int]:
+    z0 = torch.randn(1024, 8, generator=torch.Generator().manual_seed(0))
+    sampler = MALA(lambda z: 0.5 * z.square().sum(1), eps=0.5)
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        chains = sampler.run(z0, steps=steps, seed=1, record="last", until=until, progress=False, fuse=False)
+    return time.perf_counter() - t0, len(chains.extra.get("online_history", []))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", nargs="*", type=int, default=[100, 1000, 10000, 100000])
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    print(f"load average {os.getloadavg()[0]:.2f}; MALA, N(0, I_8), 1,024 chains, one thread, best of {args.repeats}")
+    print(f"{'steps':>8} {'sampling s':>11} {'with monitor s':>15} {'checks':>7} {'overhead':>9}")
+    for steps in args.steps:
+        plain, monitored, checks = float("inf"), float("inf"), 0
+        for _ in range(args.repeats if steps <= 10_000 else 1):
+            plain = min(plain, timed(steps, None)[0])
+            seconds, checks = timed(steps, Until(min_ess=1e12, check_every=50))
+            monitored = min(monitored, seconds)
+        print(f"{steps:>8} {plain:>11.2f} {monitored:>15.2f} {checks:>7} {(monitored - plain) / plain:>8.1%}")
+
+
+if __name__ == "__main__":
+    main()
