@@ -25,9 +25,10 @@ def _np(t: Tensor) -> np.ndarray:
     return t.detach().float().cpu().numpy()
 
 
-def image_grid(images: Tensor, columns: int = 8) -> np.ndarray:
-    """Tile ``(n, C, H, W)`` images in [-1, 1] into one ``(rows H, columns W[, 3])`` array in [0, 1]."""
-    x = _np(images).clip(-1, 1) * 0.5 + 0.5
+def image_grid(images: Tensor, columns: int = 8, value_range: tuple[float, float] = (-1.0, 1.0)) -> np.ndarray:
+    """Tile ``(n, C, H, W)`` images with pixels in ``value_range`` into one ``(rows H, columns W[, 3])`` array in [0, 1]."""
+    lo, hi = value_range
+    x = ((_np(images) - lo) / (hi - lo)).clip(0, 1)
     n, c, h, w = x.shape
     rows = math.ceil(n / columns)
     canvas = np.ones((rows * (h + 1) - 1, columns * (w + 1) - 1, c), dtype=np.float32)
@@ -43,7 +44,8 @@ def _square_side(n: int) -> int | None:
 
 
 def samples_figure(before: Tensor, after: Tensor, reference: Tensor | None = None, title: str = "",
-                   max_points: int = 5000, max_images: int = 64, quality: dict | None = None) -> Figure:
+                   max_points: int = 5000, max_images: int = 64, quality: dict | None = None,
+                   value_range: tuple[float, float] | None = None) -> Figure:
     """Before/after panels of the same latents: scatter plots for 2-D samples (data in grey behind, the
     quality numbers in the titles), image grids for ``(n, C, H, W)`` samples; flat samples whose size is
     a square are shown as square grey images, other flat samples as their first two principal components."""
@@ -91,7 +93,11 @@ def samples_figure(before: Tensor, after: Tensor, reference: Tensor | None = Non
             ax.set_ylabel("x[1]" if not note else "component 2")
             ax.legend(loc="best", markerscale=4, fontsize="small", framealpha=0.9)
         elif x.dim() == 4 and x.shape[1] in (1, 3):
-            grid = image_grid(x[:max_images])
+            if value_range is None:  # read off the prior samples: a sigmoid output is drawn from 0, a tanh from -1
+                from .datafiles import output_range
+
+                value_range = output_range(before) or (-1.0, 1.0)
+            grid = image_grid(x[:max_images], value_range=value_range)
             ax.imshow(grid, cmap="gray" if grid.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
             ax.axis("off")
         else:

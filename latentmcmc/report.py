@@ -135,7 +135,8 @@ def write_report(result: Refinement, out: str | os.PathLike, figures: bool = Tru
                 samples_figure,
             )
 
-            _save_figure(samples_figure(result.before, result.after, result.reference, quality=result.metrics.get("quality")),
+            _save_figure(samples_figure(result.before, result.after, result.reference, quality=result.metrics.get("quality"),
+                                        value_range=result.value_range),
                          staging / "samples.png")
             _save_figure(energy_trace_figure(result.chains), staging / "energy.png")
             _save_figure(acceptance_figure(result.chains, target_accept), staging / "acceptance.png")

@@ -10,7 +10,7 @@ import threading
 import warnings
 
 from ..process_group import leave
-from . import compare, demo, diagnose, refine, train  # noqa: F401  (the commands register themselves on ``app``)
+from . import compare, demo, diagnose, fit_critic, refine, train  # noqa: F401  (the commands register themselves on ``app``)
 from .common import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_TERMINATED, app, refresh_help
 from .declared import refresh_commands
 

@@ -15,6 +15,7 @@ from .common import (
     check_device,
     choices,
     flag,
+    parse_shape,
     progress_flag,
 )
 from .declared import derived_command, given_values, option_parameter, parameter
@@ -50,6 +51,13 @@ def _compare_parameters() -> list:
         *run,
         *sampler_parameters()[1:],  # the samplers' options (--sampler itself is --methods here)
         parameter("grid_points", typer.Option(801, help="2-D latents: grid points per axis of the exact target."), int),
+        parameter("fit_critic", typer.Option(None, help="A generator without a critic: fit one on these real samples "
+                                                        "(as 'latentmcmc fit-critic' does, defaults) and compare with "
+                                                        "its logit; critic.pt2 and fit.json join the outputs",
+                                             show_default=False), Optional[Path]),
+        parameter("data_range", typer.Option(None, help="The generator's pixel range LO,HI (image files' bytes map to "
+                                                        "it)  \\[default: read off its samples: 0,1 or -1,1]",
+                                             show_default=False), Optional[str]),
         *_MODEL,
         *_FEATURES,
         parameter("device", typer.Option("cpu", help="cpu, cuda or cuda:N."), str),
@@ -102,23 +110,56 @@ def compare_command(**values) -> None:
     dev = check_device(v["device"])
     out = v["out"]
     check_writable(out)
+    from .fit_critic import parse_range, read_real
+
+    value_range = parse_range(v["data_range"])
+    if v["fit_critic"] is not None and (v["critic"] is not None or v["checkpoint"] is not None):
+        raise CommandError("--fit-critic fits the critic: give --generator and --latent-shape, without --critic or a "
+                           "checkpoint")
+    fitted = None
     with locked_output(out):  # one run at a time into OUT; a killed run's leftovers go
-        g, u, shape, dataset = load_target(v["checkpoint"], v["generator"], v["critic"], v["latent_shape"], dev)
+        if v["fit_critic"] is not None:
+            from ..fit_critic import fit_critic
+
+            if v["generator"] is None or not v["latent_shape"]:
+                raise CommandError("--fit-critic needs --generator g.pt2 and --latent-shape")
+            from ..io.torch_export import load_exported
+
+            shape = parse_shape(v["latent_shape"])
+            g = load_exported(v["generator"], dev, name=f"generator {v['generator']}")
+            real, value_range = read_real(v["fit_critic"], g, shape, run["data_shape"], value_range, dev,
+                                          what="--fit-critic")
+            fitted = fit_critic(g, real, shape, data_shape=run["data_shape"], seed=run["seed"], device=dev,
+                                progress=progress_flag(v["quiet"]))
+            u, dataset, run["critic_output"], run["critic_sign"] = fitted.critic, None, "logit", 1.0
+            held = fitted.report["held_out"]
+            typer.echo(f"fitted a critic on {v['fit_critic']}: held-out accuracy {held['accuracy']:.3f}, log-loss "
+                       f"{held['log_loss']:.3f} at step {fitted.report['step']}", err=True)
+        else:
+            g, u, shape, dataset = load_target(v["checkpoint"], v["generator"], v["critic"], v["latent_shape"], dev)
         if v["critic"] is not None:  # a model trained elsewhere (latentmcmc's own critics output energies)
             warn_critic_output(g, u, shape, run["critic_output"], run["critic_sign"], dev)
         features, reference = v["features"], v["reference"]
         if (features is None) != (reference is None):
             raise CommandError("--features and --reference go together (an extractor and the samples to compare with)")
-        quality = (load_feature_quality(features, reference, v["classifier"], g, shape, run["data_shape"], dev)
-                   if features else None)
+        quality = (load_feature_quality(features, reference, v["classifier"], g, shape, run["data_shape"], dev,
+                                        value_range) if features else None)
         result = compare(g, u, shape, names, budget=v["budget"], beta=run["beta"], num_chains=run["num_chains"],
                          seed=run["seed"], dataset=dataset, critic_sign=run["critic_sign"],
                          critic_output=run["critic_output"], device=dev, quality=quality, data_shape=run["data_shape"],
                          grid_points=v["grid_points"], sampler_options=options, progress=progress_flag(v["quiet"]))
-        source = str(v["checkpoint"]) if v["checkpoint"] is not None else f"{v['generator']} + {v['critic']}"
+        critic_source = f"a critic fitted on {v['fit_critic']}" if fitted is not None else v["critic"]
+        source = str(v["checkpoint"]) if v["checkpoint"] is not None else f"{v['generator']} + {critic_source}"
         with staged_outputs(out) as staging:
             write_json(staging / "compare.json", {"source": source, "settings": result.settings, "methods": result.rows})
             if v["figures"]:
                 comparison_figure(result).savefig(staging / "compare.png", dpi=90)
+            if fitted is not None:
+                from ..fit_critic import export_critic
+
+                export_critic(fitted.critic, real[:2].to(dev), staging / "critic.pt2")
+                write_json(staging / "fit.json", {**fitted.report, "real": str(v["fit_critic"])})
         typer.echo(comparison_table(result))
-        typer.echo(f"wrote {out}/ (compare.json" + (", compare.png)" if v["figures"] else ")"))
+        files = ["compare.json"] + (["compare.png"] if v["figures"] else []) + (["critic.pt2", "fit.json"]
+                                                                                 if fitted is not None else [])
+        typer.echo(f"wrote {out}/ ({', '.join(files)})")

@@ -56,33 +56,16 @@ def load_target(checkpoint: Optional[Path], generator: Optional[Path], critic: O
 
 
 def load_feature_quality(features: Path, reference: Path, classifier: Optional[Path], g, latent_shape, view_shape,
-                         device):
-    """The user's feature-space metrics: an exported extractor (and classifier) and reference samples (.npz)."""
-    import numpy as np
-    import torch
-
+                         device, value_range=None):
+    """The user's feature-space metrics: an exported extractor (and classifier) and reference samples (any data
+    file :mod:`latentmcmc.datafiles` reads, in the generator's output shape and pixel range)."""
     from ..feature_metrics import FeatureQuality
     from ..io.torch_export import load_exported
+    from .fit_critic import read_real
 
     extractor = load_exported(features, device, name=f"feature extractor {features}")
     judge = load_exported(classifier, device, name=f"classifier {classifier}") if classifier is not None else None
-    if not reference.is_file():
-        raise CommandError(f"no reference data at {reference}")
-    try:
-        with np.load(reference, allow_pickle=False) as data:
-            names = list(data.files)
-            key = "x" if "x" in names else (names[0] if len(names) == 1 else None)
-            if key is None:
-                raise CommandError(f"{reference} holds several arrays ({', '.join(names)}); name the samples 'x'")
-            ref = torch.as_tensor(data[key]).float()
-    except (OSError, ValueError) as err:
-        raise CommandError(f"{reference} is not a NumPy .npz file of reference samples") from err
-    with torch.no_grad():
-        sample = g(torch.zeros(2, *latent_shape, device=device))
-    data_shape = tuple(view_shape) if view_shape else tuple(sample.shape[1:])
-    if tuple(ref.shape[1:]) != data_shape:
-        raise CommandError(f"the reference samples have shape {tuple(ref.shape[1:])} but the generator's samples are "
-                           f"{data_shape}" + ("" if view_shape else " (--data-shape views them otherwise)"))
+    ref, _ = read_real(reference, g, latent_shape, view_shape, value_range, device, what="--reference")
     try:
         return FeatureQuality(extractor, ref.to(device), judge, name=f"features of {features.name}")
     except ImportError as err:
@@ -176,6 +159,10 @@ def _refine_parameters() -> list:
                   Path),
         *_MODEL,
         *_FEATURES,
+        parameter("data_range", typer.Option(None, help="The generator's pixel range LO,HI (image grids; image files' "
+                                                        "bytes given as --reference map to it)  \\[default: read off "
+                                                        "its samples: 0,1 or -1,1]", show_default=False),
+                  Optional[str]),
         parameter("run_file", flag(True, "--run-nc/--no-run-nc", help="Write run.nc (the draws for ArviZ; large for "
                                                                       "big runs)."), bool),
         parameter("figures", flag(True, "--figures/--no-figures", help="Write the PNG figures."), bool),
@@ -250,7 +237,10 @@ def _refine_locked(v: dict, options, out: Path, dev, distributed: bool) -> None:
     g, u, shape, dataset = load_target(checkpoint, generator, critic, v["latent_shape"], dev)
     if critic is not None:  # a model trained elsewhere (latentmcmc's own critics output energies)
         warn_critic_output(g, u, shape, options.critic_output, options.critic_sign, dev)
-    quality = (load_feature_quality(features, reference, classifier, g, shape, options.data_shape, dev)
+    from .fit_critic import parse_range
+
+    value_range = parse_range(v["data_range"])
+    quality = (load_feature_quality(features, reference, classifier, g, shape, options.data_shape, dev, value_range)
                if features else None)
     if options.track_every and quality is None and dataset is None:
         raise CommandError("--track-every needs quality metrics: a checkpoint that knows its data, or --features and "
@@ -286,6 +276,7 @@ def _refine_locked(v: dict, options, out: Path, dev, distributed: bool) -> None:
                 if saving and state_file.exists() else "")
         typer.echo(f"interrupted during warm-up: no outputs were written to {out}{kept}", err=True)
         raise typer.Exit(EXIT_INTERRUPTED)
+    result.value_range = value_range
     if result.chains.num_draws == 0:
         typer.echo(f"interrupted before the first kept draw: nothing was written to {out}", err=True)
         raise typer.Exit(EXIT_INTERRUPTED)

@@ -33,6 +33,7 @@ class Refinement:
     reference: Tensor | None = None  # data the generator was trained on, for plots (when known)
     weights: Tensor | None = None  # (num_chains,) AIS weights, summing to 1 (annealed samplers)
     tracking: list[dict[str, Any]] | None = None
+    value_range: tuple[float, float] | None = None  # the generator's pixel range, for image grids (None: read off)
 
 
 def run_metrics(chains: Chains, superchain_size: int | None = None, diagnostics: bool = True) -> dict[str, Any]:

@@ -75,8 +75,10 @@ def files(tmp_path_factory) -> dict[str, Path]:
         "classifier": export(Classifier(), torch.randn(4, 1, 4, 4), folder / "classifier.pt2"),
     }
     np.savez(folder / "reference.npz", x=np.tanh(np.random.default_rng(0).standard_normal((300, 1, 4, 4))).astype(np.float32))
-    np.savez(folder / "flat_reference.npz", x=np.zeros((300, 16), dtype=np.float32))
+    np.savez(folder / "flat_reference.npz", x=np.zeros((300, 16), dtype=np.float32))  # flat rows of the right size
+    np.savez(folder / "wrong_reference.npz", x=np.zeros((300, 25), dtype=np.float32))
     out["reference"], out["flat_reference"] = folder / "reference.npz", folder / "flat_reference.npz"
+    out["wrong_reference"] = folder / "wrong_reference.npz"
     return out
 
 
@@ -122,7 +124,8 @@ def test_big_run_options_and_annealed_resampling(files, tmp_path, capsys):
 
 @pytest.mark.parametrize("extra,needle", [
     (["--features", "bad_features", "--reference", "reference"], "must return (n, d) features"),
-    (["--features", "features", "--reference", "flat_reference"], "reference samples have shape (16,)"),
+    (["--features", "features", "--reference", "wrong_reference"],
+     "has samples of shape (25,) (25 values) but the generator's samples have shape (1, 4, 4) (16 values)"),
     (["--data-shape", "1,5,5"], "data_shape (1, 5, 5) holds 25 values but the generator outputs 16"),
     (["--track-every", "-1"], "--track-every must be an integer >= 0"),
     (["--features", "features"], "--features and --reference go together"),

@@ -1,0 +1,112 @@
+"""``latentmcmc fit-critic``: a critic for a generator that has none, fitted on real data; writes critic.pt2 and fit.json."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .common import CommandError, app, check_device, flag, parse_shape, progress_flag
+
+
+def parse_range(text: str | None) -> tuple[float, float] | None:
+    """``--data-range LO,HI`` (e.g. ``0,1`` or ``-1,1``)."""
+    if text is None:
+        return None
+    try:
+        lo, hi = (float(p) for p in text.split(","))
+    except ValueError:
+        raise CommandError(f"--data-range must be two numbers LO,HI such as 0,1 or -1,1, got {text!r}") from None
+    if not lo < hi:
+        raise CommandError(f"--data-range must have LO < HI, got {text!r}")
+    return lo, hi
+
+
+def read_real(path: Path, generator, latent_shape, view_shape, value_range, device, what: str = "--real"):
+    """Real samples from ``path`` (any file :mod:`latentmcmc.datafiles` reads) in the generator's output shape and
+    value range; a CommandError names the file or the two shapes."""
+    import torch
+
+    from ..datafiles import DataFileError, fit_to, output_range, read_data
+
+    with torch.no_grad():
+        sample = generator(torch.randn(64, *latent_shape, generator=torch.Generator().manual_seed(0)).to(device))
+    shape = tuple(view_shape) if view_shape else tuple(sample.shape[1:])
+    value_range = value_range or output_range(sample) or (0.0, 1.0)
+    try:
+        return fit_to(read_data(path, value_range), shape, f"{what} {path}"), value_range
+    except DataFileError as err:
+        raise CommandError(str(err)) from None
+
+
+@app.command("fit-critic")
+def fit_critic_command(
+    generator: Path = typer.Option(..., help="The generator, saved with torch.export.save (.pt2)."),
+    latent_shape: str = typer.Option(..., help="Its latent shape, e.g. 128 or 4,4,8 (z ~ N(0, I))."),
+    real: Path = typer.Option(..., help="Real samples: .npz/.npy, IDX files (MNIST family, .gz or not) or a folder "
+                                        "of PNG/JPEG images."),
+    out: Path = typer.Option(..., help="Output directory: critic.pt2 (logits, higher = more real) and fit.json."),
+    data_shape: Optional[str] = typer.Option(None, help="View the samples as this shape, e.g. 1,28,28  "
+                                                        "\\[default: the generator's output shape]",
+                                             show_default=False),
+    data_range: Optional[str] = typer.Option(None, help="The generator's pixel range, LO,HI: image files' bytes are "
+                                                        "mapped to it  \\[default: read off the generator's samples: "
+                                                        "0,1 or -1,1]", show_default=False),
+    features: Optional[Path] = typer.Option(None, help="A feature extractor (torch.export, x -> (n, d)): fit a small "
+                                                       "head on its frozen features instead of a whole network",
+                                            show_default=False),
+    init: Optional[Path] = typer.Option(None, help="An existing discriminator (torch.export) to fine-tune instead",
+                                        show_default=False),
+    init_output: str = typer.Option("probability", help="What --init outputs: probability, logit or energy."),
+    steps: int = typer.Option(2000, help="The most gradient steps (early stopping on the held-out log-loss may end "
+                                         "sooner)."),
+    holdout: float = typer.Option(0.2, help="Share of the real samples held out for early stopping and the report."),
+    penalty: float = typer.Option(0.0, help="Weight of a zero-centred gradient penalty on real data (R1)."),
+    spectral_norm: Optional[bool] = typer.Option(None, "--spectral-norm/--no-spectral-norm",
+                                                 help="Spectral norm in the default network  \\[default: on for "
+                                                      "images, off for flat data]", show_default=False),
+    seed: int = typer.Option(0, help="Seed of the split, the generated samples and the initialisation."),
+    device: str = typer.Option("cpu", help="cpu, cuda or cuda:N."),
+    quiet: bool = flag(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Fit a critic for a generator that has none: a discriminator of real data against G(z), z ~ N(0, I).
+
+    Its logit estimates log p_data(x) - log p_G(x), so refine --critic OUT/critic.pt2 --critic-output logit
+    targets the data distribution pulled back to latent space (beta 1). A held-out part of the data stops
+    the fit early and measures it (accuracy, log-loss, calibration error, in fit.json and the last line).
+    A critic that separates real from generated almost perfectly is warned about: refinement can exploit it.
+    """
+    from ..fit_critic import export_critic, fit_critic
+    from ..io.torch_export import load_exported
+    from ..output_lock import locked_output
+    from ..report import check_writable, staged_outputs, write_json
+
+    if init is not None and features is not None:
+        raise CommandError("give --init (fine-tune a discriminator) or --features (a head on features), not both")
+    if init_output not in ("probability", "logit", "energy"):
+        raise CommandError(f"--init-output must be probability, logit or energy, got {init_output!r}")
+    if init is None and init_output != "probability":
+        typer.echo("warning: --init-output applies only with --init; ignored", err=True)
+    dev = check_device(device)
+    shape, view = parse_shape(latent_shape), parse_shape(data_shape) if data_shape else None
+    value_range = parse_range(data_range)
+    check_writable(out)
+    g = load_exported(generator, dev, name=f"generator {generator}")
+    samples, value_range = read_real(real, g, shape, view, value_range, dev)
+    extractor = load_exported(features, dev, name=f"feature extractor {features}") if features else None
+    start = load_exported(init, dev, name=f"discriminator {init}") if init else None
+    with locked_output(out):
+        fitted = fit_critic(g, samples, shape, data_shape=view, features=extractor, init=start, init_output=init_output,
+                            steps=steps, seed=seed, holdout=holdout, penalty=penalty, normalized=spectral_norm,
+                            device=dev, progress=progress_flag(quiet))
+        report = {**fitted.report, "generator": str(generator), "real": str(real), "data_range": list(value_range)}
+        with staged_outputs(out) as staging:
+            export_critic(fitted.critic, samples[:2].to(dev), staging / "critic.pt2")
+            write_json(staging / "fit.json", report)
+    held = report["held_out"]
+    typer.echo(f"fitted a critic ({report['critic']}, {report['parameters']:,} parameters) in {report['seconds']:.0f} s: "
+               f"held-out accuracy {held['accuracy']:.3f}, log-loss {held['log_loss']:.3f}, calibration error "
+               f"{held['calibration_error']:.3f} at step {report['step']}"
+               + (f" (stopped early at {report['steps_run']})" if report["early_stopped"] else "")
+               + f"; wrote {out}/critic.pt2 and fit.json")
