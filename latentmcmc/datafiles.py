@@ -133,7 +133,7 @@ def read_data(path: str | os.PathLike, value_range: tuple[float, float] = (0.0, 
         raise DataFileError(f"{path} holds {array.dtype} data, not numbers")
     if array.shape[0] == 0:
         raise DataFileError(f"{path} holds no samples")
-    x = torch.from_numpy(np.ascontiguousarray(array))
+    x = torch.from_numpy(np.require(array, requirements=["C", "W"]))  # a writable, contiguous copy if needed
     if array.dtype == np.uint8:
         lo, hi = value_range
         x = lo + (hi - lo) * (x.float() / 255.0)

@@ -136,7 +136,9 @@ def evaluate(critic: nn.Module, real: Tensor, fake: Tensor, batch: int = 1024) -
     return {"log_loss": loss, "accuracy": accuracy, "calibration_error": _calibration_error(torch.sigmoid(logits), label)}
 
 
-def _digest(module: nn.Module) -> str:
+def _digest(module) -> str:
+    if not isinstance(module, nn.Module):
+        return f"callable:{getattr(module, '__qualname__', type(module).__name__)}"
     h = hashlib.sha256()
     for name, t in sorted(module.state_dict().items()):
         h.update(name.encode())
@@ -189,8 +191,8 @@ def fit_critic(generator: nn.Module, real: Tensor, latent_shape: tuple[int, ...]
         raise ValueError(f"holdout must be in (0, 1), got {holdout}")
     if not (lr > 0 and math.isfinite(lr)) or not (penalty >= 0 and math.isfinite(penalty)):
         raise ValueError(f"lr must be > 0 and penalty >= 0, got {lr} and {penalty}")
-    device = torch.device(device) if device is not None else next(
-        (p.device for p in generator.parameters()), torch.device("cpu"))
+    params_of_g = list(generator.parameters()) if isinstance(generator, nn.Module) else []
+    device = torch.device(device) if device is not None else next((p.device for p in params_of_g), torch.device("cpu"))
     latent_shape = tuple(latent_shape)
     rng = torch.Generator().manual_seed(seed)
     with torch.no_grad():
@@ -301,5 +303,7 @@ def export_critic(critic: nn.Module, example: Tensor, path) -> None:
     """Save ``critic`` with torch.export, its batch dimension dynamic: ``(n, *data_shape) -> (n,)`` logits."""
     critic = critic.eval()
     batch = torch.export.Dim("batch", min=1)
-    program = torch.export.export(critic, (example,), dynamic_shapes=({0: batch},))
+    with warnings.catch_warnings():  # torch's own deprecation notice when re-exporting an exported program
+        warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+        program = torch.export.export(critic, (example,), dynamic_shapes=({0: batch},))
     torch.export.save(program, path)

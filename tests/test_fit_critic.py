@@ -1,0 +1,152 @@
+"""A critic fitted after the fact: on a 2-D case with known truth it turns a fixed, imperfect generator's latent
+target into the data distribution; it warns when it separates too well; the command writes what it says."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import struct
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from latentmcmc import ISIR, LatentEnergy
+from latentmcmc.cli import main
+from latentmcmc.exact import grid_target, total_variation, tv_noise_floor
+from latentmcmc.fit_critic import fit_critic
+
+CENTRES = torch.tensor([[-1.5, 0.0], [1.5, 0.5]])
+WEIGHTS = torch.tensor([0.7, 0.3])
+
+
+def data_energy(x: torch.Tensor) -> torch.Tensor:
+    """``-log p_data``: a 2-D mixture (weights 0.7 / 0.3, sd 0.5)."""
+    sq = (x[:, None, :] - CENTRES.to(x.dtype)).square().sum(-1) / (2 * 0.25)
+    return -torch.logsumexp(torch.log(WEIGHTS.to(x.dtype)) - sq, 1)
+
+
+def data_draws(n: int, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    which = (torch.rand(n, generator=g) < WEIGHTS[1]).long()
+    return CENTRES[which] + 0.5 * torch.randn(n, 2, generator=g)
+
+
+def cell(x: torch.Tensor) -> torch.Tensor:
+    """Index of each point's cell in a 16 x 16 grid over [-4, 4]^2."""
+    ij = ((x + 4) / 8 * 16).floor().long().clamp(0, 15)
+    return ij[:, 0] * 16 + ij[:, 1]
+
+
+def binned(grid) -> torch.Tensor:
+    return torch.zeros(256, dtype=torch.float64).index_add_(0, cell(grid.points), grid.probs)
+
+
+@pytest.mark.slow
+def test_a_fitted_critic_moves_a_fixed_generator_s_samples_to_the_data():
+    """G = identity (samples N(0, I)), data = a mixture: E(z) = -logit(G(z)) + |z|^2/2 targets the mixture.
+
+    The refined samples' binned TV to the truth must be within the fitted target's own TV (the fit's error,
+    integrated on a grid) plus the 95th percentile of exact sampling's TV from the fitted target (Monte Carlo
+    error), and far below the prior samples'."""
+    fitted = fit_critic(nn.Identity(), data_draws(20_000, seed=0), (2,), steps=1000, width=128, seed=0, progress=False)
+    energy = LatentEnergy(nn.Identity(), fitted.critic, critic_output="logit")
+    truth = binned(grid_target(lambda z: data_energy(z.double()).float(), points_per_axis=401))
+    target = binned(grid_target(energy, points_per_axis=401))
+    fit_error = total_variation(target, truth)
+    z0 = torch.randn(2000, 2, generator=torch.Generator().manual_seed(1))
+    chains = ISIR(energy, candidates=20).run(z0, steps=100, seed=2, record="last", progress=False)
+    counts = lambda x: torch.bincount(cell(x), minlength=256).double()  # noqa: E731
+    refined, prior = total_variation(counts(chains.last), truth), total_variation(counts(z0), truth)
+    floor95 = tv_noise_floor(target, 2000)[1]
+    assert fit_error < 0.15, fitted.report["held_out"]  # the fit itself is close (the held-out loss says so too)
+    assert refined <= fit_error + floor95, (refined, fit_error, floor95)
+    assert prior > 3 * refined, (prior, refined)
+
+
+def test_a_critic_that_separates_perfectly_warns():
+    far = lambda z: z + 20.0  # noqa: E731 - a generator whose samples are nowhere near the data
+    with pytest.warns(UserWarning, match="separates real from generated samples almost perfectly"):
+        fitted = fit_critic(far, torch.randn(500, 2), (2,), steps=200, eval_every=20, seed=0, progress=False)
+    assert fitted.report["held_out"]["accuracy"] >= 0.98 and fitted.report["warnings"]
+
+
+def test_early_stopping_keeps_the_best_held_out_critic():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fitted = fit_critic(nn.Identity(), torch.randn(300, 2), (2,), steps=2000, eval_every=10, patience=3, seed=0,
+                            progress=False)
+    report = fitted.report
+    assert report["early_stopped"] and report["steps_run"] < 2000  # the same law: nothing to learn, it stops
+    assert report["step"] == min(report["history"], key=lambda h: h["log_loss"])["step"]
+    assert set(report["held_out"]) >= {"accuracy", "log_loss", "calibration_error"}
+    assert abs(report["held_out"]["accuracy"] - 0.5) < 0.2
+
+
+# ---------------------------------------------------------------------- the command
+class ImageGenerator(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(4, 64), nn.Sigmoid())
+
+    def forward(self, z):
+        return self.net(z).reshape(-1, 1, 8, 8)  # pixels in [0, 1], as most VAEs
+
+
+def write_idx(path, images: np.ndarray) -> None:
+    head = bytes([0, 0, 0x08, 3]) + struct.pack(">III", *images.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(head + images.tobytes())
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("fit")
+    torch.manual_seed(0)
+    g = folder / "g.pt2"
+    torch.export.save(torch.export.export(ImageGenerator().eval(), (torch.randn(3, 4),),
+                                          dynamic_shapes=({0: torch.export.Dim("batch")},)), g)
+    rng = np.random.default_rng(0)
+    images = (rng.random((400, 8, 8)) ** 2 * 255).astype(np.uint8)  # darker than the generator's images
+    write_idx(folder / "train-images-idx3-ubyte.gz", images)
+    write_idx(folder / "small-images-idx3-ubyte.gz", images[:, :7, :7].copy())
+    np.save(folder / "nan.npy", np.full((10, 64), np.nan, dtype=np.float32))
+    return {"g": g, "real": folder / "train-images-idx3-ubyte.gz", "small": folder / "small-images-idx3-ubyte.gz",
+            "nan": folder / "nan.npy", "folder": folder}
+
+
+@pytest.mark.slow
+def test_fit_critic_writes_an_exported_logit_critic_and_its_report(files, tmp_path, capsys):
+    out = tmp_path / "critic"
+    code = main(["--threads", "1", "fit-critic", "--generator", str(files["g"]), "--latent-shape", "4", "--real",
+                 str(files["real"]), "--steps", "60", "-q", "--out", str(out)])
+    printed = capsys.readouterr()
+    assert code == 0, printed.err
+    assert "held-out accuracy" in printed.out and "wrote" in printed.out
+    report = json.loads((out / "fit.json").read_text())
+    assert report["data_range"] == [0.0, 1.0] and report["data_shape"] == [1, 8, 8]
+    assert report["critic"].startswith("convolutional") and {"data_fingerprint", "generator_fingerprint"} <= set(report)
+    from latentmcmc.io.torch_export import load_exported
+
+    critic = load_exported(out / "critic.pt2", torch.device("cpu"), name="critic")
+    assert critic(torch.rand(5, 1, 8, 8)).shape == (5,)
+    code = main(["refine", "--generator", str(files["g"]), "--critic", str(out / "critic.pt2"), "--critic-output",
+                 "logit", "--latent-shape", "4", "--chains", "20", "--steps", "4", "--warmup", "2", "-q", "--out",
+                 str(tmp_path / "refined")])
+    assert code == 0
+
+
+@pytest.mark.parametrize("real, needle", [
+    ("small", "has samples of shape (1, 7, 7) (49 values) but the generator's samples have shape (1, 8, 8)"),
+    ("nan", "NaN or infinite values"),
+    ("missing", "no data at"),
+])
+def test_fit_critic_refuses_bad_real_data_in_one_line(files, tmp_path, capsys, real, needle):
+    path = files.get(real, files["folder"] / "missing.npz")
+    code = main(["fit-critic", "--generator", str(files["g"]), "--latent-shape", "4", "--real", str(path), "--out",
+                 str(tmp_path / "x")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and needle in err[0], err
+    assert not (tmp_path / "x").exists()
