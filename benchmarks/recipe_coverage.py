@@ -5,7 +5,7 @@ for ``--steps`` generator steps from each seed and measures the prior samples' m
 the numbers ``latentmcmc train`` prints) at step 0 and at the end.  The test
 ``test_a_shortened_gaussians25_recipe_moves_toward_coverage`` takes its thresholds from this output.
 
-    python benchmarks/recipe_coverage.py --steps 300 --seeds 0 1 2 3 4 5 6 7 8 9
+    python benchmarks/recipe_coverage.py --steps 500 --seeds 0 1 2 3 4 5 6 7 8 9
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from latentmcmc.training import TrainConfig, Trainer
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--steps", type=int, default=500)
     p.add_argument("--seeds", type=int, nargs="+", default=list(range(10)))
     args = p.parse_args()
     load = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-__all__ = ["Calibration", "calibrate"]
+__all__ = ["Calibration", "PlattScaled", "calibrate", "platt_fit"]
 
 
 @dataclass
@@ -32,14 +32,33 @@ class Calibration:
         return self.slope * realness + self.intercept
 
 
+def platt_fit(scores: Tensor, labels: Tensor) -> tuple[float, float]:
+    """``(a, b)`` of the logistic regression ``P(real) = sigmoid(a s + b)`` of 0/1 ``labels`` on ``scores``, unregularised."""
+    from sklearn.linear_model import LogisticRegression
+
+    fit = LogisticRegression(C=1e6).fit(scores.double().cpu().numpy().reshape(-1, 1), labels.cpu().numpy().astype(int))
+    return float(fit.coef_[0, 0]), float(fit.intercept_[0])
+
+
+class PlattScaled(nn.Module):
+    """``a l(x) + b``: a critic's logit ``l`` after Platt scaling (``a``, ``b`` are buffers, saved and exported)."""
+
+    def __init__(self, critic: nn.Module, slope: float, intercept: float) -> None:
+        super().__init__()
+        self.critic = critic
+        self.register_buffer("slope", torch.tensor(float(slope)))
+        self.register_buffer("intercept", torch.tensor(float(intercept)))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.slope * self.critic(x) + self.intercept
+
+
 @torch.no_grad()
 def calibrate(generator: nn.Module, energy_critic: nn.Module, latent_shape: tuple[int, ...], real: Tensor | None,
               beta: float = 1.0, n: int = 5000, seed: int = 0) -> Calibration:
     """Platt scaling of ``r = -U`` on up to ``n`` real samples against ``n`` generated ones; ``beta r`` without data."""
     if real is None or real.shape[0] < 10:
         return Calibration(beta, 0.0, False)
-    from sklearn.linear_model import LogisticRegression
-
     g = torch.Generator().manual_seed(seed)
     device = next((p.device for p in generator.parameters()), torch.device("cpu"))
     m = min(n, real.shape[0])
@@ -47,7 +66,6 @@ def calibrate(generator: nn.Module, energy_critic: nn.Module, latent_shape: tupl
     fake = torch.cat([generator(torch.randn(1000, *latent_shape, generator=g).to(device)) for _ in range(-(-m // 1000))])[:m]
     real = real.reshape(real.shape[0], *fake.shape[1:])  # data viewed in another shape: the critic reads G's
     realness = torch.cat([-energy_critic(real[idx].to(device)).reshape(-1),
-                          -energy_critic(fake).reshape(-1)]).double().cpu().numpy()[:, None]
-    labels = [1] * m + [0] * m
-    fit = LogisticRegression(C=1e6).fit(realness, labels)  # effectively unregularised: two parameters
-    return Calibration(float(fit.coef_[0, 0]), float(fit.intercept_[0]), True)
+                          -energy_critic(fake).reshape(-1)])
+    slope, intercept = platt_fit(realness, torch.cat([torch.ones(m), torch.zeros(m)]))  # two parameters
+    return Calibration(slope, intercept, True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import math
 import struct
 import warnings
 
@@ -85,6 +86,50 @@ def test_early_stopping_keeps_the_best_held_out_critic():
     assert abs(report["held_out"]["accuracy"] - 0.5) < 0.2
 
 
+class ExactLogit(nn.Module):
+    """``log p_data(x) - log N(x; 0, I)`` (the optimal critic for the identity generator) times a trainable scale."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(()))
+
+    def forward(self, x):
+        return self.scale * (-data_energy(x) + 0.5 * x.square().sum(1) + math.log(4.0))  # components' sd 0.5
+
+
+def test_fine_tuning_never_keeps_a_critic_worse_than_the_given_one():
+    """An optimal critic given as ``init`` and a learning rate that can only spoil it: the fit keeps step 0."""
+    fitted = fit_critic(nn.Identity(), data_draws(4000, seed=0), (2,), init=ExactLogit(), init_output="logit",
+                        steps=3, eval_every=1, lr=5.0, seed=0, progress=False)
+    report = fitted.report
+    assert report["history"][0]["step"] == 0 and report["step"] == 0, report["history"]
+    assert report["held_out"]["log_loss"] == report["held_out_at_start"]["log_loss"]
+    assert all(h["log_loss"] > report["held_out"]["log_loss"] for h in report["history"][1:])
+
+
+def test_platt_scaling_restores_a_mis_scaled_log_density_ratio():
+    """The exact log ratio times 0.3, kept as it is (one step at lr 1e-9): Platt scaling on the held-out samples
+    finds slope 1 / 0.3 and intercept 0 within 4 standard errors (the two-parameter logistic fit's Fisher
+    information at the truth, on as many fresh samples as were held out)."""
+    init = ExactLogit()
+    init.scale.data.fill_(0.3)
+    fitted = fit_critic(nn.Identity(), data_draws(20_000, seed=3), (2,), init=init, init_output="logit", steps=1,
+                        lr=1e-9, holdout=0.5, calibrate=True, seed=0, progress=False)
+    scaling, n = fitted.report["platt_scaling"], 10_000
+    x = torch.cat([data_draws(n, seed=4), torch.randn(n, 2, generator=torch.Generator().manual_seed(5))]).double()
+    score = 0.3 * (-data_energy(x) + 0.5 * x.square().sum(1) + math.log(4.0))
+    p = torch.sigmoid(score / 0.3)
+    design = torch.stack([score, torch.ones_like(score)], 1)
+    cov = torch.linalg.inv((design * (p * (1 - p))[:, None]).T @ design)
+    assert abs(scaling["slope"] - 1 / 0.3) < 4 * cov[0, 0].sqrt(), (scaling, cov.diagonal().sqrt())
+    assert abs(scaling["intercept"]) < 4 * cov[1, 1].sqrt(), (scaling, cov.diagonal().sqrt())
+    assert fitted.report["held_out"]["log_loss"] < scaling["log_loss_before"]
+    plain = fit_critic(nn.Identity(), data_draws(20_000, seed=3), (2,), init=init, init_output="logit", steps=1,
+                       lr=1e-9, holdout=0.5, seed=0, progress=False)  # measured, not applied (the default)
+    assert plain.report["platt_scaling"]["slope"] == scaling["slope"] and not plain.report["platt_scaling"]["applied"]
+    assert plain.report["held_out"]["log_loss"] == scaling["log_loss_before"]
+
+
 # ---------------------------------------------------------------------- the command
 class ImageGenerator(nn.Module):
     def __init__(self):
@@ -150,3 +195,21 @@ def test_fit_critic_refuses_bad_real_data_in_one_line(files, tmp_path, capsys, r
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and needle in err[0], err
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.slow
+def test_compare_fits_a_critic_once_and_runs_every_method_on_it(files, tmp_path, capsys):
+    out = tmp_path / "cmp"
+    code = main(["--threads", "1", "compare", "--generator", str(files["g"]), "--latent-shape", "4", "--fit-critic",
+                 str(files["real"]), "--methods", "prior,mala", "--budget", "10", "--chains", "30", "--beta", "1", "-q",
+                 "--no-figures", "--out", str(out)])
+    printed = capsys.readouterr()
+    assert code == 0, printed.err
+    assert "fitted a critic on" in printed.err and "held-out accuracy" in printed.err
+    result = json.loads((out / "compare.json").read_text())
+    assert list(result["methods"]) == ["prior", "mala"] and result["methods"]["mala"]["passes"] > 0
+    fit = json.loads((out / "fit.json").read_text())
+    assert fit["platt_scaling"]["slope"] > 0 and (out / "critic.pt2").exists()
+    code = main(["compare", "--generator", str(files["g"]), "--critic", str(out / "critic.pt2"), "--latent-shape", "4",
+                 "--fit-critic", str(files["real"]), "--out", str(tmp_path / "both")])
+    assert code == 2 and "--fit-critic fits the critic" in capsys.readouterr().err

@@ -66,6 +66,9 @@ def fit_critic_command(
     spectral_norm: Optional[bool] = typer.Option(None, "--spectral-norm/--no-spectral-norm",
                                                  help="Spectral norm in the default network  \\[default: on for "
                                                       "images, off for flat data]", show_default=False),
+    calibrate: bool = typer.Option(False, "--calibrate/--no-calibrate",
+                                   help="Apply the Platt scaling of the logit fitted on the held-out samples (its "
+                                        "slope is reported either way)."),
     seed: int = typer.Option(0, help="Seed of the split, the generated samples and the initialisation."),
     device: str = typer.Option("cpu", help="cpu, cuda or cuda:N."),
     quiet: bool = flag(False, "--quiet", "-q", help="No progress bar."),
@@ -99,7 +102,7 @@ def fit_critic_command(
     with locked_output(out):
         fitted = fit_critic(g, samples, shape, data_shape=view, features=extractor, init=start, init_output=init_output,
                             steps=steps, seed=seed, holdout=holdout, penalty=penalty, normalized=spectral_norm,
-                            device=dev, progress=progress_flag(quiet))
+                            calibrate=calibrate, device=dev, progress=progress_flag(quiet))
         report = {**fitted.report, "generator": str(generator), "real": str(real), "data_range": list(value_range)}
         with staged_outputs(out) as staging:
             export_critic(fitted.critic, samples[:2].to(dev), staging / "critic.pt2")
@@ -108,5 +111,9 @@ def fit_critic_command(
     typer.echo(f"fitted a critic ({report['critic']}, {report['parameters']:,} parameters) in {report['seconds']:.0f} s: "
                f"held-out accuracy {held['accuracy']:.3f}, log-loss {held['log_loss']:.3f}, calibration error "
                f"{held['calibration_error']:.3f} at step {report['step']}"
+               + (f", Platt slope {scaling['slope']:.2f}" + (" (applied)" if scaling["applied"] else "")
+                  if (scaling := report["platt_scaling"]) else "")
                + (f" (stopped early at {report['steps_run']})" if report["early_stopped"] else "")
+               + (f" (the given discriminator: accuracy {first['accuracy']:.3f}, log-loss {first['log_loss']:.3f})"
+                  if (first := report["held_out_at_start"]) and init is not None else "")
                + f"; wrote {out}/critic.pt2 and fit.json")

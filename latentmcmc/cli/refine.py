@@ -261,10 +261,11 @@ def _refine_locked(v: dict, options, out: Path, dev, distributed: bool) -> None:
                                "once the outputs are written)" if done else f"no saved run state ({RESUME_FILE})"))
         if resume:
             _RESUMED_AT["where"] = _where(state_file)
-            typer.echo(f"resuming the run saved in {state_file} ({_RESUMED_AT['where']})", err=True)
         out.mkdir(parents=True, exist_ok=True)
         saving = dict(checkpoint=state_file, checkpoint_every=checkpoint_every, resume=resume,
-                      source=_source_digest(checkpoint, generator, critic))
+                      source=_source_digest(checkpoint, generator, critic),
+                      on_resume=lambda path: typer.echo(f"resuming the run saved in {path} "
+                                                        f"({_RESUMED_AT['where']})", err=True))
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".* not apply to sampler")  # said above, with the flags

@@ -78,7 +78,8 @@ def _writer(path: Path, mark: dict) -> Callable[[dict], None]:
 def refine(generator: nn.Module, critic: nn.Module, latent_shape: tuple[int, ...], options: RefineOptions | None = None,
            *, dataset=None, distributed: bool | None = None, checkpoint: str | os.PathLike | None = None,
            checkpoint_every: int | None = None, resume: bool = False, source: str | None = None,
-           quality=None, **overrides: Any) -> Refinement | None:
+           quality=None, on_resume: Callable[[Path], None] | None = None,
+           **overrides: Any) -> Refinement | None:
     r"""Sample ``exp(-E)``, ``E(z) = beta s U(G(z)) + 0.5 |z|^2``, from prior draws; measure it.
 
     ``options`` (:class:`RefineOptions`) say what to run; keywords override its fields (the
@@ -108,7 +109,7 @@ def refine(generator: nn.Module, critic: nn.Module, latent_shape: tuple[int, ...
     generator) is written there atomically (under torchrun one file per rank, ``.rankR``).  The same
     call with ``resume=True`` continues from it and returns exactly what an uninterrupted call would;
     a state written with other options, another model (``source`` names it) or another number of
-    processes is refused, naming the difference.
+    processes is refused, naming the difference; ``on_resume(path)`` is called once a state is accepted.
     """
     options = (options or RefineOptions()).replace(**overrides) if overrides else (options or RefineOptions())
     ignored = options.ignored_sampler_options()
@@ -150,6 +151,8 @@ def refine(generator: nn.Module, critic: nn.Module, latent_shape: tuple[int, ...
             state = load_state(path)
             check_fingerprint(state["fingerprint"], mark, path)
             saving["resume"] = state["blocks"]
+            if on_resume is not None:  # the state is accepted: say so (the CLI prints where it resumes)
+                on_resume(Path(path))
         if checkpoint_every is not None:
             saving.update(checkpoint=_writer(path, mark), checkpoint_every=checkpoint_every)
     if tracker is not None:

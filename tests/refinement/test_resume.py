@@ -75,6 +75,6 @@ def test_resume_is_refused_with_other_arguments_or_no_state(tmp_path):
                             "--resume", "--out", str(out)], capture_output=True, text=True, timeout=300,
                            env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert other.returncode == 2 and other.stderr.count("\n") == 1
-    assert "steps=30, not 40" in other.stderr
+    assert "--steps 30, not 40" in other.stderr
     fresh = cli(tmp_path / "fresh", "--resume")
     assert fresh.returncode == 2 and "no saved run state" in fresh.stderr

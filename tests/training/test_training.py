@@ -189,11 +189,12 @@ def test_the_data_sets_recipe_fills_the_settings_not_given():
 
 @pytest.mark.slow
 def test_a_shortened_gaussians25_recipe_moves_toward_coverage():
-    # benchmarks/recipe_coverage.py --steps 1000, seeds 0-9: 0-1 modes at step 0 (the untrained
-    # generator's samples sit in or near the centre) and 9-15 after 1,000 steps.  The threshold, 5, is
-    # half way between: a run that does not train (learning rate ~0) stays at 0 and fails.
+    # benchmarks/recipe_coverage.py --steps 500, seeds 0-9: 0-1 modes at step 0 (the untrained
+    # generator's samples sit in or near the centre) and 7-12 after 500 steps (300 steps gave 2-9, too
+    # close to the start to separate).  The threshold, 4, is half way between 1 and 7: a run that does
+    # not train (learning rate ~0) stays at 0-1 and fails.
     trainer = Trainer(TrainConfig(data="gaussians25", seed=0))
     start = trainer.measure()["modes"]
-    trainer.train(1000, progress=False, measure_every=0)
+    trainer.train(500, progress=False, measure_every=0)
     end = trainer.measure()["modes"]
-    assert start <= 1 and end >= 5 and end > start, (start, end)
+    assert start <= 1 and end >= 4 and end > start, (start, end)
