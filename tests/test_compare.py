@@ -83,6 +83,7 @@ def test_mh_gan_without_data_samples_the_latent_target():
     assert abs(float(m) - 0.6) < z_threshold(1) * float(se)
 
 
+@pytest.mark.slow
 def test_compare_on_a_2d_target_ranks_exact_methods_within_the_noise_floor(tmp_path):
     """Two separated modes; the exact target is known on the grid.  Global moves land within the noise floor
     of exact sampling; the prior is far from it."""

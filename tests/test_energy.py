@@ -45,6 +45,7 @@ def latent_gaussian(gen, critic, beta, prior):
 
 
 @pytest.mark.parametrize("prior,beta", [(True, 1.0), (True, 3.0), (False, 1.0)])
+@pytest.mark.slow
 def test_latent_target_matches_the_gaussian(prior, beta):
     gen, critic = make_models()
     if prior:

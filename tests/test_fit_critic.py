@@ -67,6 +67,7 @@ def test_a_fitted_critic_moves_a_fixed_generator_s_samples_to_the_data():
     assert prior > 3 * refined, (prior, refined)
 
 
+@pytest.mark.slow
 def test_a_critic_that_separates_perfectly_warns():
     far = lambda z: z + 20.0  # noqa: E731 - a generator whose samples are nowhere near the data
     with pytest.warns(UserWarning, match="separates real from generated samples almost perfectly"):

@@ -2,6 +2,7 @@
 
 import math
 
+import pytest
 import torch
 from helpers.mc import z_threshold
 
@@ -40,6 +41,7 @@ def test_frechet_distance_of_gaussians():
     assert abs(frechet_distance(a, b) - 9.25) < 0.15
 
 
+@pytest.mark.slow
 def test_shipped_digit_classifier_and_digit_metrics():
     from latentmcmc.metrics import digit_quality, load_digit_classifier
 

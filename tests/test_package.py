@@ -102,6 +102,7 @@ def rwm(monkeypatch):
     return "rwm"
 
 
+@pytest.mark.slow
 def test_a_new_kernel_with_its_own_option_is_one_module_and_one_table_line(rwm, monkeypatch, tmp_path, capsys):
     """The kernel goes through the whole conformance suite by being in the table, and its declared option
     reaches SamplerOptions, refine() and the command line (help, parsing, validation, 'does not apply')."""
@@ -148,6 +149,7 @@ class OldRandomWalkProposer:
         return Proposal(z_new, energy, grad, state.energy - energy)
 
 
+@pytest.mark.slow
 def test_a_kernel_of_the_old_contract_still_samples_and_warns():
     class OldRandomWalk(Sampler):
         default_target_accept = 0.234

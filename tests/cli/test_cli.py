@@ -72,6 +72,7 @@ def refined(ckpt, tmp_path_factory) -> Path:
 
 
 # ----------------------------------------------------------------------------- commands
+@pytest.mark.slow
 def test_help_of_every_command_lists_its_options_with_defaults(capsys):
     expected = {
         "train": ["--data", "--entropy", "--steps", "--batch-size", "--device", "--seed", "--out", "--resume"],
@@ -128,6 +129,7 @@ def test_resume_without_steps_past_the_recipe_has_nothing_to_do(ckpt, tmp_path, 
     assert load_checkpoint(path)["step"] == 4
 
 
+@pytest.mark.slow
 def test_refine_writes_every_output_and_prints_the_table(refined, capsys):
     assert sorted(p.name for p in refined.iterdir()) == sorted(OUTPUT_FILES)
     metrics = json.loads((refined / "metrics.json").read_text())
@@ -143,6 +145,7 @@ def test_refine_writes_every_output_and_prints_the_table(refined, capsys):
         assert (refined / name).read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.slow
 def test_refine_every_sampler_runs(ckpt, tmp_path, capsys):
     for sampler in ("langevin", "annealed-langevin", "annealed-mala"):
         code, out, err = run_cli(capsys, "refine", ckpt, "--sampler", sampler, "--schedule", "sigmoid", *FAST_REFINE,
@@ -184,6 +187,7 @@ def test_compare_writes_its_table_json_and_figure(ckpt, tmp_path, capsys):
         assert not (tmp_path / "bad").exists()
 
 
+@pytest.mark.slow
 def test_refine_streaming_draws_to_host_writes_the_same_run(ckpt, refined, tmp_path, capsys):
     out = tmp_path / "streamed"
     code, _, err = run_cli(capsys, "refine", ckpt, *FAST_REFINE, "--out", out, "--keep-warmup", "--stream-draws",
@@ -195,6 +199,7 @@ def test_refine_streaming_draws_to_host_writes_the_same_run(ckpt, refined, tmp_p
         json.loads((refined / "metrics.json").read_text())["ess_bulk_energy"]
 
 
+@pytest.mark.slow
 def test_diagnose_prints_the_summary_and_writes_plots(refined, tmp_path, capsys):
     code, out, err = run_cli(capsys, "diagnose", refined / "run.nc", "--plots", tmp_path / "plots")
     assert code == 0, err
@@ -287,6 +292,7 @@ def test_exported_program_with_a_pickle_payload_is_refused_without_running_it(ex
 
 
 # ----------------------------------------------------------------------------- errors
+@pytest.mark.slow
 def test_refine_error_cases_are_one_line_and_write_nothing(ckpt, exported, tmp_path, capsys):
     out = tmp_path / "out"
     not_ckpt = tmp_path / "notes.pt"
@@ -484,6 +490,7 @@ def test_console_script_and_module_entry_points(tmp_path):
         assert proc.stderr.strip().startswith("error:") and "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_ctrl_c_during_the_demo_exits_130_like_refine(tmp_path, monkeypatch, capsys):
     _interrupt_after(monkeypatch, 3 + 2)  # the demo's --warmup 3, then 2 recorded steps
     code, _, err = run_cli(capsys, "demo", "--chains", "20", "--warmup", "3", "--steps", "10", "-q",

@@ -113,6 +113,7 @@ def test_a_second_run_into_the_same_folder_is_refused_while_the_first_lives(tmp_
     assert not (out / LOCK_NAME).exists()
 
 
+@pytest.mark.slow
 def test_a_crashed_run_does_not_keep_the_folder_locked(tmp_path, capsys):
     out = tmp_path / "run"
     holder = subprocess.run([sys.executable, "-c", "import os, sys; from latentmcmc.output_lock import OutputLock; "

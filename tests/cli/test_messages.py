@@ -144,6 +144,7 @@ def _captured_figures(monkeypatch) -> list[Figure]:
     return figures
 
 
+@pytest.mark.slow
 def test_trace_and_rank_plots_label_their_axes_and_say_which_chains(tmp_path, capsys, monkeypatch):
     out = tmp_path / "run"
     assert main(["refine", CKPT, "--chains", "30", "--steps", "10", "--warmup", "2", "-q", "--no-figures", "--out",

@@ -64,6 +64,7 @@ def test_netcdf_round_trip(run, tmp_path, kind):
 
 
 @pytest.mark.parametrize("kind", ["inference_data", "datatree"])
+@pytest.mark.slow
 def test_zarr_round_trip(run, tmp_path, kind):
     pytest.importorskip("zarr")
     if kind == "datatree":

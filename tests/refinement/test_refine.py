@@ -23,6 +23,7 @@ class Shifted(nn.Module):
         return 0.5 * (x - self.m).square().sum(1)
 
 
+@pytest.mark.slow
 def test_blocked_run_samples_the_target():
     """Final states of 4,000 independent chains (4 blocks) against N(m/2, 1/2): z-scores within 4.4.
 

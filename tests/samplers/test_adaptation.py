@@ -34,6 +34,7 @@ def scaled_energy(scales):
     return energy
 
 
+@pytest.mark.slow
 def test_per_chain_eps_adapts_each_chain():
     n = 64
     scales = torch.logspace(-1, 1, n, dtype=torch.float64)  # variances over four decades
@@ -50,6 +51,7 @@ def test_per_chain_eps_adapts_each_chain():
     assert abs(float(slope) - 2.0) < 0.2, float(slope)
 
 
+@pytest.mark.slow
 def test_shared_eps_cannot_suit_chains_of_different_scales():
     """Negative control for the test above: one shared eps leaves acceptances far apart."""
     n = 64

@@ -45,6 +45,7 @@ def weighted_fraction(chains):
     return f, se
 
 
+@pytest.mark.slow
 def test_plain_mala_cannot_cross(prior_draws):
     chains = MALA(mixture_energy, eps=0.1).run(prior_draws, steps=300, warmup=300, seed=1, record="last")
     frac = float((chains.last[:, 0] > 0).double().mean())
@@ -60,6 +61,7 @@ def test_plain_mala_cannot_cross(prior_draws):
     ],
 )
 @pytest.mark.parametrize("schedule", ["linear", "sigmoid"])
+@pytest.mark.slow
 def test_annealed_recovers_mode_weights_and_log_z(prior_draws, cls, kwargs, schedule):
     # AnnealedMALA: 536 warm-up steps are 402 annealing steps, then 134 at the target where eps is adapted
     # afresh; AnnealedLangevin anneals over all of them
@@ -73,6 +75,7 @@ def test_annealed_recovers_mode_weights_and_log_z(prior_draws, cls, kwargs, sche
     assert abs(log_z.estimate - LOG_Z) < zc * log_z.stderr, (log_z, LOG_Z)
 
 
+@pytest.mark.slow
 def test_recorded_steps_run_at_the_target_acceptance_after_annealing(prior_draws):
     """eps adapted while the target still moves does not suit the target (0.1's recorded steps ran at
     0.41-0.48 on the demo model); dual averaging restarted at the target brings them to 0.574."""
@@ -82,6 +85,7 @@ def test_recorded_steps_run_at_the_target_acceptance_after_annealing(prior_draws
     assert bool((levels[300:] == 1).all()) and float(levels[299]) == 1.0 and float(levels[298]) < 1.0
 
 
+@pytest.mark.slow
 def test_ais_log_z_of_a_gaussian_with_geometric_schedule():
     """N(m, S) target with an offset: log Z = -c + 0.5 log det S."""
     g = torch.Generator().manual_seed(3)

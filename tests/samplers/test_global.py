@@ -27,6 +27,7 @@ def wide_gaussian(d: int, scale: float) -> torch.distributions.Distribution:
                                                   scale**2 * torch.eye(d, dtype=torch.float64))
 
 
+@pytest.mark.slow
 def test_isir_with_a_proposal_unlike_the_target_recovers_its_moments():
     mean, cov = random_gaussian(2, 10.0, seed=11)
     z0 = torch.randn(500, 2, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
@@ -101,6 +102,7 @@ def mixture_start():
     return torch.randn(1000, 2, generator=torch.Generator().manual_seed(8), dtype=torch.float64)
 
 
+@pytest.mark.slow
 def test_global_kernels_get_the_mode_weights_that_mala_at_the_same_budget_misses(mixture_start):
     limit = z_threshold(3)
     isir = ISIR(mixture_energy, candidates=10, proposal=wide_gaussian(2, 3.0)).run(mixture_start, steps=40, seed=9)

@@ -75,6 +75,7 @@ def test_langevin_bias_pins_the_eps_convention(s2, eps):
     assert abs(v_ula - s2) > zc * expected_ula * math.sqrt(2 / (n - 1))  # the bias is resolved
 
 
+@pytest.mark.slow
 def test_acceptance_tends_to_one_as_eps_shrinks(target):
     mean, cov, energy = target
     z0 = exact_draws(mean, cov, 500, seed=8)
@@ -89,6 +90,7 @@ def test_acceptance_tends_to_one_as_eps_shrinks(target):
     assert 1.2 < slope < 1.8, slope
 
 
+@pytest.mark.slow
 def test_float32_runs_and_matches(target):
     mean, cov, energy = target
     z0 = exact_draws(mean, cov, 300, seed=10).float()

@@ -47,6 +47,7 @@ def test_until_and_record_last_and_bad_rules():
 
 
 # ------------------------------------------------------------------ warmup="auto"
+@pytest.mark.slow
 def test_auto_warmup_ends_once_eps_has_settled():
     mean, cov = random_gaussian(5, 10.0, seed=3)
     chains = MALA(gaussian_energy(mean, cov), eps=1e-4).run(z0(256, 5), steps=200, warmup="auto", max_warmup=2000,
