@@ -252,6 +252,7 @@ def test_no_deprecation_warning_on_the_current_api(tmp_path):
         assert torch.equal(Chains.load(tmp_path / "run.nc").draws, chains.draws)
 
 
+@pytest.mark.slow
 def test_the_architecture_docs_example_kernel_runs_as_written(monkeypatch):
     """docs/architecture.md shows a whole kernel with its own option; it must work as printed."""
     import re

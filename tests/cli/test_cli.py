@@ -400,6 +400,7 @@ def _interrupt_after(monkeypatch, calls: int) -> None:
     monkeypatch.setattr(MetropolisHastings, "step", step)
 
 
+@pytest.mark.slow
 def test_ctrl_c_during_warmup_leaves_earlier_outputs_intact(ckpt, refined, tmp_path, monkeypatch, capsys):
     out = copy_outputs(refined, tmp_path / "run")
     before = snapshot(out)
@@ -466,10 +467,16 @@ def test_sigint_to_the_real_process(ckpt, tmp_path):
         [sys.executable, "-m", "latentmcmc", "refine", str(ckpt), "--chains", "64", "--warmup", "5",
          "--steps", "10000000", "--thin", "100", "--fuse", "off", "-q", "--no-figures", "--out", str(out)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # as from a terminal: a shell's background job (`pytest ... &`) starts with SIGINT ignored, which the
+        # child inherits and Python keeps (it then never sees the signal and ran for ever here)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     time.sleep(8)  # imports and warm-up take 2-3 s; then it samples
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+    try:
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()  # never leave a 10-million-step run behind
     assert proc.returncode == 130, err
     assert "Traceback" not in err
     if out.exists():
@@ -549,6 +556,7 @@ def test_terminal_colour_codes_never_reach_error_lines():
     assert _one_line("\x1b[31mshape\x1b[0m mismatch\n  here") == "shape mismatch here"
 
 
+@pytest.mark.slow
 def test_ctrl_c_keeps_the_run_state_for_resume(ckpt, tmp_path, monkeypatch, capsys):
     _interrupt_after(monkeypatch, 8 + 7)  # in sampling, right after the checkpoint at step 15
     out = tmp_path / "run"

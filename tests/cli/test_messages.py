@@ -96,6 +96,7 @@ def test_a_fixed_batch_critic_names_its_batch_size(tmp_path, capsys):
     assert "fixed batch size of 7" in line and "--chains 7" in line and "dynamic batch" in line
 
 
+@pytest.mark.slow
 def test_resume_says_where_it_resumes(tmp_path, capsys, monkeypatch):
     from latentmcmc.samplers import MetropolisHastings
 

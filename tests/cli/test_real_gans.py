@@ -110,6 +110,7 @@ def test_refine_a_sigmoid_gan_with_your_features_and_tracking(files, tmp_path, c
         assert (out / name).stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_big_run_options_and_annealed_resampling(files, tmp_path, capsys):
     out = tmp_path / "big"
     assert main(gan_args(files, "--record", "last", "--no-run-nc", "--no-figures", "--out", out)) == 0

@@ -55,6 +55,7 @@ def test_arviz_functions_work_unchanged(run, tmp_path):
 
 
 @pytest.mark.parametrize("kind", ["inference_data", "datatree"])
+@pytest.mark.slow
 def test_netcdf_round_trip(run, tmp_path, kind):
     if kind == "datatree":
         pytest.importorskip("arviz_base")
@@ -76,6 +77,7 @@ def test_zarr_round_trip(run, tmp_path, kind):
     assert [p.name for p in tmp_path.iterdir()] == ["run.zarr"]  # no temporary store left behind
 
 
+@pytest.mark.slow
 def test_failed_zarr_write_leaves_nothing_half_written(run, tmp_path, monkeypatch):
     pytest.importorskip("zarr")
     import xarray as xr
@@ -98,6 +100,7 @@ def test_failed_zarr_write_leaves_nothing_half_written(run, tmp_path, monkeypatc
     assert [p.name for p in tmp_path.iterdir()] == ["run.zarr"]  # the partial store was removed
 
 
+@pytest.mark.slow
 def test_round_trip_keeps_langevin_and_annealed_extras(tmp_path):
     lang = Langevin(lambda z: 0.5 * z.square().sum(1), eps=0.1).run(torch.randn(3, 2), steps=10, seed=2)
     back = Chains.load(lang.save(tmp_path / "l.nc"))
@@ -126,6 +129,7 @@ def test_load_refuses_what_is_not_a_run(tmp_path):
         MALA(lambda z: z.square().sum(1), eps=0.1).run(torch.randn(2, 2), steps=4).to_inference_data("pickle")
 
 
+@pytest.mark.slow
 def test_runs_saved_by_0_1_with_step_size_still_load(run, tmp_path):
     """latentmcmc 0.1 stored the step size as ``step_size``; it is ``eps`` now (our convention, not
     BlackJAX's step_size = eps / 2).  Old files load with the same values."""

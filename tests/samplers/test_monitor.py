@@ -56,6 +56,7 @@ def test_r_hat_is_the_split_r_hat_of_the_draws_it_summarises():
 
 
 @pytest.mark.parametrize("steps", [512, 4096])  # batches of 8 or 16 draws (shorter than rho 0.9's 19), and 64
+@pytest.mark.slow
 def test_ess_of_ar1_chains_agrees_with_the_truth_and_the_full_history(steps):
     groups, per_group = 16, 16
     x = ar1(groups * per_group, steps, seed=1)

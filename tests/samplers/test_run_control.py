@@ -86,6 +86,7 @@ class Killed(Exception):
 @pytest.mark.filterwarnings("ignore:HMC\\(chees=True\\)", "ignore:.*divergent:RuntimeWarning", "ignore:.*froze:RuntimeWarning")
 @pytest.mark.parametrize("make", SAMPLERS)
 @pytest.mark.parametrize("stop_after", [2, 5])  # checkpoints written before the "crash": in warm-up, in sampling
+@pytest.mark.slow
 def test_a_resumed_run_equals_the_uninterrupted_run(make, stop_after, tmp_path, monkeypatch):
     kwargs = dict(steps=30, warmup=40, seed=7, keep_warmup=True, thin=2)
     whole = make().run(z0(), **kwargs)
