@@ -215,7 +215,8 @@ def fit_critic(generator: nn.Module, real: Tensor, latent_shape: tuple[int, ...]
     n = real.shape[0]
     n_held = max(1, int(round(holdout * n)))
     if n - n_held < 2:
-        raise ValueError(f"{n} real samples are too few to fit a critic and hold some out (at least 10 are needed)")
+        raise ValueError(f"holdout {holdout} of {n} real samples leaves {n - n_held} to train on (at least 2 are "
+                         "needed): give a smaller holdout or more samples")
     order = torch.randperm(n, generator=rng).to(device)
     held_real, train_real = real[order[:n_held]], real[order[n_held:]]
     held_fake = _generated(generator, latent_shape, n_held, rng, device, data_shape)

@@ -159,8 +159,11 @@ def files(tmp_path_factory):
     write_idx(folder / "train-images-idx3-ubyte.gz", images)
     write_idx(folder / "small-images-idx3-ubyte.gz", images[:, :7, :7].copy())
     np.save(folder / "nan.npy", np.full((10, 64), np.nan, dtype=np.float32))
+    flat_d = folder / "flat_d.pt2"  # a discriminator of flat 64-vectors: not the generator's (1, 8, 8) images
+    torch.export.save(torch.export.export(nn.Sequential(nn.Linear(64, 1), nn.Sigmoid()).eval(), (torch.randn(3, 64),),
+                                          dynamic_shapes=({0: torch.export.Dim("batch")},)), flat_d)
     return {"g": g, "real": folder / "train-images-idx3-ubyte.gz", "small": folder / "small-images-idx3-ubyte.gz",
-            "nan": folder / "nan.npy", "folder": folder}
+            "nan": folder / "nan.npy", "flat_d": flat_d, "folder": folder}
 
 
 @pytest.mark.slow
@@ -184,15 +187,19 @@ def test_fit_critic_writes_an_exported_logit_critic_and_its_report(files, tmp_pa
     assert code == 0
 
 
-@pytest.mark.parametrize("real, needle", [
-    ("small", "has samples of shape (1, 7, 7) (49 values) but the generator's samples have shape (1, 8, 8)"),
-    ("nan", "NaN or infinite values"),
-    ("missing", "no data at"),
+@pytest.mark.parametrize("real, extra, needle", [
+    ("small", [], "has samples of shape (1, 7, 7) (49 values) but the generator's samples have shape (1, 8, 8)"),
+    ("nan", [], "NaN or infinite values"),
+    ("missing", [], "no data at"),
+    ("real", ["--latent-shape", "5"], "latent shape (5,) does not fit the generator: "),
+    ("real", ["--init", "flat_d"], "does not take samples of shape (1, 8, 8): "),
+    ("real", ["--holdout", "0.999"], "holdout 0.999 of 400 real samples leaves 0 to train on"),
 ])
-def test_fit_critic_refuses_bad_real_data_in_one_line(files, tmp_path, capsys, real, needle):
+def test_fit_critic_refuses_bad_input_in_one_line(files, tmp_path, capsys, real, extra, needle):
     path = files.get(real, files["folder"] / "missing.npz")
-    code = main(["fit-critic", "--generator", str(files["g"]), "--latent-shape", "4", "--real", str(path), "--out",
-                 str(tmp_path / "x")])
+    extra = [str(files[a]) if a in files else a for a in extra]
+    code = main(["fit-critic", "--generator", str(files["g"]), "--latent-shape", "4", "--real", str(path), *extra,
+                 "--steps", "5", "-q", "--out", str(tmp_path / "x")])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and needle in err[0], err
     assert not (tmp_path / "x").exists()
