@@ -182,7 +182,8 @@ def fit_critic(generator: nn.Module, real: Tensor, latent_shape: tuple[int, ...]
         normalized: spectral norm in the default network (None: for images only; see :func:`critic_network`).
         calibrate: apply the Platt scaling ``a l(x) + b`` fitted on the held-out samples (always fitted and reported:
             ``a`` far from 1 says the logit is not a calibrated log density ratio).  Off by default: on the digits
-            a scaled critic (``a`` about 2) drew every chain to one class; see README, "A generator without a critic".
+            the scaled critic (``a`` 11.0) drew 1,759 of 2,000 chains to one class; see README, "A generator without a
+            critic".
         eval_every, patience: evaluate the held-out loss every ``eval_every`` steps; stop after ``patience``
             evaluations without improvement.
 

@@ -29,13 +29,14 @@ def read_real(path: Path, generator, latent_shape, view_shape, value_range, devi
     import torch
 
     from ..datafiles import DataFileError, fit_to, output_range, read_data
+    from ..io.torch_export import first_line
 
     with torch.no_grad():
         try:
             sample = generator(torch.randn(64, *latent_shape, generator=torch.Generator().manual_seed(0)).to(device))
         except Exception as err:  # an exported program's shape guard, a layer's size mismatch
             raise CommandError(f"latent shape {tuple(latent_shape)} does not fit the generator: "
-                               f"{_first_line(err)}") from None
+                               f"{first_line(err)}") from None
     shape = tuple(view_shape) if view_shape else tuple(sample.shape[1:])
     value_range = value_range or output_range(sample) or (0.0, 1.0)
     try:
@@ -85,7 +86,7 @@ def fit_critic_command(
     A critic that separates real from generated almost perfectly is warned about: refinement can exploit it.
     """
     from ..fit_critic import export_critic, fit_critic
-    from ..io.torch_export import load_exported
+    from ..io.torch_export import first_line, load_exported
     from ..output_lock import locked_output
     from ..report import check_writable, staged_outputs, write_json
 
@@ -112,7 +113,7 @@ def fit_critic_command(
                     module(samples[:2].to(dev))
             except Exception as err:
                 raise CommandError(f"{flag_name} {path} does not take samples of shape {tuple(samples.shape[1:])}: "
-                                   f"{_first_line(err)}") from None
+                                   f"{first_line(err)}") from None
     with locked_output(out):
         fitted = fit_critic(g, samples, shape, data_shape=view, features=extractor, init=start, init_output=init_output,
                             steps=steps, seed=seed, holdout=holdout, penalty=penalty, normalized=spectral_norm,
@@ -131,8 +132,3 @@ def fit_critic_command(
                + (f" (the given discriminator: accuracy {first['accuracy']:.3f}, log-loss {first['log_loss']:.3f})"
                   if (first := report["held_out_at_start"]) and init is not None else "")
                + f"; wrote {out}/critic.pt2 and fit.json")
-
-
-def _first_line(err: Exception) -> str:
-    text = str(err).strip().splitlines()
-    return text[0] if text else type(err).__name__

@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from ..checkpoint import CheckpointError
 
-__all__ = ["load_exported", "ExportedModule", "check_latent_shape"]
+__all__ = ["load_exported", "ExportedModule", "check_latent_shape", "first_line"]
 
 
 def _pickled_entries(archive: zipfile.ZipFile, names: list[str], path: Path) -> list[str]:
@@ -132,6 +132,12 @@ def load_exported(path: str | os.PathLike, device: str | torch.device = "cpu", n
     return ExportedModule(program, name, torch.device(device))
 
 
+def first_line(err: Exception) -> str:
+    """The first line of an exception's message (a model's shape guard can run to many), or its type's name."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
 def check_latent_shape(generator: nn.Module, critic: nn.Module, latent_shape: tuple[int, ...],
                        device: str | torch.device = "cpu", chains: int = 2) -> tuple[int, ...]:
     """Run ``critic(generator(z))`` on a probe batch; return the data shape or raise a clear ValueError."""
@@ -142,13 +148,12 @@ def check_latent_shape(generator: nn.Module, critic: nn.Module, latent_shape: tu
         try:
             x = generator(z)
         except Exception as err:
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise ValueError(f"latent shape {tuple(latent_shape)} does not fit the generator: {first}") from err
+            raise ValueError(f"latent shape {tuple(latent_shape)} does not fit the generator: {first_line(err)}") from err
         try:
             u = critic(x)
         except Exception as err:
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise ValueError(f"the critic cannot read the generator's output of shape {tuple(x.shape)}: {first}") from err
+            raise ValueError(f"the critic cannot read the generator's output of shape {tuple(x.shape)}: "
+                             f"{first_line(err)}") from err
     if tuple(u.shape) not in ((chains,), (chains, 1)):
         got = "(n, " + ", ".join(str(s) for s in u.shape[1:]) + ")" if u.dim() and u.shape[0] == chains else str(tuple(u.shape))
         raise ValueError(f"the critic returns {got} for a batch of n samples; expected (n,) or (n, 1), one energy per "
