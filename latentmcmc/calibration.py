@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from .priors import STANDARD_NORMAL
+
 __all__ = ["Calibration", "PlattScaled", "calibrate", "platt_fit"]
 
 
@@ -55,15 +57,21 @@ class PlattScaled(nn.Module):
 
 @torch.no_grad()
 def calibrate(generator: nn.Module, energy_critic: nn.Module, latent_shape: tuple[int, ...], real: Tensor | None,
-              beta: float = 1.0, n: int = 5000, seed: int = 0) -> Calibration:
-    """Platt scaling of ``r = -U`` on up to ``n`` real samples against ``n`` generated ones; ``beta r`` without data."""
+              beta: float = 1.0, n: int = 5000, seed: int = 0, prior=None) -> Calibration:
+    """Platt scaling of ``r = -U`` on up to ``n`` real samples against ``n`` generated ones; ``beta r`` without data.
+
+    The generated ones are ``G(z)`` for ``z`` drawn from ``prior`` (a :class:`~latentmcmc.priors.LatentPrior`;
+    None: N(0, I)).
+    """
     if real is None or real.shape[0] < 10:
         return Calibration(beta, 0.0, False)
     g = torch.Generator().manual_seed(seed)
     device = next((p.device for p in generator.parameters()), torch.device("cpu"))
     m = min(n, real.shape[0])
     idx = torch.randperm(real.shape[0], generator=g)[:m]
-    fake = torch.cat([generator(torch.randn(1000, *latent_shape, generator=g).to(device)) for _ in range(-(-m // 1000))])[:m]
+    draw = (prior or STANDARD_NORMAL).sample
+    fake = torch.cat([generator((prior or STANDARD_NORMAL).to_latent(draw(1000, tuple(latent_shape), g)).to(device))
+                      for _ in range(-(-m // 1000))])[:m]
     real = real.reshape(real.shape[0], *fake.shape[1:])  # data viewed in another shape: the critic reads G's
     realness = torch.cat([-energy_critic(real[idx].to(device)).reshape(-1),
                           -energy_critic(fake).reshape(-1)])

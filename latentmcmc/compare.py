@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from .exact import GridTarget, grid_target, total_variation, tv_noise_floor
 from .methods import METHODS, MethodRun, Problem
+from .priors import prior_name
 from .refinement.blocks import prior_draws, stream_seeds
 
 __all__ = ["DEFAULT_METHODS", "Comparison", "compare", "comparison_table", "comparison_figure", "flows_available",
@@ -90,7 +91,7 @@ class ExactReference:
 
 
 @torch.no_grad()
-def _generate(generator: nn.Module, z: Tensor) -> Tensor:
+def _generate(generator, z: Tensor) -> Tensor:
     return torch.cat([generator(z[i:i + 65536]) for i in range(0, z.shape[0], 65536)])
 
 
@@ -131,8 +132,14 @@ def compare(generator: nn.Module, critic: nn.Module, latent_shape: tuple[int, ..
             budget: int = 400, beta: float = 1.0, num_chains: int = 2000, seed: int = 0, dataset=None,
             critic_sign: float = 1.0, critic_output: str | None = None, device: str | torch.device = "cpu",
             grid_points: int = 801,
-            sampler_options=None, progress=None, quality=None, data_shape: tuple[int, ...] | None = None) -> Comparison:
+            sampler_options=None, progress=None, quality=None, data_shape: tuple[int, ...] | None = None,
+            prior=True) -> Comparison:
     """Run ``methods`` (names of :data:`~latentmcmc.methods.METHODS`) on one model; see the module docstring.
+
+    ``prior`` is :class:`~latentmcmc.LatentEnergy`'s (a name such as ``"uniform:-1,1"`` or a distribution):
+    every method starts from and proposes with its draws.  Under a prior where the truncation trick
+    means nothing (not centred on 0) the default methods leave ``truncation`` out and naming it is an
+    error; the 2-D grid reference is computed for the N(0, I) prior only.
 
     ``quality`` (e.g. a :class:`~latentmcmc.feature_metrics.FeatureQuality`) replaces the data set's
     metrics; ``data_shape`` views the generator's outputs as samples of that shape.
@@ -151,15 +158,20 @@ def compare(generator: nn.Module, critic: nn.Module, latent_shape: tuple[int, ..
     problem = Problem(generator, critic, tuple(latent_shape), beta=beta, critic_sign=critic_sign,
                       critic_output=critic_output,
                       real=dataset.x if dataset is not None else getattr(quality, "reference", None),
-                      sampler_options=sampler_options or SamplerOptions())
+                      sampler_options=sampler_options or SamplerOptions(), prior=prior)
+    latent_prior = problem.energy.latent_prior
+    if latent_prior is not None and not latent_prior.truncates and "truncation" in methods:
+        if tuple(methods) != DEFAULT_METHODS:
+            latent_prior.truncate(torch.zeros(1, *latent_shape), 0.7)  # raises, naming the prior
+        methods = tuple(m for m in methods if m != "truncation")
     start_seed, method_seed = stream_seeds(seed)
-    z0 = prior_draws(num_chains, tuple(latent_shape), start_seed, device)
+    z0 = prior_draws(num_chains, tuple(latent_shape), start_seed, device, prior=latent_prior)
     from .refinement import data_view
 
-    view = data_view(generator, tuple(latent_shape), data_shape, device) or (lambda x: x)
+    view = data_view(problem.energy, tuple(latent_shape), data_shape, device) or (lambda x: x)
     measure = quality if quality is not None else (dataset.quality if dataset is not None else None)
     exact = None
-    if tuple(latent_shape) == (2,):
+    if tuple(latent_shape) == (2,) and (latent_prior is None or latent_prior.standard):
         exact = ExactReference(problem, dataset, num_chains, grid_points)
     rows, samples = {}, {}
     from .progress import progress_bar
@@ -169,7 +181,7 @@ def compare(generator: nn.Module, critic: nn.Module, latent_shape: tuple[int, ..
         if bar is not None:
             bar.set_postfix(method=name, refresh=True)
         run = METHODS[name].run(problem, z0, budget, method_seed)
-        x = view(_generate(generator, run.z))
+        x = view(_generate(problem.generate, run.z))
         q = measure(x) if measure is not None else None
         rows[name] = _row(name, run, problem, dataset, exact, None if q is None else
                           {k: v for k, v in q.items() if k != "notes"})
@@ -178,7 +190,7 @@ def compare(generator: nn.Module, critic: nn.Module, latent_shape: tuple[int, ..
             bar.update(1)
     if bar is not None:
         bar.close()
-    settings = {"budget": budget, "beta": beta, "chains": num_chains, "seed": seed, "latent_shape": list(latent_shape),
+    settings = {"budget": budget, "beta": beta, "prior": prior_name(prior), "chains": num_chains, "seed": seed, "latent_shape": list(latent_shape),
                 "calibrated": problem.calibration.fitted, "calibration_slope": problem.calibration.slope,
                 "quality": getattr(quality, "name", None) or (dataset.name if dataset is not None else None)}
     if exact is not None:

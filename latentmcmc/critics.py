@@ -49,8 +49,8 @@ class Negated(nn.Module):
         super().__init__()
         self.critic = critic
 
-    def forward(self, x: Tensor) -> Tensor:
-        return -self.critic(x)
+    def forward(self, x: Tensor, *condition: Tensor) -> Tensor:
+        return -self.critic(x, *condition)
 
 
 class ProbabilityEnergy(nn.Module):
@@ -64,8 +64,8 @@ class ProbabilityEnergy(nn.Module):
         self.critic = critic
         self.warned = False
 
-    def forward(self, x: Tensor) -> Tensor:
-        p = self.critic(x)
+    def forward(self, x: Tensor, *condition: Tensor) -> Tensor:
+        p = self.critic(x, *condition)
         clipped = p.clamp(self.LOW, self.HIGH)
         if not self.warned and not torch.compiler.is_compiling():
             saturated = int(((p >= self.HIGH) | (p <= self.LOW)).sum())

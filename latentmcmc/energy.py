@@ -8,12 +8,15 @@ that computes both in one forward and one backward pass.
 
 from __future__ import annotations
 
+import copy
 import functools
 import warnings
-from typing import Callable, Protocol, runtime_checkable
+from typing import Any, Callable, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor, nn
+
+from .priors import STANDARD_NORMAL, LatentPrior, as_prior, standard_prior_energy
 
 __all__ = ["LatentEnergy", "Target", "as_target", "compile_target", "prior_energy", "EnergyFn", "COMPILE_MODES",
            "check_beta"]
@@ -28,10 +31,8 @@ def check_beta(beta) -> float:
     return float(beta)
 
 
-def prior_energy(z: Tensor) -> Tensor:
-    """``0.5 |z|^2`` per chain (all trailing dimensions): the energy of the N(0, I) prior, up to a constant."""
-    flat = z.reshape(z.shape[0], -1)
-    return 0.5 * torch.linalg.vecdot(flat, flat)
+prior_energy = standard_prior_energy
+"""``0.5 |z|^2`` per chain (all trailing dimensions): the energy of the N(0, I) prior, up to a constant."""
 
 
 @runtime_checkable
@@ -56,11 +57,17 @@ def _autograd_value_and_grad(fn: EnergyFn, z: Tensor) -> tuple[Tensor, Tensor]:
 
 
 class Target:
-    """An energy ``E(z)`` with ``value_and_grad(z) -> (E(z), grad E(z))`` for a batch of chains."""
+    """An energy ``E(z)`` with ``value_and_grad(z) -> (E(z), grad E(z))`` for a batch of chains.
 
-    def __init__(self, fn: EnergyFn, value_and_grad: Callable[[Tensor], tuple[Tensor, Tensor]] | None = None):
+    ``prior`` is the reference an annealing path starts from and independent proposals default to
+    (:class:`~latentmcmc.priors.LatentPrior`; ``N(0, I)`` unless a :class:`LatentEnergy` says otherwise).
+    """
+
+    def __init__(self, fn: EnergyFn, value_and_grad: Callable[[Tensor], tuple[Tensor, Tensor]] | None = None,
+                 prior: LatentPrior = STANDARD_NORMAL):
         self.fn = fn
         self._value_and_grad = value_and_grad
+        self.prior = prior
 
     def __call__(self, z: Tensor) -> Tensor:
         return self.fn(z)
@@ -114,7 +121,7 @@ def as_target(energy: EnergyFn | Target | "LatentEnergy") -> Target:
     if not callable(energy):
         raise ValueError(f"energy must be callable (z -> (chains,) energies), got {type(energy).__name__}")
     vg = energy.value_and_grad if isinstance(energy, SupportsValueAndGrad) else None
-    return Target(energy, vg)
+    return Target(energy, vg, getattr(energy, "latent_prior", None) or STANDARD_NORMAL)
 
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
@@ -143,7 +150,7 @@ def compile_target(target: Target, mode: bool | str = True) -> Target:
         compiled = torch.compile(fn, mode=mode, dynamic=False)
         value_and_grad = functools.partial(_autograd_value_and_grad, compiled)
     if mode not in ("reduce-overhead", "max-autotune"):
-        return Target(compiled, value_and_grad)
+        return Target(compiled, value_and_grad, target.prior)
 
     def replayed(z: Tensor) -> tuple[Tensor, Tensor]:
         # CUDA graphs reuse their output memory on the next replay, but a sampler keeps the current
@@ -152,36 +159,47 @@ def compile_target(target: Target, mode: bool | str = True) -> Target:
         energy, grad = value_and_grad(z)
         return energy.clone(), grad.clone()
 
-    return Target(compiled, replayed)
+    return Target(compiled, replayed, target.prior)
 
 
 class LatentEnergy:
     r"""Energy of a generator's latent space under an energy-based critic.
 
-    .. math::  E(z) = \beta\, U(G(z)) + \tfrac12 \lVert z \rVert^2 \qquad (\text{prior term only if } prior)
+    .. math::  E(u) = \beta\, U(G(T(u)), c) + E_0(u), \qquad E_0(u) = -\log p(T(u)) - \log\lvert\det J_T(u)\rvert
 
     ``U`` is the critic read as an energy (lower = more like the data), ``G`` the generator, ``beta``
-    an inverse temperature on the critic term.  ``critic_output`` says what the critic outputs
-    (:data:`~latentmcmc.critics.CRITIC_OUTPUTS`): ``"energy"`` (``U = D(x)``; WGAN/energy-GAN critics),
-    ``"logit"`` (a discriminator logit, higher for real data: ``U = -logit``, as in DDLS) or
-    ``"probability"`` (``D(x)`` = P(real) in (0, 1): ``U = -logit(p)``, with a final Sigmoid removed
-    exactly when it can be).  ``critic_sign=-1`` is the 0.1 spelling of ``critic_output="logit"``.
-    With ``prior=False`` the Gaussian term is dropped, as in the original energy-GAN formula; the target may then be improper (chains drift to where ``G``
-    extrapolates), so that choice warns.  Neither form includes the Jacobian of ``G``: the latent
-    energy is a refinement heuristic, not the exact pull-back of ``exp(-U)``.
+    an inverse temperature on the critic term, ``p`` the latent prior and ``T`` the map from the
+    unconstrained space the chains move in to the prior's support (:mod:`latentmcmc.priors`).  For the
+    default ``N(0, I)`` prior ``T`` is the identity and ``E(z) = beta U(G(z)) + 0.5|z|^2``.
+    ``critic_output`` says what the critic outputs (:data:`~latentmcmc.critics.CRITIC_OUTPUTS`):
+    ``"energy"`` (``U = D(x)``; WGAN/energy-GAN critics), ``"logit"`` (a discriminator logit, higher for
+    real data: ``U = -logit``, as in DDLS) or ``"probability"`` (``D(x)`` = P(real) in (0, 1):
+    ``U = -logit(p)``, with a final Sigmoid removed exactly when it can be).  ``critic_sign=-1`` is the
+    0.1 spelling of ``critic_output="logit"``.  With ``prior=False`` the prior term is dropped, as in the
+    original energy-GAN formula; the target may then be improper (chains drift to where ``G``
+    extrapolates), so that choice warns.  Neither form includes the Jacobian of ``G``: the latent energy
+    is a refinement heuristic, not the exact pull-back of ``exp(-U)``.
+
+    ``condition`` (class-conditional models): a tensor with one row per chain, ``(chains, ...)`` (class
+    ids or any tensor), passed as ``G(z, c)`` and ``D(x, c)``.  A condition is a constant of its chain:
+    a batch of ``k * chains`` latents is read chain-major (chain ``i``'s rows are ``i k .. i k + k - 1``,
+    as i-SIR's candidates are), so every sampler runs unchanged.
 
     Construction puts both networks in eval mode and freezes their parameters (``requires_grad``
     off), so a step differentiates with respect to ``z`` only.  Call ``.train()`` and
     ``.requires_grad_(True)`` on them to train again.
 
     Args:
-        generator: module ``(chains, *latent_shape) -> (chains, *data_shape)``.
-        critic: module ``(chains, *data_shape) -> (chains,)`` or ``(chains, 1)``.
+        generator: module ``(chains, *latent_shape) -> (chains, *data_shape)`` (with a condition:
+            ``(z, c) -> x``).
+        critic: module ``(chains, *data_shape) -> (chains,)`` or ``(chains, 1)`` (with a condition: ``(x, c)``).
         beta: inverse temperature, finite and >= 0.
-        prior: keep the ``0.5 |z|^2`` term of the standard normal prior.
+        prior: True for ``N(0, I)``, False for no prior term, a name of :data:`~latentmcmc.priors.PRIORS`
+            (``"uniform:-1,1"``), a ``torch.distributions.Distribution`` or a :class:`~latentmcmc.priors.LatentPrior`.
         latent_shape: if given, inputs must have shape ``(chains, *latent_shape)``.
         critic_sign: +1 (energy) or -1 (logit); kept from 0.1, ``critic_output`` says more.
         critic_output: ``"energy"``, ``"logit"`` or ``"probability"``.
+        condition: ``(chains, ...)`` per-chain conditions, or None.
     """
 
     def __init__(
@@ -189,10 +207,11 @@ class LatentEnergy:
         generator: nn.Module,
         critic: nn.Module,
         beta: float = 1.0,
-        prior: bool = True,
+        prior: Any = True,
         latent_shape: tuple[int, ...] | None = None,
         critic_sign: float = 1.0,
         critic_output: str | None = None,
+        condition: Tensor | None = None,
     ) -> None:
         if not callable(generator):
             raise ValueError("generator must be a callable module")
@@ -206,8 +225,15 @@ class LatentEnergy:
         self.generator = generator
         self.critic = critic
         self.beta = beta
-        self.prior = bool(prior)
+        self.latent_prior: LatentPrior | None = as_prior(prior)
+        self.prior = self.latent_prior is not None
         self.latent_shape = tuple(latent_shape) if latent_shape is not None else None
+        if self.latent_prior is not None and self.latent_shape is not None:
+            self.latent_prior.check(self.latent_shape)
+        if condition is not None and (not isinstance(condition, Tensor) or condition.dim() < 1):
+            raise ValueError(f"condition must be a tensor with one row per chain, got "
+                             f"{type(condition).__name__ if not isinstance(condition, Tensor) else 'a 0-d tensor'}")
+        self.condition = condition
         for module in (generator, critic):
             if isinstance(module, nn.Module):
                 module.eval()
@@ -217,27 +243,59 @@ class LatentEnergy:
         self.energy_of_critic, self.critic_reading = energy_critic(critic, self.critic_output)
         if not self.prior:
             warnings.warn(
-                "LatentEnergy(prior=False): without the 0.5|z|^2 prior term the latent target can be "
+                "LatentEnergy(prior=False): without the prior term the latent target can be "
                 "improper; chains may drift to where the generator extrapolates and step-size "
                 "adaptation may grow eps without bound. Keep prior=True unless you know E is proper.",
                 UserWarning,
                 stacklevel=2,
             )
 
+    def with_condition(self, condition: Tensor | None) -> "LatentEnergy":
+        """The same energy with other per-chain conditions (a block's rows of a run's)."""
+        other = copy.copy(self)
+        other.condition = condition
+        return other
+
+    def conditions_for(self, n: int) -> Tensor | None:
+        """The condition of each of ``n`` rows: the chains' own (``n = chains``), each repeated ``n / chains``
+        times in a row (a chain-major batch of candidates), or a ValueError."""
+        c = self.condition
+        if c is None:
+            return None
+        chains = c.shape[0]
+        if n == chains:
+            return c
+        if n % chains == 0:
+            return c.repeat_interleave(n // chains, 0)
+        raise ValueError(f"a batch of {n} latents for {chains} chains' conditions: a conditional energy takes the "
+                         "chains, or k candidates per chain in chain-major order")
+
+    def latent(self, u: Tensor) -> Tensor:
+        """Chain states in the prior's space, ``z = T(u)``."""
+        return u if self.latent_prior is None else self.latent_prior.to_latent(u)
+
+    def generate(self, u: Tensor, condition: Tensor | None = None) -> Tensor:
+        """``G(T(u))`` (with ``condition``, or the chains' own conditions when ``u`` holds them all)."""
+        c = condition if condition is not None else self.conditions_for(u.shape[0])
+        z = self.latent(u)
+        return self.generator(z) if c is None else self.generator(z, c)
+
     def __call__(self, z: Tensor) -> Tensor:
         if self.latent_shape is not None and tuple(z.shape[1:]) != self.latent_shape:
             raise ValueError(
                 f"z has shape {tuple(z.shape)}; this LatentEnergy expects (chains, *{self.latent_shape})"
             )
-        u = self.energy_of_critic(self.generator(z))
+        c = self.conditions_for(z.shape[0])
+        x = self.generate(z, c)
+        u = self.energy_of_critic(x) if c is None else self.energy_of_critic(x, c)
         if u.shape not in ((z.shape[0],), (z.shape[0], 1)):
             raise ValueError(
                 f"critic returned shape {tuple(u.shape)}; expected ({z.shape[0]},) or ({z.shape[0]}, 1), "
                 "one energy per sample"
             )
         energy = self.beta * u.reshape(z.shape[0])
-        if self.prior:
-            energy = energy + prior_energy(z)
+        if self.latent_prior is not None:
+            energy = energy + self.latent_prior.energy(z)
         return energy
 
     def value_and_grad(self, z: Tensor) -> tuple[Tensor, Tensor]:
@@ -246,7 +304,10 @@ class LatentEnergy:
 
     def __repr__(self) -> str:
         kind = "" if self.critic_output == "energy" else f", critic_output={self.critic_output!r}"
-        return f"LatentEnergy(beta={self.beta}, prior={self.prior}{kind})"
+        prior = "False" if self.latent_prior is None else ("True" if self.latent_prior.standard
+                                                            else repr(self.latent_prior.name))
+        cond = "" if self.condition is None else f", condition=<{self.condition.shape[0]} chains>"
+        return f"LatentEnergy(beta={self.beta}, prior={prior}{kind}{cond})"
 
 
 def resolve_critic_output(critic_sign: float = 1.0, critic_output: str | None = None) -> str:

@@ -29,6 +29,7 @@ from torch import Tensor, nn
 from .calibration import Calibration, calibrate
 from .chains import Chains, Evaluations
 from .energy import LatentEnergy
+from .priors import STANDARD_NORMAL
 from .samplers.registry import SAMPLERS, SamplerOptions, make_sampler
 
 __all__ = ["Problem", "MethodRun", "Method", "METHODS", "SamplerMethod", "Prior", "Truncation", "MHGAN", "DRS", "DOT"]
@@ -36,7 +37,10 @@ __all__ = ["Problem", "MethodRun", "Method", "METHODS", "SamplerMethod", "Prior"
 
 @dataclass
 class Problem:
-    """A model to refine: ``E(z) = beta s U(G(z)) + 0.5|z|^2``, and real data when known (for calibration)."""
+    """A model to refine: ``E(u) = beta s U(G(T(u))) + E_0(u)`` (``0.5|z|^2`` for the N(0, I) prior), and real data
+    when known (for calibration).  ``prior`` is :class:`~latentmcmc.LatentEnergy`'s; methods draw and move chain
+    states ``u`` (the latents themselves for N(0, I)).
+    """
 
     generator: nn.Module
     critic: nn.Module
@@ -46,6 +50,7 @@ class Problem:
     critic_output: str | None = None
     real: Tensor | None = None
     sampler_options: SamplerOptions = field(default_factory=SamplerOptions)
+    prior: Any = True
     _energy: LatentEnergy | None = None
     _calibration: Calibration | None = None
 
@@ -53,20 +58,35 @@ class Problem:
     def energy(self) -> LatentEnergy:
         if self._energy is None:
             self._energy = LatentEnergy(self.generator, self.critic, beta=self.beta, latent_shape=self.latent_shape,
-                                        critic_sign=self.critic_sign, critic_output=self.critic_output)
+                                        critic_sign=self.critic_sign, critic_output=self.critic_output,
+                                        prior=self.prior)
         return self._energy
 
     @property
     def calibration(self) -> Calibration:
         if self._calibration is None:
             self._calibration = calibrate(self.generator, self.energy.energy_of_critic, self.latent_shape, self.real,
-                                          self.beta)
+                                          self.beta, prior=self.energy.latent_prior)
         return self._calibration
 
     @torch.no_grad()
     def logit(self, z: Tensor) -> Tensor:
         """The (calibrated, when data is known) discriminator logit ``l(G(z))``."""
-        return self.calibration.logit(self.energy.energy_of_critic, self.generator(z))
+        return self.calibration.logit(self.energy.energy_of_critic, self.generate(z))
+
+    def generate(self, u: Tensor) -> Tensor:
+        """``G(T(u))``: samples of chain states."""
+        return self.energy.generate(u)
+
+    def draw(self, n: int, rng: torch.Generator, like: Tensor) -> Tensor:
+        """``n`` prior draws as chain states shaped like ``like``'s rows, from ``rng``."""
+        prior = self.energy.latent_prior or STANDARD_NORMAL
+        return prior.sample(n, tuple(like.shape[1:]), rng, like.dtype, like.device)
+
+    def truncate(self, u: Tensor, psi: float) -> Tensor:
+        """The truncation trick ``z -> psi z`` in the prior's space (a ValueError where the prior gives it no meaning)."""
+        prior = self.energy.latent_prior
+        return psi * u if prior is None else prior.truncate(u, psi)
 
 
 @dataclass
@@ -88,7 +108,7 @@ class Method(Protocol):
 
 
 class Prior:
-    summary = "G(z) for z ~ N(0, I): the generator as trained"
+    summary = "G(z) for z ~ the prior: the generator as trained"
     exact = False
 
     def run(self, problem: Problem, z0: Tensor, budget: int, seed: int) -> MethodRun:
@@ -103,7 +123,7 @@ class Truncation:
         self.psi = psi
 
     def run(self, problem: Problem, z0: Tensor, budget: int, seed: int) -> MethodRun:
-        return MethodRun(self.psi * z0, Evaluations(0, 0), 0.0, notes={"psi": self.psi})
+        return MethodRun(problem.truncate(z0, self.psi), Evaluations(0, 0), 0.0, notes={"psi": self.psi})
 
 
 class SamplerMethod:
@@ -167,7 +187,7 @@ class MHGAN:
         z, logit = z0.clone(), problem.logit(z0)
         accepted = torch.zeros(z.shape[0], device=z.device)
         for _ in range(max(1, budget - 1)):
-            proposal = torch.randn(z.shape, generator=rng, device=z.device, dtype=z.dtype)
+            proposal = problem.draw(z.shape[0], rng, z)
             logit_new = problem.logit(proposal)
             u = torch.rand(z.shape[0], generator=rng, device=z.device, dtype=logit.dtype)
             take = torch.log(u) < logit_new - logit
@@ -189,7 +209,7 @@ class DRS:
         rng = torch.Generator(device=z0.device).manual_seed(seed)
         t0 = time.perf_counter()
         n, budget = z0.shape[0], max(1, budget)
-        burn = torch.randn((10_000,) + tuple(z0.shape[1:]), generator=rng, device=z0.device, dtype=z0.dtype)
+        burn = problem.draw(10_000, rng, z0)
         l_burn = problem.logit(burn)
         l_max = float(l_burn.max())
 
@@ -208,7 +228,7 @@ class DRS:
         done = torch.zeros(n, dtype=torch.bool, device=z0.device)
         fallback_z = z0.clone()
         for _ in range(budget):
-            cand = torch.randn(z0.shape, generator=rng, device=z0.device, dtype=z0.dtype)
+            cand = problem.draw(z0.shape[0], rng, z0)
             logit = problem.logit(cand)
             l_max = max(l_max, float(logit.max()))
             score = f(logit)
@@ -237,8 +257,7 @@ class DOT:
         rng = torch.Generator(device=z0.device).manual_seed(seed)
         t0 = time.perf_counter()
         with torch.no_grad():  # k_eff: the largest slope of l(G(z)) between pairs of prior draws
-            a = torch.randn((1000,) + tuple(z0.shape[1:]), generator=rng, device=z0.device, dtype=z0.dtype)
-            b = torch.randn((1000,) + tuple(z0.shape[1:]), generator=rng, device=z0.device, dtype=z0.dtype)
+            a, b = problem.draw(1000, rng, z0), problem.draw(1000, rng, z0)
             dist = (a - b).reshape(1000, -1).norm(dim=1).clamp(min=1e-6)
             k_eff = float(((problem.logit(a) - problem.logit(b)).abs() / dist).max())
         z = z0.clone().requires_grad_(True)
@@ -247,7 +266,7 @@ class DOT:
         cal = problem.calibration
         for _ in range(steps):
             with torch.enable_grad():
-                x = problem.generator(z)
+                x = problem.generate(z)
                 logit = cal.logit(problem.energy.energy_of_critic, x)
                 loss = ((z - z0).reshape(z.shape[0], -1).norm(dim=1) - logit / k_eff).sum()
                 opt.zero_grad(set_to_none=True)

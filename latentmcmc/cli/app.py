@@ -58,11 +58,28 @@ ROOT_OPTIONS = ("--threads",)
 """Options of ``latentmcmc`` itself, which a user may put after the command by mistake."""
 
 
+RENAMED_FLAGS = {"--no-prior": ("--prior", "none")}
+"""Flags of earlier versions -> what they are now (said on stderr when used)."""
+
+
+def renamed_flags(argv: list[str]) -> list[str]:
+    """``argv`` with the flags of :data:`RENAMED_FLAGS` spelled as now, each one said once on stderr."""
+    out: list[str] = []
+    for arg in argv:
+        if arg in RENAMED_FLAGS:
+            print(f"warning: {arg} is now {' '.join(RENAMED_FLAGS[arg])}", file=sys.stderr)
+            out.extend(RENAMED_FLAGS[arg])
+        else:
+            out.append(arg)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; expected failures print one ``error:`` line on stderr and return 2 (no traceback).
 
     Set ``LATENTMCMC_DEBUG=1`` to get the traceback of an unexpected error instead.
     """
+    argv = renamed_flags(list(sys.argv[1:] if argv is None else argv))
     showwarning = warnings.showwarning
     warnings.showwarning = _warning_line
     refresh_help()

@@ -29,7 +29,7 @@ from .refine import (
     warn_critic_output,
 )
 
-_COMPARE_FIELDS = ("num_chains", "seed", "beta", "critic_output", "critic_sign", "data_shape")
+_COMPARE_FIELDS = ("num_chains", "seed", "beta", "prior", "critic_output", "critic_sign", "data_shape")
 _COMPARE_DEFAULTS = {"num_chains": 2000}
 
 
@@ -147,7 +147,8 @@ def compare_command(**values) -> None:
         result = compare(g, u, shape, names, budget=v["budget"], beta=run["beta"], num_chains=run["num_chains"],
                          seed=run["seed"], dataset=dataset, critic_sign=run["critic_sign"],
                          critic_output=run["critic_output"], device=dev, quality=quality, data_shape=run["data_shape"],
-                         grid_points=v["grid_points"], sampler_options=options, progress=progress_flag(v["quiet"]))
+                         grid_points=v["grid_points"], sampler_options=options, progress=progress_flag(v["quiet"]),
+                         prior=run.get("prior", True))
         critic_source = f"a critic fitted on {v['fit_critic']}" if fitted is not None else v["critic"]
         source = str(v["checkpoint"]) if v["checkpoint"] is not None else f"{v['generator']} + {critic_source}"
         with staged_outputs(out) as staging:

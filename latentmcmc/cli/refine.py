@@ -247,7 +247,7 @@ def _refine_locked(v: dict, options, out: Path, dev, distributed: bool) -> None:
                            "--reference")
     if not options.prior:
         warnings.filterwarnings("ignore", message=r"LatentEnergy\(prior=False\)")
-        typer.echo("warning: --no-prior: the latent target can be improper (chains may drift where G extrapolates)",
+        typer.echo("warning: --prior none: the latent target can be improper (chains may drift where G extrapolates)",
                    err=True)
     state_file = out / RESUME_FILE
     checkpoint_every, resume = v["checkpoint_every"], v["resume"]

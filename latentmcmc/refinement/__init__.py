@@ -27,6 +27,7 @@ from torch import nn
 
 from .. import process_group
 from ..energy import LatentEnergy
+from ..priors import prior_name
 from ..samplers.registry import SAMPLERS, SamplerOptions
 from ..samplers.registry import make_sampler as _make_sampler
 from ..samplers.resume import check_fingerprint, load_state, save_state
@@ -78,7 +79,7 @@ def _writer(path: Path, mark: dict) -> Callable[[dict], None]:
 def refine(generator: nn.Module, critic: nn.Module, latent_shape: tuple[int, ...], options: RefineOptions | None = None,
            *, dataset=None, distributed: bool | None = None, checkpoint: str | os.PathLike | None = None,
            checkpoint_every: int | None = None, resume: bool = False, source: str | None = None,
-           quality=None, on_resume: Callable[[Path], None] | None = None,
+           quality=None, on_resume: Callable[[Path], None] | None = None, condition=None,
            **overrides: Any) -> Refinement | None:
     r"""Sample ``exp(-E)``, ``E(z) = beta s U(G(z)) + 0.5 |z|^2``, from prior draws; measure it.
 
@@ -123,8 +124,9 @@ def refine(generator: nn.Module, critic: nn.Module, latent_shape: tuple[int, ...
         raise ValueError("checkpoint_every= and resume= need checkpoint= (the run-state file)")
     device = options.resolved_device(generator)
     energy = LatentEnergy(generator, critic, beta=options.beta, prior=options.prior, latent_shape=tuple(latent_shape),
-                          critic_sign=options.critic_sign, critic_output=options.critic_output)
-    view = data_view(generator, tuple(latent_shape), options.data_shape, device)
+                          critic_sign=options.critic_sign, critic_output=options.critic_output,
+                          condition=_conditions(condition, options.num_chains, device))
+    view = data_view(energy, tuple(latent_shape), options.data_shape, device)
     tracker = None
     if options.track_every:
         from .tracking import QualityTracker
@@ -132,9 +134,11 @@ def refine(generator: nn.Module, critic: nn.Module, latent_shape: tuple[int, ...
         measure = quality if quality is not None else (dataset.quality if dataset is not None else None)
         if measure is None:
             raise ValueError("track_every needs quality metrics: a built-in data set or quality= (your features)")
-        tracker = QualityTracker(measure, generator, view, options.track_every, options.track_chains,
-                                 options.track_metric, options.keep == "best")
-    extra: dict[str, Any] = {"beta": options.beta, "prior": options.prior, "critic_output": energy.critic_output,
+        c = energy.condition
+        tracker = QualityTracker(measure, lambda u: energy.generate(u, None if c is None else c[:u.shape[0]]), view,
+                                 options.track_every, options.track_chains, options.track_metric,
+                                 options.keep == "best", energy.latent_prior)
+    extra: dict[str, Any] = {"beta": options.beta, "prior": prior_name(options.prior), "critic_output": energy.critic_output,
                              "critic_reading": energy.critic_reading}
     if options.track_every:
         extra["kept"] = options.keep
@@ -170,21 +174,33 @@ def refine(generator: nn.Module, critic: nn.Module, latent_shape: tuple[int, ...
     args = (blocks, generator, interrupted, dataset, extra, options.superchain_size if options.superchains else None,
             quality, view, options.resample, options.seed, tracker)
     try:
-        return assemble(*args)
+        return assemble(*args, energy=energy)
     except KeyboardInterrupt:  # the sampling is done: keep its draws, without the diagnostics that were cut short
         with interrupts_deferred():
-            result = assemble(*args, diagnostics=False)
+            result = assemble(*args, diagnostics=False, energy=energy)
         result.metrics["interrupted"] = True
         return result
 
 
+def _conditions(condition, num_chains: int, device: torch.device):
+    """``condition=`` as a tensor of one row per chain on ``device`` (a ValueError naming what does not fit), or None."""
+    if condition is None:
+        return None
+    c = torch.as_tensor(condition)
+    if c.dim() < 1 or c.shape[0] != num_chains:
+        raise ValueError(f"condition has {c.shape[0] if c.dim() else 0} rows for {num_chains} chains: give one row per "
+                         "chain (class ids cycled over the chains: latentmcmc.conditions.cycle_classes)")
+    return c.to(device)
+
+
 @torch.no_grad()
-def data_view(generator: nn.Module, latent_shape: tuple[int, ...], data_shape: tuple[int, ...] | None,
+def data_view(energy: LatentEnergy, latent_shape: tuple[int, ...], data_shape: tuple[int, ...] | None,
               device: torch.device):
     """``x -> x`` viewed as ``(n, *data_shape)``, or None; a ValueError when the sizes do not match."""
     if data_shape is None:
         return None
-    x = generator(torch.zeros(2, *latent_shape, device=device))
+    c = energy.condition
+    x = energy.generate(torch.zeros(1, *latent_shape, device=device), None if c is None else c[:1])
     size = x[0].numel()
     if size != math.prod(data_shape):
         raise ValueError(f"data_shape {tuple(data_shape)} holds {math.prod(data_shape)} values but the generator "

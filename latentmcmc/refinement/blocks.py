@@ -10,6 +10,7 @@ from torch import Tensor
 
 from ..chains import Chains, chains_from_state, chains_to_state
 from ..energy import LatentEnergy
+from ..priors import LatentPrior
 from ..samplers.registry import make_sampler
 from .options import RefineOptions
 
@@ -41,14 +42,18 @@ def stream_seeds(seed: int, block: int = 0) -> tuple[int, int]:
 
 
 def prior_draws(num_chains: int, latent_shape: tuple[int, ...], seed: int, device: torch.device,
-                repeat: int = 1) -> Tensor:
-    """``z0 ~ N(0, I)`` drawn on the CPU from ``seed`` (the same starting points on every device).
+                repeat: int = 1, prior: LatentPrior | None = None) -> Tensor:
+    """``z0 ~ prior`` (default ``N(0, I)``) as chain states, drawn on the CPU from ``seed`` (the same on every device).
 
     ``repeat > 1``: ``num_chains / repeat`` points, each repeated for ``repeat`` consecutive chains
-    (the shared starts of superchains).
+    (the shared starts of superchains).  Another prior than ``N(0, I)`` gives states in its unconstrained
+    space (:meth:`~latentmcmc.priors.LatentPrior.sample`).
     """
     rng = torch.Generator().manual_seed(seed)
-    points = torch.randn(num_chains // repeat, *latent_shape, generator=rng)
+    if prior is None or prior.standard:
+        points = torch.randn(num_chains // repeat, *latent_shape, generator=rng)
+    else:
+        points = prior.sample(num_chains // repeat, tuple(latent_shape), rng)
     return points.repeat_interleave(repeat, 0).to(device)
 
 
@@ -103,17 +108,19 @@ def run_blocks(energy: LatentEnergy, latent_shape: tuple[int, ...], options: Ref
                resume: dict | None = None, tracker=None) -> tuple[list[BlockRun], bool]:
     """Run the blocks ``indices`` (default: all) of a blocked refinement; returns them and whether Ctrl-C stopped it.
 
-    Block ``b`` (``b = 0`` for an unblocked run) starts from ``z0 ~ N(0, I)`` drawn from its start seed
+    Block ``b`` (``b = 0`` for an unblocked run) starts from ``z0 ~ prior`` drawn from its start seed
     and samples with its sampler seed, two independent streams (:func:`stream_seeds` ``(seed, b)``).
     Blocks ``b < record_blocks`` (all when None) record every draw; the others keep only their final
     state.  ``checkpoint(state)`` receives the whole state of the blocks (finished ones and the
     current run) every ``checkpoint_every`` steps and after every block; ``resume`` is such a state.
     ``tracker`` (a :class:`~latentmcmc.refinement.tracking.QualityTracker`) follows the first block.
+    A conditional energy's conditions (one row per chain of the run) are cut with the blocks.
     """
     o = options
     ranges = block_ranges(o.num_chains, o.block_size)
     indices = list(range(len(ranges))) if indices is None else list(indices)
     device = device if device is not None else (torch.device(o.device) if o.device is not None else None)
+    conditions, prior = getattr(energy, "condition", None), getattr(energy, "latent_prior", None)
     mcmc = make_sampler(o.sampler, energy, o.sampler_options)
     done: list[BlockRun] = [block_from_state(d, device) for d in resume["done"]] if resume else []
     current = resume.get("current") if resume else None
@@ -127,7 +134,9 @@ def run_blocks(energy: LatentEnergy, latent_shape: tuple[int, ...], options: Ref
             continue
         start, stop = ranges[b]
         start_seed, seed = stream_seeds(o.seed, b)
-        z0 = prior_draws(stop - start, tuple(latent_shape), start_seed, device, o.superchain_size)
+        z0 = prior_draws(stop - start, tuple(latent_shape), start_seed, device, o.superchain_size, prior)
+        if conditions is not None and (start, stop) != (0, conditions.shape[0]):  # the block's chains' conditions
+            mcmc = make_sampler(o.sampler, energy.with_condition(conditions[start:stop]), o.sampler_options)
         full = o.record_blocks is None or b < o.record_blocks
         block_resume = current["state"] if current is not None and current["block"] == b else False
         follow = tracker is not None and b == indices[0]

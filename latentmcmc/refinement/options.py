@@ -18,6 +18,7 @@ import torch
 from ..critics import CRITIC_OUTPUTS
 from ..energy import check_beta, resolve_critic_output
 from ..feature_metrics import METRIC_DIRECTIONS
+from ..priors import check_prior, prior_name, prior_spellings
 from ..samplers.fused import parse_fuse, resolve_fuse
 from ..samplers.options import (
     boolean,
@@ -139,7 +140,10 @@ class RefineOptions:
     seed: int = declare(0, "Seed of the starting points and of the sampler.", kind=int, check=integer(0))
     beta: float = declare(1.0, "Inverse temperature on the critic: E(z) = beta U(G(z)) + 0.5|z|^2.", kind=float,
                           check=check_beta)
-    prior: bool = declare(True, "Keep the 0.5|z|^2 prior term of E.", kind=bool, check=boolean, switch=True)
+    prior: Any = declare(True, "The latent prior p(z) of the generator, whose energy is E's prior term: "
+                         f"{prior_spellings()}, or none (no prior term: the target can be improper); in Python True "
+                         "(normal), False (none) or a torch.distributions.Distribution  \\[default: normal]",
+                         kind=str, check=check_prior, parse=check_prior)
     critic_sign: float = declare(1.0, "0.1's spelling: -1 means --critic-output logit.", kind=float, check=_check_sign)
     critic_output: str | None = declare(None, "What the critic outputs  \\[default: energy]", kind=str,
                                         choices=lambda: CRITIC_OUTPUTS, check=optional(one_of(lambda: CRITIC_OUTPUTS)))
@@ -184,6 +188,7 @@ class RefineOptions:
                             "options need names of their own")
         for name, option in REFINE_OPTIONS.items():  # each field as its declaration says
             option.validate(getattr(self, name))
+        object.__setattr__(self, "prior", check_prior(self.prior))  # one spelling per prior (True for normal)
         if not isinstance(self.sampler_options, SamplerOptions):
             raise ValueError(f"sampler_options must be a SamplerOptions, got {type(self.sampler_options).__name__}")
         resolve_critic_output(self.critic_sign, self.critic_output)  # the two spellings must agree
@@ -233,6 +238,8 @@ class RefineOptions:
         plain = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
                  if f.name not in ("progress", "device", "stream", "sampler_options", "monitor_every")}
         plain["data_shape"] = None if self.data_shape is None else list(self.data_shape)
+        if not isinstance(self.prior, bool):
+            plain["prior"] = prior_name(self.prior)
         plain.update({f"sampler.{k}": v for k, v in self.sampler_options.for_sampler(self.sampler).items()
                       if isinstance(v, (int, float, str, bool, type(None)))})
         return plain

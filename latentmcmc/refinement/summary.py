@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -102,14 +103,31 @@ def unusable(metrics: dict[str, Any], transitions: int) -> str | None:
 
 
 @torch.no_grad()
-def _generate(generator: nn.Module, z: Tensor, batch: int) -> Tensor:
-    return torch.cat([generator(z[i:i + batch]) for i in range(0, z.shape[0], batch)])
+def _generate(generator, z: Tensor, batch: int, condition: Tensor | None = None) -> Tensor:
+    """``generator(z)`` in batches (``generator(z, c)`` with per-row conditions)."""
+    return torch.cat([generator(z[i:i + batch]) if condition is None else generator(z[i:i + batch], condition[i:i + batch])
+                      for i in range(0, z.shape[0], batch)])
+
+
+def _in_prior_space(chains: Chains, energy) -> Chains:
+    """The recorded states mapped from the chains' unconstrained space to the prior's (``z = T(u)``)."""
+    prior = getattr(energy, "latent_prior", None)
+    if prior is None or prior.standard:
+        return chains
+    mapped = {name: prior.to_latent(getattr(chains, name)) for name in ("draws", "last", "warmup_draws")
+              if getattr(chains, name) is not None}
+    return dataclasses.replace(chains, **mapped)
 
 
 def assemble(blocks: list[BlockRun], generator: nn.Module, interrupted: bool = False, dataset=None,
              extra_metrics: dict[str, Any] | None = None, superchain_size: int | None = None, quality=None,
-             view=None, resample: bool = False, seed: int = 0, tracker=None, diagnostics: bool = True) -> Refinement:
+             view=None, resample: bool = False, seed: int = 0, tracker=None, diagnostics: bool = True,
+             energy=None) -> Refinement:
     """Blocks (in index order) -> one :class:`Refinement`: all final states, samples, metrics.
+
+    ``energy`` (the run's :class:`~latentmcmc.LatentEnergy`, when given) makes the samples: ``G(T(u), c)``
+    with its prior's map ``T`` and its per-chain conditions; the latents (``z0``, ``z``, the recorded
+    draws) are then reported in the prior's space.
 
     ESS and R-hat are computed over every chain of the blocks that recorded their draws.  ``quality``
     (samples -> metrics; default the data set's) measures the samples before and after, viewed by
@@ -123,10 +141,13 @@ def assemble(blocks: list[BlockRun], generator: nn.Module, interrupted: bool = F
     recorded = [blk.chains for blk in blocks if blk.chains is not None]
     if not recorded:
         raise ValueError("no block recorded its draws (block 0 always does): pass the blocks in full")
-    diagnostic = Chains.concat(recorded) if len(recorded) > 1 else recorded[0]
+    diagnostic = _in_prior_space(Chains.concat(recorded) if len(recorded) > 1 else recorded[0], energy)
     batch = blocks[0].z0.shape[0]
     view = view or (lambda x: x)
-    before, after = view(_generate(generator, z0, batch)), view(_generate(generator, z, batch))
+    make, condition = (generator, None) if energy is None else (energy.generate, energy.condition)
+    before, after = view(_generate(make, z0, batch, condition)), view(_generate(make, z, batch, condition))
+    if energy is not None:  # report the latents in the prior's space
+        z0, z = energy.latent(z0), energy.latent(z)
     metrics = {**run_metrics(diagnostic, superchain_size, diagnostics), **(extra_metrics or {})}
     weights = None
     if all(blk.log_weights is not None for blk in blocks):

@@ -39,8 +39,9 @@ class QualityTracker:
     """The driver observer that measures ``quality(G(z[subset]))`` every ``every`` steps."""
 
     def __init__(self, quality: Callable[[Tensor], dict], generator: nn.Module, view: Callable[[Tensor], Tensor] | None,
-                 every: int, chains: int, metric: str | None, keep_best: bool) -> None:
+                 every: int, chains: int, metric: str | None, keep_best: bool, prior=None) -> None:
         self.quality, self.generator, self.view = quality, generator, view or (lambda x: x)
+        self.prior = prior  # the run's LatentPrior (the truncation row follows it; None: 0.7 z)
         self.every, self.chains, self.metric, self.keep_best = every, chains, metric, keep_best
         self.rows: list[dict[str, Any]] = []
         self.reference: dict[str, dict] = {}
@@ -57,7 +58,10 @@ class QualityTracker:
         """Measure the prior (step 0) and the truncation trick on the tracked latents."""
         self.warmup = warmup
         self.chains = min(self.chains, z0.shape[0])
-        self.reference = {"prior": self._measure(z0), "truncation psi 0.7": self._measure(0.7 * z0)}
+        self.reference = {"prior": self._measure(z0)}
+        if self.prior is None or self.prior.truncates:
+            truncated = 0.7 * z0 if self.prior is None else self.prior.truncate(z0, 0.7)
+            self.reference["truncation psi 0.7"] = self._measure(truncated)
         self._record(0, z0)
 
     def _record(self, step: int, z: Tensor) -> None:

@@ -99,7 +99,7 @@ def run_steps(kernel, target, state: SamplerState, params: Any, noises: list, *,
         if freeze:  # uncalibrated kernels after warm-up: a divergent chain stops
             state = state._replace(frozen=state.frozen | info.diverging)
         if log_weights is not None:
-            inc = ais_log_weight_increment(kernel.calibrated, before, info, level_prev, level)
+            inc = ais_log_weight_increment(kernel.calibrated, before, info, level_prev, level, target.prior)
             if inc is not None:
                 log_weights = log_weights + inc
             level_prev = level

@@ -38,8 +38,8 @@ class Ex2MCMCKernel:
 
     calibrated = True
 
-    def __init__(self, candidates: int, local_steps: int, proposal: Any = None) -> None:
-        self.isir = ISIRKernel(candidates, proposal)
+    def __init__(self, candidates: int, local_steps: int, proposal: Any = None, prior=None) -> None:
+        self.isir = ISIRKernel(candidates, proposal, *(() if prior is None else (prior,)))
         self.mala = MetropolisHastings(LangevinProposer())
         self.local_steps = local_steps
 
@@ -103,7 +103,7 @@ class Ex2MCMC(Sampler):
         eps: step size of the MALA steps (noise variance; a scalar shared, or ``(chains,)``).
         candidates: ``K >= 2`` i-SIR points per step, the current one included.
         local_steps: MALA steps after each global move (>= 0).
-        proposal: None for ``N(0, I)``, or any object with ``.sample(shape)`` and ``.log_prob(z) -> (n,)``.
+        proposal: None for the target's prior (``N(0, I)`` by default), or any object with ``.sample(shape)`` and ``.log_prob(z) -> (n,)``.
         compile: compile the energy with ``torch.compile``.
     """
 
@@ -111,4 +111,4 @@ class Ex2MCMC(Sampler):
     global_moves = True
 
     def make_kernel(self) -> Ex2MCMCKernel:
-        return Ex2MCMCKernel(self.candidates, self.local_steps, self.proposal)
+        return Ex2MCMCKernel(self.candidates, self.local_steps, self.proposal, self.raw_target.prior)

@@ -136,7 +136,7 @@ def functional_target(target: Target) -> Target:
     """
     if target._value_and_grad is not None and not isinstance(target.fn, LatentEnergy):
         return target
-    return Target(target.fn, _functional_value_and_grad(target.fn))
+    return Target(target.fn, _functional_value_and_grad(target.fn), target.prior)
 
 
 class FusedBlock:

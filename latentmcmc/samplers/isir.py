@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 
 from ..evaluations import Evaluations
+from ..priors import STANDARD_NORMAL, LatentPrior
 from .base import Sampler
 from .kernel import SamplerState, StepInfo
 from .options import COMPILE, Option, integer
@@ -17,7 +18,7 @@ __all__ = ["ISIR", "ISIRKernel", "ISIRNoise", "CANDIDATES", "PROPOSAL"]
 
 CANDIDATES = Option("candidates", 10, "Points per global (i-SIR) move, the current one included (candidates - 1 forward "
                     "passes).", int, integer(2, " (the current point and at least one draw)"))
-PROPOSAL = Option("proposal", None, "i-SIR's proposal: None for N(0, I), or any object with .sample(shape) and "
+PROPOSAL = Option("proposal", None, "i-SIR's proposal: None for the latent prior (N(0, I) unless prior= says), or any object with .sample(shape) and "
                   ".log_prob(z) -> (n,) (torch.distributions, a flow).")
 
 _ROWS_PER_CALL = 65536  # candidates evaluated per call of the energy (bounded memory)
@@ -54,9 +55,9 @@ class ISIRKernel:
 
     calibrated = True
 
-    def __init__(self, candidates: int, proposal: Any = None) -> None:
+    def __init__(self, candidates: int, proposal: Any = None, prior: LatentPrior = STANDARD_NORMAL) -> None:
         self.candidates = candidates
-        self.proposal = as_proposal(proposal)
+        self.proposal = as_proposal(proposal, prior=prior)
 
     def init_params(self, eps: Tensor, z: Tensor) -> Any:
         return self.proposal.init_params(eps, z)
@@ -111,7 +112,7 @@ class ISIR(Sampler):
     Args:
         energy: the target: a callable ``z -> (chains,)`` energies or a :class:`LatentEnergy`.
         candidates: ``K >= 2`` points per step, the current one included (``K - 1`` forward passes).
-        proposal: None for ``N(0, I)`` (the generator's prior: the weights are then ``exp(-beta U(G(y)))``
+        proposal: None for the target's prior (``N(0, I)`` by default; the weights are then ``exp(-beta U(G(y)))``
             for a LatentEnergy), or any object with ``.sample(shape)`` and ``.log_prob(z) -> (n,)``.
         compile: compile the energy with ``torch.compile`` (see :func:`~latentmcmc.energy.compile_target`).
     """
@@ -120,4 +121,4 @@ class ISIR(Sampler):
     global_moves = True
 
     def make_kernel(self) -> ISIRKernel:
-        return ISIRKernel(self.candidates, self.proposal)
+        return ISIRKernel(self.candidates, self.proposal, self.raw_target.prior)

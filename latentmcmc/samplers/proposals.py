@@ -1,4 +1,4 @@
-"""Independent proposals for global moves (i-SIR, Ex2MCMC): the N(0, I) prior, any distribution object, a flow.
+"""Independent proposals for global moves (i-SIR, Ex2MCMC): the target's prior, any distribution object, a flow.
 
 A proposal here draws ``n`` latents from the run's random-number generator and scores them:
 ``sample(n, rng, like, params) -> (n, *latent_shape)`` and ``log_prob(z, params) -> (n,)``, where
@@ -16,6 +16,8 @@ from typing import Any
 
 import torch
 from torch import Tensor
+
+from ..priors import STANDARD_NORMAL, LatentPrior
 
 __all__ = ["LatentProposal", "PriorProposal", "DistributionProposal", "as_proposal"]
 
@@ -40,14 +42,19 @@ class LatentProposal:
 
 
 class PriorProposal(LatentProposal):
-    """``N(0, I)`` over the latent shape: ``log q(z) = -|z|^2/2 - (d/2) log(2 pi)``; drawn from the run's ``rng``."""
+    """The target's prior in the chains' space (:class:`~latentmcmc.priors.LatentPrior`), drawn from the run's ``rng``.
+
+    For ``N(0, I)``: ``log q(z) = -|z|^2/2 - (d/2) log(2 pi)``; for another prior ``log q(u) = -E_0(u)``.
+    """
+
+    def __init__(self, prior: LatentPrior = STANDARD_NORMAL) -> None:
+        self.prior = prior
 
     def sample(self, n: int, rng: torch.Generator | None, like: Tensor, params: Any = None) -> Tensor:
-        return torch.randn((n,) + tuple(like.shape[1:]), generator=rng, dtype=like.dtype, device=like.device)
+        return self.prior.sample(n, tuple(like.shape[1:]), rng, like.dtype, like.device)
 
     def log_prob(self, z: Tensor, params: Any = None) -> Tensor:
-        flat = z.reshape(z.shape[0], -1)
-        return -0.5 * torch.linalg.vecdot(flat, flat) - 0.5 * flat.shape[1] * math.log(2 * math.pi)
+        return self.prior.log_prob(z)
 
 
 
@@ -109,11 +116,11 @@ class DistributionProposal(LatentProposal):
                              "torch.distributions.Independent(..., 1))")
 
 
-def as_proposal(proposal: Any, name: str = "proposal"):
-    """``None`` -> the N(0, I) prior; a proposal of this module (or a flow proposal) passes through;
-    else a :class:`DistributionProposal`."""
+def as_proposal(proposal: Any, name: str = "proposal", prior: LatentPrior = STANDARD_NORMAL):
+    """``None`` -> the target's ``prior`` (``N(0, I)`` by default); a proposal of this module (or a flow proposal)
+    passes through; else a :class:`DistributionProposal`."""
     if proposal is None:
-        return PriorProposal()
+        return PriorProposal(prior)
     if isinstance(proposal, LatentProposal):
         return proposal
     return DistributionProposal(proposal, name)

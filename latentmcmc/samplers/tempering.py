@@ -2,7 +2,7 @@
 
 The driver anneals by handing an unchanged kernel a different target at each warm-up step (as
 BlackJAX's tempered SMC builds a log density per temperature): :class:`TemperedTarget` at level ``l``
-is ``E_l(z) = (1 - l) 0.5|z|^2 + l E(z)``.  States keep ``E``'s own energy and gradient, from which the
+is ``E_l(z) = (1 - l) E_0(z) + l E(z)``, ``E_0`` the energy of the target's prior (``0.5|z|^2`` for ``N(0, I)``).  States keep ``E``'s own energy and gradient, from which the
 tempered values follow without another model call (:meth:`TemperedTarget.potential`).
 :func:`ais_log_weight_increment` is the annealed-importance-sampling weight of one step.
 """
@@ -12,16 +12,16 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..energy import prior_energy
 from .kernel import SamplerState, StepInfo
 
 __all__ = ["TemperedTarget", "ais_log_weight_increment"]
 
 
 class TemperedTarget:
-    r"""``E_l(z) = (1 - l) \tfrac12|z|^2 + l E(z)``: geometric path from ``N(0, I)`` (``l = 0``) to ``E`` (``l = 1``).
+    r"""``E_l(z) = (1 - l) E_0(z) + l E(z)``: geometric path from the prior (``l = 0``) to ``E`` (``l = 1``).
 
-    For a :class:`~latentmcmc.LatentEnergy` with the prior term, ``E_l = l beta U(G(z)) + 0.5|z|^2``:
+    ``E_0`` is the energy of ``target.prior`` (:class:`~latentmcmc.priors.LatentPrior`; ``0.5|z|^2`` for
+    ``N(0, I)``).  For a :class:`~latentmcmc.LatentEnergy` with the prior term, ``E_l = l beta U(G(z)) + E_0(z)``:
     the level is an inverse temperature on the critic term.  ``value_and_grad`` returns ``E``'s own
     values (what states cache); ``potential`` maps them to ``E_l``'s.
     """
@@ -34,12 +34,12 @@ class TemperedTarget:
         return self.target.value_and_grad(z)
 
     def potential(self, z: Tensor, energy: Tensor, grad: Tensor) -> tuple[Tensor, Tensor]:
-        prior = prior_energy(z)
-        return prior + self.level * (energy - prior), z + self.level * (grad - z)
+        prior, prior_grad = self.target.prior.value_and_grad(z)
+        return prior + self.level * (energy - prior), prior_grad + self.level * (grad - prior_grad)
 
     def __call__(self, z: Tensor) -> Tensor:
         energy = self.target(z)
-        prior = prior_energy(z)
+        prior = self.target.prior.energy(z)
         return prior + self.level * (energy - prior)
 
 
@@ -52,20 +52,20 @@ def _level_gap(level_prev: Tensor | None, level: Tensor | None) -> Tensor | None
 
 
 def ais_log_weight_increment(calibrated: bool, before: SamplerState, info: StepInfo, level_prev: Tensor | None,
-                             level: Tensor | None) -> Tensor | None:
+                             level: Tensor | None, prior) -> Tensor | None:
     r"""Log importance weight gained by one step at ``level`` (None: the target, ``l = 1``) after ``level_prev``.
 
     For a kernel that leaves ``exp(-E_l)`` invariant (annealed importance sampling, Neal 2001):
 
-    .. math::  \Delta\log w = E_{l_{prev}}(z) - E_l(z) = (l_{prev} - l)\,(E(z) - \tfrac12|z|^2)
+    .. math::  \Delta\log w = E_{l_{prev}}(z) - E_l(z) = (l_{prev} - l)\,(E(z) - E_0(z))
 
-    at the state ``z`` before the step (None when both levels are 1).  For an uncalibrated kernel
+    at the state ``z`` before the step (None when both levels are 1), ``E_0`` the energy of ``prior``.  For an uncalibrated kernel
     (unadjusted Langevin) the step's own MH log ratio is added, which keeps the weights exact for
     any step size (the "uncorrected" AIS of Thin et al. 2021); chains that were frozen or diverged
     get weight zero (``-inf``).
     """
     gap = _level_gap(level_prev, level)
-    temper = None if gap is None else gap * (before.energy - prior_energy(before.z))
+    temper = None if gap is None else gap * (before.energy - prior.energy(before.z))
     if calibrated:
         return temper
     inc = info.log_accept_ratio if temper is None else info.log_accept_ratio + temper

@@ -77,7 +77,7 @@ def test_help_of_every_command_lists_its_options_with_defaults(capsys):
     expected = {
         "train": ["--data", "--entropy", "--steps", "--batch-size", "--device", "--seed", "--out", "--resume"],
         "refine": ["--sampler", "--eps", "--steps", "--warmup", "--adapt", "--no-adapt", "--chains", "--beta",
-                   "--prior", "--no-prior", "--schedule", "--seed", "--device", "--out", "--generator", "--critic",
+                   "--prior", "--schedule", "--seed", "--device", "--out", "--generator", "--critic",
                    "--latent-shape", "--critic-sign", "--block-size", "--record-blocks", "--compile",
                    "--stream-draws", "--quiet"],
         "diagnose": ["--max-rows", "--plots"],
@@ -603,3 +603,27 @@ def test_train_uses_the_recipe_and_ends_with_the_quality_line(tmp_path, capsys):
 
     saved = load_checkpoint(tmp_path / "c.pt")
     assert [row["step"] for row in saved["quality_history"]] == [0, 3]
+
+
+def test_refine_and_compare_with_a_uniform_prior(exported, tmp_path, capsys):
+    """--prior uniform:-1,1: the latents written lie in the box, metrics name the prior; --no-prior is renamed."""
+    g, d = exported
+    common = ["--generator", g, "--critic", d, "--latent-shape", "3", "--critic-output", "logit"]
+    code, out, err = run_cli(capsys, "refine", *common, "--prior", "uniform:-1,1", *FAST_REFINE, "--no-figures",
+                             "--out", tmp_path / "r")
+    assert code == 0, err
+    arrays = np.load(tmp_path / "r" / "samples.npz")
+    assert np.abs(arrays["z"]).max() < 1 and np.abs(arrays["z0"]).max() < 1
+    assert json.loads((tmp_path / "r" / "metrics.json").read_text())["prior"] == "uniform:-1,1"
+    code, out, err = run_cli(capsys, "compare", *common, "--prior", "uniform:-1,1", "--methods", "prior,mala,mh-gan",
+                             "--chains", "40", "--budget", "8", "--no-figures", "-q", "--out", tmp_path / "c")
+    assert code == 0, err
+    assert json.loads((tmp_path / "c" / "compare.json").read_text())["settings"]["prior"] == "uniform:-1,1"
+    code, out, err = run_cli(capsys, "compare", *common, "--prior", "uniform:0,1", "--methods", "prior,truncation",
+                             "--chains", "40", "--budget", "8", "--no-figures", "-q", "--out", tmp_path / "t")
+    assert_one_line_error(code, err, "truncation", "uniform:0,1")
+    code, out, err = run_cli(capsys, "refine", *common, "--prior", "uniform:1,0", *FAST_REFINE, "--out", tmp_path / "b")
+    assert_one_line_error(code, err, "--prior", "LO < HI")
+    code, out, err = run_cli(capsys, "refine", *common, "--no-prior", *FAST_REFINE, "--no-figures",
+                             "--out", tmp_path / "n")
+    assert code == 0 and "--no-prior is now --prior none" in err, err

@@ -21,6 +21,7 @@ from helpers.conformance import (
     check_gaussian,
     check_mixture,
     check_one_chain,
+    check_prior,
     check_resume,
     small_latent_energy,
 )
@@ -43,6 +44,16 @@ def test_gaussian_moments(name):
 @pytest.mark.parametrize("name", NAMES)
 def test_mixture_region_probabilities_match_the_grid_truth(name):
     check_mixture(name)
+
+
+# every sampler under each prior in the full suite; MALA and i-SIR under the uniform one in the quick subset
+PRIOR_CASES = [pytest.param(name, spec, marks=() if (name, spec) in {("mala", "uniform:-1,1"), ("isir", "uniform:-1,1")}
+                            else pytest.mark.slow) for name in SAMPLERS for spec in ("uniform:-1,1", "student-t:5")]
+
+
+@pytest.mark.parametrize("name,spec", PRIOR_CASES)
+def test_other_priors_region_probabilities_match_the_grid_truth(name, spec):
+    check_prior(name, spec)
 
 
 @pytest.mark.parametrize("name", NAMES)
