@@ -111,7 +111,8 @@ def write_report(result: Refinement, out: str | os.PathLike, figures: bool = Tru
                  extra_metrics: dict[str, Any] | None = None, run_file: bool = True, replace_all: bool = False) -> Path:
     """Write the outputs of ``result`` into ``out`` (created if needed) as one set; returns ``out``.
 
-    ``samples.npz`` (``z0``, ``z``, ``x_before``, ``x_after``, and ``weights`` of an annealed run),
+    ``samples.npz`` (``z0``, ``z``, ``x_before``, ``x_after``, ``weights`` of an annealed run and each chain's
+    ``condition`` of a conditional one),
     ``run.nc`` (unless ``run_file`` is False), ``metrics.json``, ``quality.csv`` when quality was
     tracked, and the figures.  ``replace_all``: the files written are the whole new set, and an earlier run's
     other outputs in ``out`` are removed with the same renames (a partial set is never mixed with an old one).
@@ -121,6 +122,8 @@ def write_report(result: Refinement, out: str | os.PathLike, figures: bool = Tru
                       x_before=result.before.detach().cpu().numpy(), x_after=result.after.detach().cpu().numpy())
         if result.weights is not None:
             arrays["weights"] = result.weights.detach().cpu().numpy()
+        if result.condition is not None:
+            arrays["condition"] = result.condition.detach().cpu().numpy()
         np.savez_compressed(staging / "samples.npz", **arrays)
         if run_file:
             result.chains.save(staging / "run.nc")

@@ -6,6 +6,7 @@ import warnings
 from pathlib import Path
 from typing import Optional
 
+import torch
 import typer
 
 from ..process_group import world_from_env
@@ -24,8 +25,9 @@ from .declared import derived_command, given_values, option_parameter, parameter
 
 
 def load_target(checkpoint: Optional[Path], generator: Optional[Path], critic: Optional[Path],
-                latent_shape: Optional[str], device):
-    """``(generator, critic, latent_shape, dataset)`` from a latentmcmc checkpoint or two exported programs."""
+                latent_shape: Optional[str], device, condition=None):
+    """``(generator, critic, latent_shape, dataset)`` from a latentmcmc checkpoint or two exported programs
+    (probed as ``D(G(z, c), c)`` with ``condition``'s first rows when given)."""
     from ..checkpoint import load_models
     from ..io.torch_export import check_latent_shape, load_exported
 
@@ -51,7 +53,15 @@ def load_target(checkpoint: Optional[Path], generator: Optional[Path], critic: O
     else:
         raise CommandError("nothing to refine: give a checkpoint (latentmcmc train --out ckpt.pt) "
                            "or --generator g.pt2 --critic u.pt2 --latent-shape N")
-    check_latent_shape(g, u, shape, device)
+    if condition is None:
+        if getattr(g, "inputs", 1) > 1:
+            raise CommandError(f"the generator takes {g.inputs} inputs (a class-conditional G(z, c)?): give --classes "
+                               "or --condition")
+        check_latent_shape(g, u, shape, device)
+    else:
+        from ..conditions import check_conditional
+
+        check_conditional(g, u, shape, condition, device)
     return g, u, shape, dataset
 
 
@@ -132,6 +142,42 @@ _FEATURES = [  # quality in the user's feature space (shared with compare)
                                                     "Inception Score", show_default=False), Optional[Path]),
 ]
 
+_CONDITIONS = [  # class-conditional models (G(z, c), D(x, c))
+    parameter("classes", typer.Option(None, help="Class ids for a class-conditional model, G(z, y) and D(x, y), "
+                                                 "cycled over the chains: 0,3,7 or 0-9 (one run refines them all)",
+                                      show_default=False), Optional[str]),
+    parameter("condition", typer.Option(None, help="Any per-chain condition c for G(z, c) and D(x, c): a .npy with one "
+                                                   "row per chain", show_default=False), Optional[Path]),
+]
+
+
+def read_condition(values: dict, num_chains: int):
+    """The per-chain conditions of ``--classes`` or ``--condition`` (a CommandError naming the flag), or None."""
+    from ..conditions import cycle_classes, parse_classes, read_conditions
+
+    if values.get("classes") is not None and values.get("condition") is not None:
+        raise CommandError("--classes and --condition are two ways to give the conditions: give one")
+    try:
+        if values.get("classes") is not None:
+            return cycle_classes(parse_classes(values["classes"]), num_chains)
+        if values.get("condition") is not None:
+            return read_conditions(values["condition"], num_chains)
+    except ValueError as err:
+        raise CommandError(str(err)) from None
+    return None
+
+
+class FixedCondition(torch.nn.Module):
+    """``z -> G(z, c_0)``: a conditional generator seen with its first chain's condition (for probes of its output)."""
+
+    def __init__(self, generator, condition) -> None:
+        super().__init__()
+        self.inner, self.condition = generator, condition[:1]
+
+    def forward(self, z):
+        return self.inner(z, self.condition.to(z.device).expand(z.shape[0], *self.condition.shape[1:]))
+
+
 _REFINE_FIELDS = ("num_chains", "steps", "warmup", "adapt", "max_warmup", "until_rhat", "min_ess", "monitor_every",
                   "thin", "seed", "beta", "prior", "critic_sign", "critic_output", "block_size", "record_blocks",
                   "superchains", "keep_warmup", "record", "data_shape", "track_every", "track_chains", "track_metric",
@@ -158,6 +204,7 @@ def _refine_parameters() -> list:
         parameter("out", typer.Option(Path("refined"), help="Output directory (created; files in it are replaced)."),
                   Path),
         *_MODEL,
+        *_CONDITIONS,
         *_FEATURES,
         parameter("data_range", typer.Option(None, help="The generator's pixel range LO,HI (image grids; image files' "
                                                         "bytes given as --reference map to it)  \\[default: read off "
@@ -234,13 +281,16 @@ def _refine_locked(v: dict, options, out: Path, dev, distributed: bool) -> None:
     if classifier is not None and features is None:
         raise CommandError("--classifier (the Inception Score) is measured with --features and --reference")
     checkpoint, generator, critic = v["checkpoint"], v["generator"], v["critic"]
-    g, u, shape, dataset = load_target(checkpoint, generator, critic, v["latent_shape"], dev)
-    if critic is not None:  # a model trained elsewhere (latentmcmc's own critics output energies)
+    condition = read_condition(v, options.num_chains)
+    g, u, shape, dataset = load_target(checkpoint, generator, critic, v["latent_shape"], dev, condition)
+    conditioned = g if condition is None else FixedCondition(g, condition)  # what probes of G's output call
+    if critic is not None and condition is None:  # a model trained elsewhere (latentmcmc's own critics output energies)
         warn_critic_output(g, u, shape, options.critic_output, options.critic_sign, dev)
     from .fit_critic import parse_range
 
     value_range = parse_range(v["data_range"])
-    quality = (load_feature_quality(features, reference, classifier, g, shape, options.data_shape, dev, value_range)
+    quality = (load_feature_quality(features, reference, classifier, conditioned, shape, options.data_shape, dev,
+                                    value_range)
                if features else None)
     if options.track_every and quality is None and dataset is None:
         raise CommandError("--track-every needs quality metrics: a checkpoint that knows its data, or --features and "
@@ -269,7 +319,8 @@ def _refine_locked(v: dict, options, out: Path, dev, distributed: bool) -> None:
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".* not apply to sampler")  # said above, with the flags
-            result = refine(g, u, shape, options, dataset=dataset, distributed=distributed, quality=quality, **saving)
+            result = refine(g, u, shape, options, dataset=dataset, distributed=distributed, quality=quality,
+                            condition=condition, **saving)
         if result is None:  # a rank other than 0 of a torchrun job: rank 0 writes (main() then leaves the group)
             return
     except KeyboardInterrupt:

@@ -53,7 +53,8 @@ def _pickled_entries(archive: zipfile.ZipFile, names: list[str], path: Path) -> 
 
 
 class ExportedModule(nn.Module):
-    """An exported program as a module: ``forward(x) = program(x)``, moved to one device.
+    """An exported program as a module: ``forward(x, *rest) = program(x, *rest)`` (a conditional model's
+    condition is the second input), moved to one device.
 
     ``static_batch`` is the batch size the program was exported with when that dimension is not
     dynamic (``None`` when any batch size works).
@@ -63,6 +64,7 @@ class ExportedModule(nn.Module):
         super().__init__()
         self.name = name
         self.static_batch = _static_batch(program)
+        self.inputs = len(program.graph_signature.user_inputs)  # 2 for a conditional model's (x, c)
         self.program = program.module().to(device)
 
     def with_program(self, module: nn.Module) -> "ExportedModule":
@@ -79,7 +81,7 @@ class ExportedModule(nn.Module):
         self.training = mode
         return self
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, *rest: Tensor) -> Tensor:
         if self.static_batch is not None and x.shape[0] != self.static_batch:
             raise ValueError(
                 f"{self.name} was exported with a fixed batch size of {self.static_batch} and cannot run a batch of "
@@ -87,7 +89,7 @@ class ExportedModule(nn.Module):
                 f" latentmcmc evaluates batches of several sizes (a probe of 2, the chains, i-SIR's candidates), so "
                 f"even --chains {self.static_batch} cannot run on it"
             )
-        return self.program(x)
+        return self.program(x, *rest)
 
 
 def _static_batch(program: "torch.export.ExportedProgram") -> int | None:

@@ -105,6 +105,11 @@ def refine(generator: nn.Module, critic: nn.Module, latent_shape: tuple[int, ...
     :func:`~latentmcmc.energy.compile_target`.  ``stream=k`` keeps recorded draws in (pinned) host
     memory, copied from the device every ``k`` draws (see :meth:`~latentmcmc.samplers.Sampler.run`).
 
+    ``condition`` (class-conditional models): one row per chain (class ids or any tensor), passed as
+    ``G(z, c)`` and ``D(x, c)``; blocks and torchrun ranks take their chains' rows, and the result keeps
+    them (``result.condition``).  ``options.prior`` names the latent prior (:mod:`latentmcmc.priors`); the
+    latents of the result are in its space.
+
     ``checkpoint`` (a file) with ``checkpoint_every=N``: every ``N`` steps (warm-up included) and after
     every block, the complete state (finished blocks, the current block's sampler state, every random
     generator) is written there atomically (under torchrun one file per rank, ``.rankR``).  The same
@@ -150,6 +155,7 @@ def refine(generator: nn.Module, critic: nn.Module, latent_shape: tuple[int, ...
     if checkpoint is not None:
         path = state_path(checkpoint, rank, world)
         mark = {"options": options.fingerprint(), "latent_shape": list(latent_shape), "world_size": world,
+                "condition": _digest(energy.condition),
                 "source": source}
         if resume:
             state = load_state(path)
@@ -180,6 +186,16 @@ def refine(generator: nn.Module, critic: nn.Module, latent_shape: tuple[int, ...
             result = assemble(*args, diagnostics=False, energy=energy)
         result.metrics["interrupted"] = True
         return result
+
+
+def _digest(t) -> str | None:
+    """A short hash of a tensor's values, shape and dtype (what a resumed run's conditions must equal), or None."""
+    if t is None:
+        return None
+    import hashlib
+
+    c = t.detach().cpu().contiguous()
+    return hashlib.sha256(repr((tuple(c.shape), str(c.dtype))).encode() + c.numpy().tobytes()).hexdigest()[:16]
 
 
 def _conditions(condition, num_chains: int, device: torch.device):

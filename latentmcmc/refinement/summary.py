@@ -35,6 +35,7 @@ class Refinement:
     weights: Tensor | None = None  # (num_chains,) AIS weights, summing to 1 (annealed samplers)
     tracking: list[dict[str, Any]] | None = None
     value_range: tuple[float, float] | None = None  # the generator's pixel range, for image grids (None: read off)
+    condition: Tensor | None = None  # (num_chains, ...) each chain's condition (class-conditional models)
 
 
 def run_metrics(chains: Chains, superchain_size: int | None = None, diagnostics: bool = True) -> dict[str, Any]:
@@ -184,11 +185,12 @@ def assemble(blocks: list[BlockRun], generator: nn.Module, interrupted: bool = F
                 metrics["quality"]["after (resampled)"] = _plain(measure(after[picked]))
     if resample and picked is not None:
         z, after = z[picked], after[picked]
+        condition = None if condition is None else condition[picked]
         metrics["resampled"] = "the outputs are an importance resample of the final states under the AIS weights"
     if tracker is not None:
         metrics["tracking"] = tracker.summary()
     return Refinement(diagnostic, z0, z, before, after, metrics, reference, weights,
-                      None if tracker is None else tracker.rows)
+                      None if tracker is None else tracker.rows, condition=condition)
 
 
 def _plain(q: dict[str, Any]) -> dict[str, Any]:

@@ -68,7 +68,8 @@ def check_fingerprint(saved: dict[str, Any], current: dict[str, Any], path) -> N
                                      "same arguments")
         elif saved.get(key) != current[key]:
             what = {"z0": "other starting points", "eps": "another step size", "seed": "another seed",
-                    "source": "another model", "world_size": "another number of processes"}.get(key, key)
+                    "source": "another model", "world_size": "another number of processes",
+                    "condition": "other conditions"}.get(key, key)
             raise ValueError(f"{path} was saved by a run with {what} ({key}: {saved.get(key)!r} vs {current[key]!r}): "
                              "resume with the same arguments")
 

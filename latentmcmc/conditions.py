@@ -1,0 +1,99 @@
+r"""Conditions of class-conditional models: one per chain, from class ids or a file, checked against the model.
+
+A conditional generator and critic take the condition as a second input, ``G(z, c)`` and ``D(x, c)``
+(BigGAN, conditional StyleGAN2-ADA, cGANs with a projection discriminator); ``c`` has one row per
+chain (class ids, or any tensor such as an embedding), fixed for the chain's run.  Refining every class
+in one run is one conditional run: ``--classes 0,3,7`` gives chain ``i`` the class ``ids[i mod 3]``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+__all__ = ["cycle_classes", "parse_classes", "read_conditions", "check_conditional"]
+
+
+def parse_classes(text: str) -> list[int]:
+    """``"0,3,7"`` (also ``0-9`` for a range) -> ``[0, 3, 7]``; a ValueError naming what is wrong."""
+    ids: list[int] = []
+    for part in str(text).split(","):
+        part = part.strip()
+        try:
+            if "-" in part[1:]:
+                lo, hi = part.split("-", 1) if not part.startswith("-") else (part, "")
+                ids.extend(range(int(lo), int(hi) + 1))
+            elif part:
+                ids.append(int(part))
+        except ValueError:
+            raise ValueError(f"--classes must be class ids such as 0,3,7 or 0-9, got {text!r}") from None
+    if not ids or any(i < 0 for i in ids):
+        raise ValueError(f"--classes must be class ids >= 0 such as 0,3,7 or 0-9, got {text!r}")
+    return ids
+
+
+def cycle_classes(ids: list[int], num_chains: int) -> Tensor:
+    """``(num_chains,)`` int64 class ids, ``ids`` repeated over the chains (chain ``i`` gets ``ids[i mod len(ids)]``)."""
+    if not ids:
+        raise ValueError("no class ids given")
+    return torch.tensor(ids, dtype=torch.long).repeat(-(-num_chains // len(ids)))[:num_chains]
+
+
+def read_conditions(path: str | Path, num_chains: int) -> Tensor:
+    """One row per chain from a ``.npy`` file (or the one array of a ``.npz``), without pickles."""
+    path = Path(path)
+    if not path.exists():
+        raise ValueError(f"--condition {path}: no such file")
+    try:
+        data = np.load(path, allow_pickle=False)
+        if isinstance(data, np.lib.npyio.NpzFile):
+            names = list(data.keys())
+            if len(names) != 1:
+                raise ValueError(f"holds {len(names)} arrays ({', '.join(names)}); give one")
+            data = data[names[0]]
+    except ValueError as err:
+        raise ValueError(f"--condition {path}: {err}") from None
+    except OSError as err:
+        raise ValueError(f"--condition {path}: not a NumPy .npy/.npz file ({err})") from None
+    if data.ndim < 1 or data.shape[0] != num_chains:
+        rows = data.shape[0] if data.ndim else 0
+        raise ValueError(f"--condition {path} has {rows} rows for {num_chains} chains: give one row per chain")
+    if data.dtype.kind == "f" and not np.isfinite(data).all():
+        raise ValueError(f"--condition {path} holds NaN or infinite values")
+    return torch.from_numpy(np.ascontiguousarray(data))
+
+
+@torch.no_grad()
+def check_conditional(generator: nn.Module, critic: nn.Module, latent_shape: tuple[int, ...], condition: Tensor,
+                      device: str | torch.device = "cpu") -> tuple[int, ...]:
+    """Run ``D(G(z, c), c)`` on the first two chains' conditions; the data shape, or a ValueError that says why not
+    (a generator or critic that takes no condition, a class id out of its range)."""
+    from .io.torch_export import first_line
+
+    c = condition[:2].to(device)
+    z = torch.zeros(c.shape[0], *latent_shape, device=device)
+    for name, model in (("generator", generator), ("critic", critic)):
+        if getattr(model, "inputs", 2) < 2:  # an exported program says how many inputs it takes
+            raise ValueError(f"the {name} takes one input, not a condition: a class-conditional model is exported with "
+                             "two, e.g. torch.export.export(G, (z, y), dynamic_shapes=({0: batch}, {0: batch}))")
+    x = out = None
+    for name in ("generator", "critic"):
+        try:
+            if name == "generator":
+                x = generator(z, c)
+            else:
+                out = critic(x, c)
+        except IndexError as err:
+            raise ValueError(f"a condition is out of the {name}'s range ({first_line(err)}): check --classes against "
+                             "the classes the model was trained on") from err
+        except Exception as err:  # noqa: BLE001 - the model's own message, on one line
+            raise ValueError(f"the {name} does not take a condition as a second input ({name[0].upper()}"
+                             f"({'z' if name == 'generator' else 'x'}, c) with c of shape {tuple(c.shape)}): "
+                             f"{first_line(err)}") from err
+    if tuple(out.shape) not in ((c.shape[0],), (c.shape[0], 1)):
+        raise ValueError(f"the critic returns shape {tuple(out.shape)} for {c.shape[0]} conditioned samples; expected "
+                         "one energy per sample")
+    return tuple(x.shape[1:])
