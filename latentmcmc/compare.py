@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .conditions import class_accuracy, class_ids, per_chain
 from .exact import GridTarget, grid_target, total_variation, tv_noise_floor
 from .methods import METHODS, MethodRun, Problem
 from .priors import prior_name
@@ -91,8 +92,11 @@ class ExactReference:
 
 
 @torch.no_grad()
-def _generate(generator, z: Tensor) -> Tensor:
-    return torch.cat([generator(z[i:i + 65536]) for i in range(0, z.shape[0], 65536)])
+def _generate(energy, z: Tensor) -> Tensor:
+    """``G(T(u), c)`` of chain states in batches (the chains' conditions sliced with them)."""
+    c = energy.condition
+    return torch.cat([energy.generate(z[i:i + 65536], None if c is None else c[i:i + 65536])
+                      for i in range(0, z.shape[0], 65536)])
 
 
 def _row(name: str, run: MethodRun, problem: Problem, dataset, exact: ExactReference | None,
@@ -133,13 +137,17 @@ def compare(generator: nn.Module, critic: nn.Module, latent_shape: tuple[int, ..
             critic_sign: float = 1.0, critic_output: str | None = None, device: str | torch.device = "cpu",
             grid_points: int = 801,
             sampler_options=None, progress=None, quality=None, data_shape: tuple[int, ...] | None = None,
-            prior=True) -> Comparison:
+            prior=True, condition=None) -> Comparison:
     """Run ``methods`` (names of :data:`~latentmcmc.methods.METHODS`) on one model; see the module docstring.
 
     ``prior`` is :class:`~latentmcmc.LatentEnergy`'s (a name such as ``"uniform:-1,1"`` or a distribution):
     every method starts from and proposes with its draws.  Under a prior where the truncation trick
     means nothing (not centred on 0) the default methods leave ``truncation`` out and naming it is an
-    error; the 2-D grid reference is computed for the N(0, I) prior only.
+    error; the 2-D grid reference is computed for the N(0, I) prior only.  ``condition`` (one row per
+    chain) refines a class-conditional model (``G(z, c)``, ``D(x, c)``) for every condition at once; its
+    MH-GAN and DRS use the uncalibrated critic (real data comes without conditions), and with class ids
+    and a classifier each row's quality gets ``class_acc``, the mean over classes of the share of a class's
+    samples the classifier gives that class.
 
     ``quality`` (e.g. a :class:`~latentmcmc.feature_metrics.FeatureQuality`) replaces the data set's
     metrics; ``data_shape`` views the generator's outputs as samples of that shape.
@@ -158,7 +166,8 @@ def compare(generator: nn.Module, critic: nn.Module, latent_shape: tuple[int, ..
     problem = Problem(generator, critic, tuple(latent_shape), beta=beta, critic_sign=critic_sign,
                       critic_output=critic_output,
                       real=dataset.x if dataset is not None else getattr(quality, "reference", None),
-                      sampler_options=sampler_options or SamplerOptions(), prior=prior)
+                      sampler_options=sampler_options or SamplerOptions(), prior=prior,
+                      condition=per_chain(condition, num_chains, device))
     latent_prior = problem.energy.latent_prior
     if latent_prior is not None and not latent_prior.truncates and "truncation" in methods:
         if tuple(methods) != DEFAULT_METHODS:
@@ -171,7 +180,7 @@ def compare(generator: nn.Module, critic: nn.Module, latent_shape: tuple[int, ..
     view = data_view(problem.energy, tuple(latent_shape), data_shape, device) or (lambda x: x)
     measure = quality if quality is not None else (dataset.quality if dataset is not None else None)
     exact = None
-    if tuple(latent_shape) == (2,) and (latent_prior is None or latent_prior.standard):
+    if tuple(latent_shape) == (2,) and (latent_prior is None or latent_prior.standard) and condition is None:
         exact = ExactReference(problem, dataset, num_chains, grid_points)
     rows, samples = {}, {}
     from .progress import progress_bar
@@ -181,16 +190,21 @@ def compare(generator: nn.Module, critic: nn.Module, latent_shape: tuple[int, ..
         if bar is not None:
             bar.set_postfix(method=name, refresh=True)
         run = METHODS[name].run(problem, z0, budget, method_seed)
-        x = view(_generate(problem.generate, run.z))
+        x = view(_generate(problem.energy, run.z))
         q = measure(x) if measure is not None else None
         rows[name] = _row(name, run, problem, dataset, exact, None if q is None else
                           {k: v for k, v in q.items() if k != "notes"})
+        labels, classifier = class_ids(problem.condition), getattr(measure, "classifier", None)
+        if labels is not None and classifier is not None and rows[name].get("quality") is not None:
+            per_class = class_accuracy(classifier, x, labels)  # the mean over classes of each one's accuracy
+            rows[name]["quality"]["class_acc"] = sum(v["accuracy"] for v in per_class.values()) / len(per_class)
         samples[name] = x.detach().cpu()
         if bar is not None:
             bar.update(1)
     if bar is not None:
         bar.close()
-    settings = {"budget": budget, "beta": beta, "prior": prior_name(prior), "chains": num_chains, "seed": seed, "latent_shape": list(latent_shape),
+    settings = {"budget": budget, "beta": beta, "prior": prior_name(prior), "chains": num_chains,
+                "conditions": None if problem.condition is None else int(torch.unique(problem.condition, dim=0).shape[0]), "seed": seed, "latent_shape": list(latent_shape),
                 "calibrated": problem.calibration.fitted, "calibration_slope": problem.calibration.slope,
                 "quality": getattr(quality, "name", None) or (dataset.name if dataset is not None else None)}
     if exact is not None:
@@ -217,7 +231,9 @@ def comparison_table(result: Comparison) -> str:
         head += f"{'TV-exact':>9}"
     head += f"{'accept':>8}{'jump':>7}{'ESS/kpass':>10}{'passes':>8}{'seconds':>9}"
     lines = [f"budget {s['budget']} passes per sample, beta {s['beta']}, {s['chains']} chains, seed {s['seed']}"
-             + ("" if s["calibrated"] else "; MH-GAN/DRS/DOT use the uncalibrated critic (no real data)"), head]
+             + (f"; {s['conditions']} conditions" if s.get("conditions") else "")
+             + ("" if s["calibrated"] else "; MH-GAN/DRS/DOT use the uncalibrated critic ("
+                + ("real data has no conditions)" if s.get("conditions") else "no real data)")), head]
     for r in rows:
         line = f"{r['method']:<18}" + "".join(_fmt(r["quality"].get(m), 10) for m in metric_names)
         if "exact_distance" in s:

@@ -14,7 +14,18 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-__all__ = ["cycle_classes", "parse_classes", "read_conditions", "check_conditional"]
+__all__ = ["per_chain", "class_accuracy", "class_ids", "cycle_classes", "parse_classes", "read_conditions", "check_conditional"]
+
+
+def per_chain(condition, num_chains: int, device: torch.device | str | None = None) -> Tensor | None:
+    """``condition`` as a tensor of one row per chain on ``device`` (a ValueError naming what does not fit), or None."""
+    if condition is None:
+        return None
+    c = torch.as_tensor(condition)
+    if c.dim() < 1 or c.shape[0] != num_chains:
+        raise ValueError(f"condition has {c.shape[0] if c.dim() else 0} rows for {num_chains} chains: give one row per "
+                         "chain (class ids cycled over the chains: latentmcmc.conditions.cycle_classes)")
+    return c.to(device) if device is not None else c
 
 
 def parse_classes(text: str) -> list[int]:
@@ -97,3 +108,27 @@ def check_conditional(generator: nn.Module, critic: nn.Module, latent_shape: tup
         raise ValueError(f"the critic returns shape {tuple(out.shape)} for {c.shape[0]} conditioned samples; expected "
                          "one energy per sample")
     return tuple(x.shape[1:])
+
+
+def class_ids(condition: Tensor | None) -> Tensor | None:
+    """``condition`` when it is one integer class id per chain, else None."""
+    if condition is None or condition.dim() != 1 or condition.dtype.is_floating_point or condition.dtype == torch.bool:
+        return None
+    return condition
+
+
+@torch.no_grad()
+def class_accuracy(classifier: nn.Module, x: Tensor, labels: Tensor, batch: int = 4096) -> dict[str, dict]:
+    """Per class ``k``: how many chains have it and the share of their samples ``x`` the classifier labels ``k``.
+
+    ``{"3": {"chains": 200, "accuracy": 0.91}, ...}`` (class ids as strings, for JSON), classes in increasing order.
+    """
+    device = next((p.device for p in classifier.parameters()), x.device) if isinstance(classifier, nn.Module) \
+        else x.device
+    predicted = torch.cat([classifier(x[i:i + batch].to(device)).argmax(1).cpu() for i in range(0, x.shape[0], batch)])
+    labels = labels.cpu()
+    out = {}
+    for k in torch.unique(labels).tolist():
+        rows = labels == k
+        out[str(k)] = {"chains": int(rows.sum()), "accuracy": float((predicted[rows] == k).double().mean())}
+    return out

@@ -280,6 +280,11 @@ class LatentEnergy:
         z = self.latent(u)
         return self.generator(z) if c is None else self.generator(z, c)
 
+    def critic_energy(self, x: Tensor) -> Tensor:
+        """``U(x, c)`` of samples ``x`` of the chains (the chains' own conditions when the energy has them)."""
+        c = self.conditions_for(x.shape[0])
+        return self.energy_of_critic(x) if c is None else self.energy_of_critic(x, c)
+
     def __call__(self, z: Tensor) -> Tensor:
         if self.latent_shape is not None and tuple(z.shape[1:]) != self.latent_shape:
             raise ValueError(

@@ -32,6 +32,7 @@ __all__ = ["FeatureQuality", "precision_recall_density_coverage", "METRIC_DIRECT
 METRIC_DIRECTIONS = {
     "fd": "lower", "kid": "lower", "precision": "higher", "recall": "higher", "density": "higher",
     "coverage": "higher", "is": "higher", "hq_fraction": "higher", "modes": "higher", "kl": "lower",
+    "class_acc": "higher",
 }
 """Whether a larger value of each quality metric is better (``higher``) or worse (``lower``)."""
 

@@ -51,6 +51,7 @@ class Problem:
     real: Tensor | None = None
     sampler_options: SamplerOptions = field(default_factory=SamplerOptions)
     prior: Any = True
+    condition: Tensor | None = None  # (chains, ...) per-chain conditions of a class-conditional model
     _energy: LatentEnergy | None = None
     _calibration: Calibration | None = None
 
@@ -59,11 +60,14 @@ class Problem:
         if self._energy is None:
             self._energy = LatentEnergy(self.generator, self.critic, beta=self.beta, latent_shape=self.latent_shape,
                                         critic_sign=self.critic_sign, critic_output=self.critic_output,
-                                        prior=self.prior)
+                                        prior=self.prior, condition=self.condition)
         return self._energy
 
     @property
     def calibration(self) -> Calibration:
+        if self._calibration is None and self.condition is not None:  # real data comes without conditions
+            self._calibration = calibrate(self.generator, self.energy.energy_of_critic, self.latent_shape, None,
+                                          self.beta)
         if self._calibration is None:
             self._calibration = calibrate(self.generator, self.energy.energy_of_critic, self.latent_shape, self.real,
                                           self.beta, prior=self.energy.latent_prior)
@@ -72,11 +76,22 @@ class Problem:
     @torch.no_grad()
     def logit(self, z: Tensor) -> Tensor:
         """The (calibrated, when data is known) discriminator logit ``l(G(z))``."""
-        return self.calibration.logit(self.energy.energy_of_critic, self.generate(z))
+        return self.calibration.logit(self.energy.critic_energy, self.generate(z))
 
     def generate(self, u: Tensor) -> Tensor:
         """``G(T(u))``: samples of chain states."""
         return self.energy.generate(u)
+
+    def rows(self, n: int) -> int:
+        """At least ``n`` rows that a batch of the problem can hold: a multiple of the chains with conditions."""
+        if self.condition is None:
+            return n
+        chains = self.condition.shape[0]
+        return chains * -(-n // chains)
+
+    def energy_of_first(self, n: int) -> LatentEnergy:
+        """The energy of the first ``n`` chains (their conditions)."""
+        return self.energy if self.condition is None else self.energy.with_condition(self.condition[:n])
 
     def draw(self, n: int, rng: torch.Generator, like: Tensor) -> Tensor:
         """``n`` prior draws as chain states shaped like ``like``'s rows, from ``rng``."""
@@ -143,7 +158,7 @@ class SamplerMethod:
         return SAMPLERS[self.name].summary
 
     def _per_step(self, problem: Problem, z0: Tensor) -> int:
-        probe = make_sampler(self.name, problem.energy, problem.sampler_options)
+        probe = make_sampler(self.name, problem.energy_of_first(2), problem.sampler_options)
         one = probe.run(z0[:2], steps=1, warmup=1, adapt=False, seed=0, progress=False)
         init = Evaluations(1, 0 if one.extra.get("last_grad") is None else 1)
         return max(1, (one.evaluations.passes - init.passes) // 2)
@@ -209,7 +224,7 @@ class DRS:
         rng = torch.Generator(device=z0.device).manual_seed(seed)
         t0 = time.perf_counter()
         n, budget = z0.shape[0], max(1, budget)
-        burn = problem.draw(10_000, rng, z0)
+        burn = problem.draw(problem.rows(10_000), rng, z0)
         l_burn = problem.logit(burn)
         l_max = float(l_burn.max())
 
@@ -257,8 +272,9 @@ class DOT:
         rng = torch.Generator(device=z0.device).manual_seed(seed)
         t0 = time.perf_counter()
         with torch.no_grad():  # k_eff: the largest slope of l(G(z)) between pairs of prior draws
-            a, b = problem.draw(1000, rng, z0), problem.draw(1000, rng, z0)
-            dist = (a - b).reshape(1000, -1).norm(dim=1).clamp(min=1e-6)
+            m = problem.rows(1000)
+            a, b = problem.draw(m, rng, z0), problem.draw(m, rng, z0)
+            dist = (a - b).reshape(m, -1).norm(dim=1).clamp(min=1e-6)
             k_eff = float(((problem.logit(a) - problem.logit(b)).abs() / dist).max())
         z = z0.clone().requires_grad_(True)
         opt = torch.optim.Adam([z], lr=self.lr)
@@ -267,7 +283,7 @@ class DOT:
         for _ in range(steps):
             with torch.enable_grad():
                 x = problem.generate(z)
-                logit = cal.logit(problem.energy.energy_of_critic, x)
+                logit = cal.logit(problem.energy.critic_energy, x)
                 loss = ((z - z0).reshape(z.shape[0], -1).norm(dim=1) - logit / k_eff).sum()
                 opt.zero_grad(set_to_none=True)
                 loss.backward()

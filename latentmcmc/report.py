@@ -276,6 +276,18 @@ def format_table(metrics: dict[str, Any]) -> str:
             lines.append(f"  (resampled: an importance resample under the AIS weights, importance ESS "
                          f"{metrics.get('importance_ess', float('nan')):.1f}"
                          + ("" if ok else "; TOO FEW EFFECTIVE WEIGHTS to trust it") + ")")
+    per_class = metrics.get("per_class")
+    if per_class:
+        lines.append(f"{'class accuracy':<28}{'before':>10}{'after':>10}{'chains':>8}")
+        shown = list(per_class.items())
+        for k, row in shown[:20]:
+            lines.append(f"{'  class ' + k:<28}" + _cell(row["accuracy_before"]) + _cell(row["accuracy_after"])
+                         + f"{row['chains']:>8}")
+        if len(shown) > 20:
+            mean = {w: sum(r[f"accuracy_{w}"] for _, r in shown) / len(shown) for w in ("before", "after")}
+            lines.append(f"{f'  mean of {len(shown)} classes':<28}" + _cell(mean["before"]) + _cell(mean["after"])
+                         + "  (every class: metrics.json)")
+        lines.append("  (the share of each class's samples the classifier gives that class)")
     tracking = metrics.get("tracking")
     if tracking and tracking.get("best_step") is not None:
         lines.append(f"{'tracked quality':<28}best {tracking['metric']} {tracking['best_value']:.4g} at step "

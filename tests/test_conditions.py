@@ -101,3 +101,60 @@ def test_refine_command_with_classes_and_a_condition_file(exported_conditional, 
         assert main(common + extra + ["--out", str(tmp_path / "e")]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and needle in err[0], err
+
+
+def test_per_class_accuracy_is_measured_with_a_classifier():
+    """With class ids and a quality measure that has a classifier, each class's accuracy before and after is kept."""
+    g, d = conditional_pair()
+
+    class Measure:
+        name = "toy"
+        classifier = torch.nn.Linear(2, 3)
+
+        def __call__(self, x):
+            return {"mean": float(x.mean())}
+
+    c = cycle_classes([0, 1, 2], 12)
+    result = _run(g, d, c, quality=Measure())
+    per_class = result.metrics["per_class"]
+    assert list(per_class) == ["0", "1", "2"] and all(row["chains"] == 4 for row in per_class.values())
+    with torch.no_grad():
+        predicted = Measure.classifier(result.after).argmax(1)
+    assert per_class["1"]["accuracy_after"] == float((predicted[c == 1] == 1).double().mean())
+    from latentmcmc.report import format_table
+
+    assert "class accuracy" in format_table(result.metrics)
+
+
+def test_compare_runs_every_method_with_conditions():
+    from latentmcmc.compare import compare, comparison_table
+
+    g, d = conditional_pair()
+
+    class Measure:
+        name = "toy"
+        classifier = torch.nn.Linear(2, 3)
+
+        def __call__(self, x):
+            return {"mean": float(x.mean())}
+
+    c = cycle_classes([0, 1, 2], 30)
+    result = compare(g, d, (2,), ("prior", "mala", "isir", "mh-gan", "drs", "dot"), budget=8, num_chains=30,
+                     progress=False, condition=c, quality=Measure())
+    assert result.settings["conditions"] == 3 and not result.settings["calibrated"]
+    assert all(0 <= row["quality"]["class_acc"] <= 1 for row in result.rows.values())
+    assert "real data has no conditions" in comparison_table(result)
+    again = compare(g, d, (2,), ("mh-gan",), budget=8, num_chains=30, progress=False, condition=c)
+    assert torch.equal(again.samples["mh-gan"], result.samples["mh-gan"])
+
+
+@pytest.mark.parametrize("kind", ["inference_data", "datatree"])
+def test_run_files_keep_each_chains_condition(tmp_path, kind):
+    from latentmcmc import Chains
+
+    g, d = conditional_pair()
+    c = cycle_classes([0, 1, 2], 12)
+    result = _run(g, d, c)
+    result.chains.save(tmp_path / "run.nc", kind)
+    back = Chains.load(tmp_path / "run.nc")
+    assert torch.equal(back.extra["condition"], c)

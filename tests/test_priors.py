@@ -12,7 +12,13 @@ from torch import nn
 from torch.distributions import Normal, StudentT, Uniform
 
 from latentmcmc import LatentEnergy
-from latentmcmc.priors import PRIORS, LatentPrior, TruncatedStandardNormal, as_prior, parse_prior
+from latentmcmc.priors import (
+    PRIORS,
+    LatentPrior,
+    TruncatedStandardNormal,
+    as_prior,
+    parse_prior,
+)
 from latentmcmc.refinement import RefineOptions, refine
 from latentmcmc.samplers import SamplerOptions, make_sampler
 

@@ -20,10 +20,13 @@ from .common import (
 )
 from .declared import derived_command, given_values, option_parameter, parameter
 from .refine import (
+    _CONDITIONS,
     _FEATURES,
     _MODEL,
+    FixedCondition,
     load_feature_quality,
     load_target,
+    read_condition,
     sampler_parameters,
     sampler_values,
     warn_critic_output,
@@ -59,6 +62,7 @@ def _compare_parameters() -> list:
                                                         "it)  \\[default: read off its samples: 0,1 or -1,1]",
                                              show_default=False), Optional[str]),
         *_MODEL,
+        *_CONDITIONS,
         *_FEATURES,
         parameter("device", typer.Option("cpu", help="cpu, cuda or cuda:N."), str),
         parameter("out", typer.Option(Path("compare"), help="Output directory: compare.json and compare.png."), Path),
@@ -117,6 +121,9 @@ def compare_command(**values) -> None:
         raise CommandError("--fit-critic fits the critic: give --generator and --latent-shape, without --critic or a "
                            "checkpoint")
     fitted = None
+    condition = read_condition(v, run["num_chains"])
+    if condition is not None and v["fit_critic"] is not None:
+        raise CommandError("--fit-critic fits an unconditional critic: it does not go with --classes or --condition")
     with locked_output(out):  # one run at a time into OUT; a killed run's leftovers go
         if v["fit_critic"] is not None:
             from ..fit_critic import fit_critic
@@ -136,19 +143,21 @@ def compare_command(**values) -> None:
             typer.echo(f"fitted a critic on {v['fit_critic']}: held-out accuracy {held['accuracy']:.3f}, log-loss "
                        f"{held['log_loss']:.3f} at step {fitted.report['step']}", err=True)
         else:
-            g, u, shape, dataset = load_target(v["checkpoint"], v["generator"], v["critic"], v["latent_shape"], dev)
-        if v["critic"] is not None:  # a model trained elsewhere (latentmcmc's own critics output energies)
+            g, u, shape, dataset = load_target(v["checkpoint"], v["generator"], v["critic"], v["latent_shape"], dev,
+                                               condition)
+        conditioned = g if condition is None else FixedCondition(g, condition)  # what probes of G's output call
+        if v["critic"] is not None and condition is None:  # a model trained elsewhere (latentmcmc's own critics output energies)
             warn_critic_output(g, u, shape, run["critic_output"], run["critic_sign"], dev)
         features, reference = v["features"], v["reference"]
         if (features is None) != (reference is None):
             raise CommandError("--features and --reference go together (an extractor and the samples to compare with)")
-        quality = (load_feature_quality(features, reference, v["classifier"], g, shape, run["data_shape"], dev,
+        quality = (load_feature_quality(features, reference, v["classifier"], conditioned, shape, run["data_shape"], dev,
                                         value_range) if features else None)
         result = compare(g, u, shape, names, budget=v["budget"], beta=run["beta"], num_chains=run["num_chains"],
                          seed=run["seed"], dataset=dataset, critic_sign=run["critic_sign"],
                          critic_output=run["critic_output"], device=dev, quality=quality, data_shape=run["data_shape"],
                          grid_points=v["grid_points"], sampler_options=options, progress=progress_flag(v["quiet"]),
-                         prior=run.get("prior", True))
+                         prior=run.get("prior", True), condition=condition)
         critic_source = f"a critic fitted on {v['fit_critic']}" if fitted is not None else v["critic"]
         source = str(v["checkpoint"]) if v["checkpoint"] is not None else f"{v['generator']} + {critic_source}"
         with staged_outputs(out) as staging:

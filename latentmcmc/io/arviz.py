@@ -71,7 +71,19 @@ def _groups(chains) -> dict[str, dict[str, np.ndarray]]:
         if chains.warmup_diverging is not None:
             stats["diverging"] = _np(chains.warmup_diverging)
         groups["warmup_sample_stats"] = stats
+    condition = chains.extra.get("condition")
+    if condition is not None:  # a conditional run: each chain's condition, constant over its draws
+        groups["constant_data"] = {"condition": _np(condition)}
     return groups
+
+
+def _dims(groups: dict) -> dict[str, list[str]] | None:
+    """The dimensions of the constant data (a condition per chain, then its own axes)."""
+    data = groups.get("constant_data")
+    if not data:
+        return None
+    ndim = data["condition"].ndim
+    return {"condition": ["chain"] + [f"condition_dim_{i}" for i in range(ndim - 1)]}
 
 
 def _attrs(chains) -> dict[str, Any]:
@@ -118,7 +130,7 @@ def to_inference_data(chains, kind: Kind | None = None):
 
         with warnings.catch_warnings():  # ArviZ guesses the layout from the sizes; ours is chains-first by contract
             warnings.filterwarnings("ignore", message="More chains")
-            idata = arviz.from_dict(**groups, save_warmup="warmup_posterior" in groups)
+            idata = arviz.from_dict(**groups, save_warmup="warmup_posterior" in groups, dims=_dims(groups))
         idata.sample_stats.attrs.update(attrs)
         return idata
     if kind == "datatree":
@@ -126,7 +138,7 @@ def to_inference_data(chains, kind: Kind | None = None):
 
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="More chains")
-            tree = arviz_base.from_dict(groups, save_warmup="warmup_posterior" in groups)
+            tree = arviz_base.from_dict(groups, save_warmup="warmup_posterior" in groups, dims=_dims(groups))
         tree["sample_stats"].attrs.update(attrs)
         return tree
     raise ValueError(f"kind must be 'inference_data' or 'datatree', got {kind!r}")
@@ -229,5 +241,8 @@ def read_run(path: str | os.PathLike, device: str | torch.device = "cpu") -> dic
         evaluations=((int(attrs["evaluations_forward"]), int(attrs["evaluations_backward"]))
                      if "evaluations_forward" in attrs else None),  # (forward, backward): Chains.load makes it Evaluations
     )
+    constant = groups.get("constant_data")
+    if constant is not None and "condition" in constant:
+        fields["extra"] = {"condition": _tensor(constant, "condition", device)}
     tree.close()
     return fields

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from .. import process_group
+from ..conditions import per_chain
 from ..energy import LatentEnergy
 from ..priors import prior_name
 from ..samplers.registry import SAMPLERS, SamplerOptions
@@ -128,9 +129,12 @@ def refine(generator: nn.Module, critic: nn.Module, latent_shape: tuple[int, ...
     if (checkpoint_every is not None or resume) and checkpoint is None:
         raise ValueError("checkpoint_every= and resume= need checkpoint= (the run-state file)")
     device = options.resolved_device(generator)
+    if condition is not None and options.resample:
+        raise ValueError("resample draws chains by their AIS weights across all of them, which would change how many "
+                         "samples each condition gets: it is not for conditional runs")
     energy = LatentEnergy(generator, critic, beta=options.beta, prior=options.prior, latent_shape=tuple(latent_shape),
                           critic_sign=options.critic_sign, critic_output=options.critic_output,
-                          condition=_conditions(condition, options.num_chains, device))
+                          condition=per_chain(condition, options.num_chains, device))
     view = data_view(energy, tuple(latent_shape), options.data_shape, device)
     tracker = None
     if options.track_every:
@@ -196,17 +200,6 @@ def _digest(t) -> str | None:
 
     c = t.detach().cpu().contiguous()
     return hashlib.sha256(repr((tuple(c.shape), str(c.dtype))).encode() + c.numpy().tobytes()).hexdigest()[:16]
-
-
-def _conditions(condition, num_chains: int, device: torch.device):
-    """``condition=`` as a tensor of one row per chain on ``device`` (a ValueError naming what does not fit), or None."""
-    if condition is None:
-        return None
-    c = torch.as_tensor(condition)
-    if c.dim() < 1 or c.shape[0] != num_chains:
-        raise ValueError(f"condition has {c.shape[0] if c.dim() else 0} rows for {num_chains} chains: give one row per "
-                         "chain (class ids cycled over the chains: latentmcmc.conditions.cycle_classes)")
-    return c.to(device)
 
 
 @torch.no_grad()

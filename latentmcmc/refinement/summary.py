@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from ..chains import Chains
+from ..conditions import class_accuracy, class_ids
 from .blocks import BlockRun
 
 __all__ = ["Refinement", "run_metrics", "assemble"]
@@ -146,6 +147,8 @@ def assemble(blocks: list[BlockRun], generator: nn.Module, interrupted: bool = F
     batch = blocks[0].z0.shape[0]
     view = view or (lambda x: x)
     make, condition = (generator, None) if energy is None else (energy.generate, energy.condition)
+    if condition is not None:  # the recorded blocks are the first ones: their chains are the first rows
+        diagnostic.extra["condition"] = condition[:diagnostic.num_chains]
     before, after = view(_generate(make, z0, batch, condition)), view(_generate(make, z, batch, condition))
     if energy is not None:  # report the latents in the prior's space
         z0, z = energy.latent(z0), energy.latent(z)
@@ -183,9 +186,14 @@ def assemble(blocks: list[BlockRun], generator: nn.Module, interrupted: bool = F
             metrics["quality"] = {"data": name, "before": _plain(q_before), "after": _plain(q_after)}
             if picked is not None:
                 metrics["quality"]["after (resampled)"] = _plain(measure(after[picked]))
+    labels = class_ids(condition)
+    classifier = getattr(measure, "classifier", None)
+    if labels is not None and classifier is not None and diagnostics:
+        before_acc, after_acc = class_accuracy(classifier, before, labels), class_accuracy(classifier, after, labels)
+        metrics["per_class"] = {k: {"chains": v["chains"], "accuracy_before": v["accuracy"],
+                                    "accuracy_after": after_acc[k]["accuracy"]} for k, v in before_acc.items()}
     if resample and picked is not None:
         z, after = z[picked], after[picked]
-        condition = None if condition is None else condition[picked]
         metrics["resampled"] = "the outputs are an importance resample of the final states under the AIS weights"
     if tracker is not None:
         metrics["tracking"] = tracker.summary()
