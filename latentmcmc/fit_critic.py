@@ -39,6 +39,7 @@ from torch.nn.utils.parametrizations import spectral_norm
 
 from .critics import CRITIC_OUTPUTS, Negated, energy_critic
 from .datafiles import data_fingerprint
+from .priors import STANDARD_NORMAL, LatentPrior, as_prior, prior_name
 
 __all__ = ["fit_critic", "FittedCritic", "critic_network", "logit_of", "SATURATED_ACCURACY", "export_critic"]
 
@@ -105,8 +106,8 @@ def _as_logits(out: Tensor, n: int) -> Tensor:
 
 
 def _generated(generator: nn.Module, latent_shape: tuple[int, ...], n: int, rng: torch.Generator, device,
-               data_shape: tuple[int, ...]) -> Tensor:
-    z = torch.randn(n, *latent_shape, generator=rng).to(device)
+               data_shape: tuple[int, ...], prior: LatentPrior = STANDARD_NORMAL) -> Tensor:
+    z = prior.to_latent(prior.sample(n, tuple(latent_shape), rng)).to(device)
     with torch.no_grad():
         x = generator(z)
     return x.reshape(n, *data_shape)
@@ -166,13 +167,15 @@ def fit_critic(generator: nn.Module, real: Tensor, latent_shape: tuple[int, ...]
                batch_size: int = 256, lr: float = 2e-4, holdout: float = 0.2, penalty: float = 0.0,
                eval_every: int = 50, patience: int = 10, width: int = 256, normalized: bool | None = None,
                calibrate: bool = False, device: str | torch.device | None = None,
-               progress: bool | None = None) -> FittedCritic:
+               progress: bool | None = None, prior: Any = True) -> FittedCritic:
     r"""Fit a discriminator of ``real`` against ``generator``'s samples; see the module docstring.
 
     Args:
         generator: ``(n, *latent_shape) -> (n, ...)``, frozen (only evaluated).
         real: real samples ``(n, ...)``, viewed as ``data_shape`` (default: the generator's output shape).
-        latent_shape: the generator's latent shape; ``z ~ N(0, I)``.
+        latent_shape: the generator's latent shape; ``z`` is drawn from ``prior``.
+        prior: the generator's latent prior (``True`` for N(0, I); a name of
+            :data:`~latentmcmc.priors.PRIORS` such as ``"uniform:-1,1"``, or a distribution).
         features: a frozen feature extractor ``x -> (n, d)``: the critic is a small head on it.
         init: an existing discriminator to fine-tune, outputting ``init_output`` (``probability``, ``logit``
             or ``energy``); its logit is what is trained.
@@ -195,6 +198,7 @@ def fit_critic(generator: nn.Module, real: Tensor, latent_shape: tuple[int, ...]
     from .progress import progress_bar
 
     t0 = time.perf_counter()
+    latent_prior = as_prior(prior) or STANDARD_NORMAL  # prior=False still draws z ~ N(0, I)
     for name, value, low in (("steps", steps, 1), ("batch_size", batch_size, 2), ("eval_every", eval_every, 1),
                              ("patience", patience, 1)):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
@@ -220,7 +224,7 @@ def fit_critic(generator: nn.Module, real: Tensor, latent_shape: tuple[int, ...]
                          "needed): give a smaller holdout or more samples")
     order = torch.randperm(n, generator=rng).to(device)
     held_real, train_real = real[order[:n_held]], real[order[n_held:]]
-    held_fake = _generated(generator, latent_shape, n_held, rng, device, data_shape)
+    held_fake = _generated(generator, latent_shape, n_held, rng, device, data_shape, latent_prior)
 
     torch.manual_seed(seed)  # the network's initialisation
     if init is not None:
@@ -253,7 +257,7 @@ def fit_critic(generator: nn.Module, real: Tensor, latent_shape: tuple[int, ...]
             critic.train()
             pick = torch.randint(0, train_real.shape[0], (batch,), generator=rng).to(device)
             x_real = train_real[pick]
-            x_fake = _generated(generator, latent_shape, batch, rng, device, data_shape)
+            x_fake = _generated(generator, latent_shape, batch, rng, device, data_shape, latent_prior)
             if penalty:
                 x_real = x_real.detach().requires_grad_(True)
             logits = _as_logits(critic(torch.cat([x_real, x_fake])), 2 * batch)
@@ -295,6 +299,7 @@ def fit_critic(generator: nn.Module, real: Tensor, latent_shape: tuple[int, ...]
         "step": best[1], "steps_run": step, "steps": steps, "early_stopped": step < steps,
         "seconds": time.perf_counter() - t0, "seed": seed, "lr": lr, "batch_size": batch, "penalty": penalty,
         "real_samples": n, "data_shape": list(data_shape), "latent_shape": list(latent_shape),
+        "prior": prior_name(prior),
         "data_fingerprint": data_fingerprint(real), "generator_fingerprint": _digest(generator),
         "history": history, "warnings": [],
     }

@@ -45,10 +45,13 @@ def _square_side(n: int) -> int | None:
 
 def samples_figure(before: Tensor, after: Tensor, reference: Tensor | None = None, title: str = "",
                    max_points: int = 5000, max_images: int = 64, quality: dict | None = None,
-                   value_range: tuple[float, float] | None = None) -> Figure:
+                   value_range: tuple[float, float] | None = None, prior: str = "normal",
+                   classes: Tensor | None = None) -> Figure:
     """Before/after panels of the same latents: scatter plots for 2-D samples (data in grey behind, the
     quality numbers in the titles), image grids for ``(n, C, H, W)`` samples; flat samples whose size is
-    a square are shown as square grey images, other flat samples as their first two principal components."""
+    a square are shown as square grey images, other flat samples as their first two principal components.
+    ``prior`` names the latent prior (titles); ``classes`` (one class id per sample) puts one class per row
+    of an image grid (up to 12 classes, 8 samples each)."""
     fig = Figure(figsize=(10, 5), layout="constrained")
     axes = fig.subplots(1, 2)
     two_d = before.dim() == 2 and before.shape[1] == 2
@@ -63,7 +66,15 @@ def samples_figure(before: Tensor, after: Tensor, reference: Tensor | None = Non
             _, _, v = torch.pca_lowrank(before.double() - centre, q=2, center=False)
             before, after = (before.double() - centre) @ v, (after.double() - centre) @ v
             two_d, note = True, " (first two principal components of the prior samples)"
-    titles = ["prior samples G(z), z ~ N(0, I)", "after latent MCMC"]
+    titles = [f"prior samples G(z), z ~ {'N(0, I)' if prior == 'normal' else prior}", "after latent MCMC"]
+    columns, row_labels = 8, None
+    if classes is not None and before.dim() == 4:  # one row per class
+        ks = torch.unique(classes.cpu())[:12]
+        rows_of = [torch.nonzero(classes.cpu() == k).flatten() for k in ks]
+        columns = max(1, min(8, min(len(r) for r in rows_of)))
+        order = torch.cat([r[:columns] for r in rows_of])
+        before, after, max_images = before[order.to(before.device)], after[order.to(after.device)], len(order)
+        row_labels = [str(int(k)) for k in ks]
     if quality:
         for k, when in enumerate(("before", "after")):
             q = quality.get(when) or {}
@@ -97,9 +108,18 @@ def samples_figure(before: Tensor, after: Tensor, reference: Tensor | None = Non
                 from .datafiles import output_range
 
                 value_range = output_range(before) or (-1.0, 1.0)
-            grid = image_grid(x[:max_images], value_range=value_range)
+            grid = image_grid(x[:max_images], columns=columns, value_range=value_range)
             ax.imshow(grid, cmap="gray" if grid.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
-            ax.axis("off")
+            if row_labels is None:
+                ax.axis("off")
+            else:  # the class of each row on the left
+                h = x.shape[2] + 1
+                ax.set_yticks([k * h + (h - 1) / 2 for k in range(len(row_labels))], row_labels)
+                ax.set_xticks([])
+                ax.tick_params(length=0)
+                for spine in ax.spines.values():
+                    spine.set_visible(False)
+                ax.set_ylabel("class")
         else:
             ax.hist(_np(x.reshape(x.shape[0], -1)[:, 0]), bins=50)
             ax.set_xlabel("first output coordinate")

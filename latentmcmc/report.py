@@ -131,6 +131,7 @@ def write_report(result: Refinement, out: str | os.PathLike, figures: bool = Tru
         if result.tracking:
             write_tracking_csv(staging / "quality.csv", result.tracking)
         if figures:
+            from .conditions import class_ids
             from .plots import (
                 acceptance_figure,
                 energy_trace_figure,
@@ -139,7 +140,8 @@ def write_report(result: Refinement, out: str | os.PathLike, figures: bool = Tru
             )
 
             _save_figure(samples_figure(result.before, result.after, result.reference, quality=result.metrics.get("quality"),
-                                        value_range=result.value_range),
+                                        value_range=result.value_range, prior=result.metrics.get("prior", "normal"),
+                                        classes=class_ids(result.condition)),
                          staging / "samples.png")
             _save_figure(energy_trace_figure(result.chains), staging / "energy.png")
             _save_figure(acceptance_figure(result.chains, target_accept), staging / "acceptance.png")

@@ -158,3 +158,13 @@ def test_run_files_keep_each_chains_condition(tmp_path, kind):
     result.chains.save(tmp_path / "run.nc", kind)
     back = Chains.load(tmp_path / "run.nc")
     assert torch.equal(back.extra["condition"], c)
+
+
+def test_the_samples_figure_puts_one_class_per_row():
+    from latentmcmc.plots import samples_figure
+
+    x = torch.rand(30, 1, 8, 8)
+    fig = samples_figure(x, x, classes=cycle_classes([0, 1, 2], 30), prior="uniform:-1,1")
+    axes = fig.axes
+    assert [t.get_text() for t in axes[0].get_yticklabels()] == ["0", "1", "2"]
+    assert "uniform:-1,1" in axes[0].get_title()

@@ -137,6 +137,7 @@ def compare_command(**values) -> None:
             real, value_range = read_real(v["fit_critic"], g, shape, run["data_shape"], value_range, dev,
                                           what="--fit-critic")
             fitted = fit_critic(g, real, shape, data_shape=run["data_shape"], seed=run["seed"], device=dev,
+                                prior=run.get("prior", True),
                                 progress=progress_flag(v["quiet"]))
             u, dataset, run["critic_output"], run["critic_sign"] = fitted.critic, None, "logit", 1.0
             held = fitted.report["held_out"]

@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 
+from ..priors import prior_spellings
 from .common import CommandError, app, check_device, flag, parse_shape, progress_flag
 
 
@@ -48,7 +49,8 @@ def read_real(path: Path, generator, latent_shape, view_shape, value_range, devi
 @app.command("fit-critic")
 def fit_critic_command(
     generator: Path = typer.Option(..., help="The generator, saved with torch.export.save (.pt2)."),
-    latent_shape: str = typer.Option(..., help="Its latent shape, e.g. 128 or 4,4,8 (z ~ N(0, I))."),
+    latent_shape: str = typer.Option(..., help="Its latent shape, e.g. 128 or 4,4,8."),
+    prior: str = typer.Option("normal", help=f"Its latent prior: {prior_spellings()}."),
     real: Path = typer.Option(..., help="Real samples: .npz/.npy, IDX files (MNIST family, .gz or not) or a folder "
                                         "of PNG/JPEG images."),
     out: Path = typer.Option(..., help="Output directory: critic.pt2 (logits, higher = more real) and fit.json."),
@@ -78,7 +80,7 @@ def fit_critic_command(
     device: str = typer.Option("cpu", help="cpu, cuda or cuda:N."),
     quiet: bool = flag(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
-    """Fit a critic for a generator that has none: a discriminator of real data against G(z), z ~ N(0, I).
+    """Fit a critic for a generator that has none: a discriminator of real data against G(z), z ~ the prior.
 
     Its logit estimates log p_data(x) - log p_G(x), so refine --critic OUT/critic.pt2 --critic-output logit
     targets the data distribution pulled back to latent space (beta 1). A held-out part of the data stops
@@ -96,6 +98,12 @@ def fit_critic_command(
         raise CommandError(f"--init-output must be probability, logit or energy, got {init_output!r}")
     if init is None and init_output != "probability":
         typer.echo("warning: --init-output applies only with --init; ignored", err=True)
+    from ..priors import check_prior
+
+    try:
+        prior_value = check_prior(prior)
+    except ValueError as err:
+        raise CommandError(f"--prior {err}") from None
     dev = check_device(device)
     shape, view = parse_shape(latent_shape), parse_shape(data_shape) if data_shape else None
     value_range = parse_range(data_range)
@@ -117,7 +125,7 @@ def fit_critic_command(
     with locked_output(out):
         fitted = fit_critic(g, samples, shape, data_shape=view, features=extractor, init=start, init_output=init_output,
                             steps=steps, seed=seed, holdout=holdout, penalty=penalty, normalized=spectral_norm,
-                            calibrate=calibrate, device=dev, progress=progress_flag(quiet))
+                            calibrate=calibrate, device=dev, progress=progress_flag(quiet), prior=prior_value)
         report = {**fitted.report, "generator": str(generator), "real": str(real), "data_range": list(value_range)}
         with staged_outputs(out) as staging:
             export_critic(fitted.critic, samples[:2].to(dev), staging / "critic.pt2")
