@@ -24,10 +24,9 @@ import argparse
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from dcgan_digits import Features
+from dcgan_digits import export, export_measures
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
@@ -94,22 +93,12 @@ def train(steps: int, seed: int = 0, batch: int = 64) -> tuple[nn.Module, nn.Mod
     return g.eval(), d.eval()
 
 
-def export(module: nn.Module, example: tuple, path: Path) -> None:
-    """``torch.export`` with every input's first dimension (the batch) dynamic."""
-    batch = torch.export.Dim("batch")
-    shapes = tuple({0: batch} for _ in example)
-    torch.export.save(torch.export.export(module.eval(), example, dynamic_shapes=shapes), path)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=4000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("runs/cdcgan"))
     args = parser.parse_args()
-    from latentmcmc.metrics import load_digit_classifier
-    from latentmcmc.training import load_dataset
-
     args.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     g, d = train(args.steps, args.seed)
@@ -117,10 +106,7 @@ def main() -> None:
     y = torch.zeros(4, dtype=torch.long)
     export(g, (torch.randn(4, LATENT), y), args.out / "g.pt2")
     export(d, (torch.randn(4, 64), y), args.out / "d.pt2")
-    clf = load_digit_classifier()
-    export(Features(clf), (torch.randn(4, 1, 8, 8),), args.out / "features.pt2")
-    export(clf, (torch.randn(4, 1, 8, 8),), args.out / "classifier.pt2")
-    np.savez_compressed(args.out / "reference.npz", x=load_dataset("digits").x.numpy())
+    export_measures(args.out)
     print(f"wrote {args.out}/ (g.pt2, d.pt2, features.pt2, classifier.pt2, reference.npz)")
 
 

@@ -95,9 +95,24 @@ def train(steps: int, seed: int = 0, batch: int = 64) -> tuple[nn.Module, nn.Mod
     return g.eval(), d.eval()
 
 
-def export(module: nn.Module, example: torch.Tensor, path: Path) -> None:
+def export(module: nn.Module, example: torch.Tensor | tuple, path: Path) -> None:
+    """``torch.export`` with the first dimension (the batch) of every input dynamic."""
+    example = example if isinstance(example, tuple) else (example,)
     batch = torch.export.Dim("batch")
-    torch.export.save(torch.export.export(module.eval(), (example,), dynamic_shapes=({0: batch},)), path)
+    torch.export.save(torch.export.export(module.eval(), example, dynamic_shapes=tuple({0: batch} for _ in example)),
+                      path)
+
+
+def export_measures(out: Path) -> None:
+    """What --features, --classifier and --reference take: the shipped digit classifier's features and logits, the
+    1,797 real digits."""
+    from latentmcmc.metrics import load_digit_classifier
+    from latentmcmc.training import load_dataset
+
+    clf = load_digit_classifier()
+    export(Features(clf), torch.randn(4, 1, 8, 8), out / "features.pt2")
+    export(clf, torch.randn(4, 1, 8, 8), out / "classifier.pt2")
+    np.savez_compressed(out / "reference.npz", x=load_dataset("digits").x.numpy())
 
 
 def main() -> None:
@@ -106,19 +121,13 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("runs/dcgan"))
     args = parser.parse_args()
-    from latentmcmc.metrics import load_digit_classifier
-    from latentmcmc.training import load_dataset
-
     args.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     g, d = train(args.steps, args.seed)
     print(f"trained {args.steps} steps in {time.perf_counter() - t0:.0f} s")
     export(g, torch.randn(4, LATENT), args.out / "g.pt2")
     export(d, torch.randn(4, 64), args.out / "d.pt2")
-    clf = load_digit_classifier()
-    export(Features(clf), torch.randn(4, 1, 8, 8), args.out / "features.pt2")
-    export(clf, torch.randn(4, 1, 8, 8), args.out / "classifier.pt2")
-    np.savez_compressed(args.out / "reference.npz", x=load_dataset("digits").x.numpy())
+    export_measures(args.out)
     print(f"wrote {args.out}/ (g.pt2, d.pt2, features.pt2, classifier.pt2, reference.npz)")
 
 

@@ -12,6 +12,17 @@ from latentmcmc.conditions import check_conditional, cycle_classes, parse_classe
 from latentmcmc.refinement import refine
 from latentmcmc.samplers import SAMPLERS, SamplerOptions
 
+
+class Measure:
+    """A quality measure with a classifier (what per-class accuracy needs), on 2-D toy samples."""
+
+    name = "toy"
+    classifier = torch.nn.Linear(2, 3)
+
+    def __call__(self, x):
+        return {"mean": float(x.mean())}
+
+
 OPTIONS = SamplerOptions(eps=0.05, candidates=4, local_steps=2, leapfrog_steps=3)
 CLASSES = [0, 2, 1]
 
@@ -107,13 +118,6 @@ def test_per_class_accuracy_is_measured_with_a_classifier():
     """With class ids and a quality measure that has a classifier, each class's accuracy before and after is kept."""
     g, d = conditional_pair()
 
-    class Measure:
-        name = "toy"
-        classifier = torch.nn.Linear(2, 3)
-
-        def __call__(self, x):
-            return {"mean": float(x.mean())}
-
     c = cycle_classes([0, 1, 2], 12)
     result = _run(g, d, c, quality=Measure())
     per_class = result.metrics["per_class"]
@@ -130,13 +134,6 @@ def test_compare_runs_every_method_with_conditions():
     from latentmcmc.compare import compare, comparison_table
 
     g, d = conditional_pair()
-
-    class Measure:
-        name = "toy"
-        classifier = torch.nn.Linear(2, 3)
-
-        def __call__(self, x):
-            return {"mean": float(x.mean())}
 
     c = cycle_classes([0, 1, 2], 30)
     result = compare(g, d, (2,), ("prior", "mala", "isir", "mh-gan", "drs", "dot"), budget=8, num_chains=30,
@@ -168,3 +165,26 @@ def test_the_samples_figure_puts_one_class_per_row():
     axes = fig.axes
     assert [t.get_text() for t in axes[0].get_yticklabels()] == ["0", "1", "2"]
     assert "uniform:-1,1" in axes[0].get_title()
+
+
+@pytest.mark.slow
+def test_the_conditional_dcgan_example_exports_what_refine_classes_takes(tmp_path, capsys):
+    """examples/cdcgan_digits.py (a few steps) and the README's refine command on its files."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from latentmcmc.cli import main
+
+    root = Path(__file__).resolve().parents[1]
+    subprocess.run([sys.executable, str(root / "examples" / "cdcgan_digits.py"), "--steps", "3", "--out",
+                    str(tmp_path / "m")], check=True, capture_output=True)
+    m = tmp_path / "m"
+    code = main(["refine", "--generator", str(m / "g.pt2"), "--critic", str(m / "d.pt2"), "--latent-shape", "32",
+                 "--critic-output", "logit", "--data-shape", "1,8,8", "--classes", "0-9", "--chains", "40",
+                 "--steps", "4", "--warmup", "4", "--features", str(m / "features.pt2"), "--classifier",
+                 str(m / "classifier.pt2"), "--reference", str(m / "reference.npz"), "-q", "--out", str(tmp_path / "r")])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert "class accuracy" in out.out and "class 9" in out.out
+    assert np.load(tmp_path / "r" / "samples.npz")["condition"].tolist() == list(range(10)) * 4
