@@ -169,8 +169,8 @@ def check_resume(name: str) -> None:
 
 
 # ---------------------------------------------------------------------- eager = fused
-def check_fused(name: str) -> None:
-    s = sampler(name, small_latent_energy(), OPTIONS.replace(leapfrog_steps=2))  # short graphs compile sooner
+def check_fused(name: str, prior=True) -> None:
+    s = sampler(name, small_latent_energy(prior=prior), OPTIONS.replace(leapfrog_steps=2))  # short graphs compile sooner
     if not getattr(s.kernel, "fusable", False):
         pytest.skip(f"{name}'s kernel does not fuse (its steps run one at a time)")
     z0 = torch.randn(32, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(2))

@@ -91,6 +91,13 @@ def test_fused_blocks_equal_the_eager_run(name):
     check_fused(name)
 
 
+@pytest.mark.slow  # compiles a graph per sampler
+@pytest.mark.parametrize("name", ["annealed-mala", "mala"])
+def test_fused_blocks_equal_the_eager_run_under_a_uniform_prior(name):
+    """The prior's energy and gradient in compiled blocks, in the target and along the annealing path."""
+    check_fused(name, prior="uniform:-1,1")
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_model_passes_are_counted_as_they_happen(name, monkeypatch):
     check_accounting(name, monkeypatch)
