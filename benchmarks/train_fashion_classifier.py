@@ -4,7 +4,7 @@ density/coverage, Inception Score, class histograms): ``features.pt2`` and ``cla
 Needs Debian's ``dataset-fashion-mnist`` (IDX files under /usr/share/datasets/fashion-mnist); exits with a
 message when it is absent.  A small CNN (two convolutions, a 128-unit feature layer, no batch statistics),
 Adam, ``--epochs`` passes over the 60,000 training images; test accuracy on the 10,000 test images.  Pixels
-in [0, 1] (``--range 0,1``) or [-1, 1] (``--range -1,1``), as the generators it will judge produce them.
+in [0, 1] (``--range 0,1``) or [-1, 1] (``--range=-1,1``: with the equals sign, as the value starts with a minus), as the generators it will judge produce them.
 
     python benchmarks/train_fashion_classifier.py --out runs/fashion
 """

@@ -11,6 +11,7 @@ import typer
 
 from ..process_group import world_from_env
 from ..samplers.registry import SAMPLERS
+from ..training.data import DATASETS
 from .common import (
     EXIT_INTERRUPTED,
     CommandError,
@@ -37,7 +38,7 @@ def load_target(checkpoint: Optional[Path], generator: Optional[Path], critic: O
     if checkpoint is not None:
         g, u, config = load_models(checkpoint, device)
         shape = parse_shape(latent_shape) if latent_shape else (int(config["latent_dim"]),)
-        if config.get("data"):
+        if config.get("data") in DATASETS:  # a built-in set: its quality metrics (data from files: --features)
             from ..training import load_dataset
 
             dataset = load_dataset(config["data"])

@@ -9,8 +9,9 @@ from typing import Optional
 import typer
 
 from ..process_group import world_from_env
-from ..training.data import DATASETS
+from ..training.data import DATASETS, SHAPE_RECIPES
 from ..training.entropy import ENTROPY_TERMS
+from ..training.networks import ARCHITECTURES
 from .common import (
     EXIT_INTERRUPTED,
     CommandError,
@@ -20,8 +21,10 @@ from .common import (
     described,
     flag,
     live_help,
+    parse_shape,
     progress_flag,
 )
+from .declared import choices_text
 
 
 def recipes() -> str:
@@ -31,14 +34,30 @@ def recipes() -> str:
         return (f"{name} ({entry.summary}): {r.steps} steps, width {r.width}, lr {r.lr:g}, gradient penalty "
                 f"{r.gp_weight:g}" + (f" -> {r.reaches}" if r.reaches else ""))
 
-    return "; ".join(one(name, entry) for name, entry in DATASETS.items())
+    files = "; ".join(f"{name} ({entry.summary}): {entry.recipe.steps} steps, width {entry.recipe.width}, lr "
+                      f"{entry.recipe.lr:g}, batch {entry.recipe.batch_size}, critic steps {entry.recipe.critic_steps}, "
+                      f"gradient penalty {entry.recipe.gp_weight:g}"
+                      + (f" -> {entry.recipe.reaches}" if entry.recipe.reaches else "")
+                      for name, entry in SHAPE_RECIPES.items())
+    return "; ".join(one(name, entry) for name, entry in DATASETS.items()) + f". Or a file or folder: {files}"
 
 
 @app.command("train")
 def train_command(
     data: Optional[str] = live_help(typer.Option(None, show_default=False), lambda: (
-        f"Built-in data set, with the recipe used for settings not given and what it reached here: "
+        f"Built-in data set, or your samples (.npy/.npz, IDX files, a folder of PNG/JPEG images; integer pixels "
+        f"are scaled to [-1, 1]), with the recipe used for settings not given and what it reached here: "
         f"{recipes()}  \\[default: gaussians25]")),
+    data_shape: Optional[str] = typer.Option(None, help="View each sample of --data PATH as this shape, e.g. 1,28,28 "
+                                                        "(flat files)", show_default=False),
+    holdout: float = typer.Option(0.1, help="Share of --data PATH kept out of training; --features measures FD/KID "
+                                            "against it along training."),
+    features: Optional[Path] = typer.Option(None, help="A feature extractor (torch.export, x -> (n, d)): FD, KID, "
+                                                       "precision/recall and density/coverage of prior samples "
+                                                       "against the held-out data along training (--data PATH)",
+                                            show_default=False),
+    arch: Optional[str] = typer.Option(None, help=f"Networks: {choices_text(ARCHITECTURES)}  \\[default: conv for "
+                                                  "square images from files, else mlp]", show_default=False),
     entropy: Optional[str] = typer.Option(None, help=(
         f"Entropy term of G: {described(ENTROPY_TERMS)}  \\[default: the recipe's, "
         f"{', '.join(sorted({e.recipe.entropy for e in DATASETS.values()}))}]"), show_default=False),
@@ -79,8 +98,18 @@ def train_command(
     from ..training import TrainConfig, Trainer
     from ..training.trainer import describe_quality
 
-    if data is not None:
-        check_choice("--data", data, DATASETS, "data set")
+    if data is not None and data not in DATASETS and not Path(data).exists():
+        raise CommandError(f"unknown data set {data!r} for --data: neither a built-in one ({', '.join(DATASETS)}) "
+                           "nor a file or folder that exists")
+    if arch is not None:
+        check_choice("--arch", arch, ARCHITECTURES, "architecture")
+    is_file = data is not None and data not in DATASETS
+    for flag_name, value in (("--data-shape", data_shape), ("--features", features)):
+        if value is not None and not is_file:
+            raise CommandError(f"{flag_name} applies to --data PATH (a file or folder of your samples)")
+    if not 0 <= holdout < 0.5:
+        raise CommandError(f"--holdout must be in [0, 0.5), got {holdout}")
+    view = parse_shape(data_shape) if data_shape else None
     if entropy is not None:
         check_choice("--entropy", entropy, ENTROPY_TERMS, "entropy term")
     for name, value in (("steps", steps), ("batch-size", batch_size), ("critic-steps", critic_steps), ("width", width)):
@@ -105,7 +134,8 @@ def train_command(
     if resuming:
         trainer = Trainer.resume(out, device=device)
         given = (("data", data), ("entropy", entropy), ("latent_dim", latent_dim), ("width", width), ("lr", lr),
-                 ("critic_steps", critic_steps), ("batch_size", batch_size), ("gp_weight", gp_weight))
+                 ("critic_steps", critic_steps), ("batch_size", batch_size), ("gp_weight", gp_weight), ("arch", arch),
+                 ("data_view", view), ("features", None if features is None else str(features)))
         for name, value in given:
             kept = getattr(trainer.config, name)
             if value is not None and kept != value:
@@ -118,7 +148,8 @@ def train_command(
     else:
         config = TrainConfig(data=data or "gaussians25", entropy=entropy, latent_dim=latent_dim, width=width,
                              lr=lr, critic_steps=critic_steps, batch_size=batch_size, gp_weight=gp_weight, seed=seed,
-                             device=device)
+                             device=device, arch=arch, data_view=view, holdout=holdout,
+                             features=None if features is None else str(features))
         trainer = Trainer(config)
     steps = trainer.recipe.steps if steps is None else steps
     if resuming:
@@ -144,9 +175,13 @@ def train_command(
         changed = "".join(f", {name.replace('_', ' ')} {getattr(c, name):g}"  # settings off the recipe, beside the
                           for name in ("batch_size", "critic_steps", "gp_weight")  # three always shown
                           if getattr(c, name) != getattr(recipe, name))
-        typer.echo(f"trained {c.data} ({c.entropy}, width {c.width}, lr {c.lr:g}{changed}) to step {trainer.step} in "
-                   f"{(time.perf_counter() - t0) / 60:.1f} min: {describe_quality(quality)} "
-                   f"({'2,000' if len(c.data_shape) == 1 else '1,000'} prior samples); wrote {out}")
+        measured = (f"{describe_quality(quality)} ({'2,000' if len(c.data_shape) == 1 else '1,000'} prior samples"
+                    + (f" against {trainer.dataset.held_out.shape[0]:,} held-out ones" if c.features else "") + ")"
+                    if quality else "not measured (give --features, an exported feature extractor, to follow FD and KID "
+                    "against the held-out data)" if c.data not in DATASETS else describe_quality(quality))
+        arch = "" if c.data in DATASETS else f"{c.arch}, "  # files: the networks the shape chose
+        typer.echo(f"trained {c.data} ({arch}{c.entropy}, width {c.width}, lr {c.lr:g}{changed}) to step "
+                   f"{trainer.step} in {(time.perf_counter() - t0) / 60:.1f} min: {measured}; wrote {out}")
 
 
 def _probe_writable(out: Path) -> None:

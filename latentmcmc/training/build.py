@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import nn
 
 from .entropy import entropy_term
-from .networks import Critic, Generator
+from .networks import ARCHITECTURES, ConvCritic, ConvGenerator, Critic, Generator
 
 __all__ = ["build_networks"]
 
@@ -14,12 +14,15 @@ def build_networks(config: dict) -> dict[str, nn.Module]:
     """``generator``, ``critic`` and the auxiliary network of the config's entropy term (if it has one)."""
     shape = tuple(config["data_shape"])
     latent, width, depth = config["latent_dim"], config["width"], config["depth"]
-    nets: dict[str, nn.Module] = {
-        "generator": Generator(latent, shape, width, depth),
-        "critic": Critic(shape, width, depth),
-    }
+    arch = config.get("arch") or "mlp"  # checkpoints before the convolutional recipe hold MLPs
+    if arch == "conv":
+        nets: dict[str, nn.Module] = {"generator": ConvGenerator(latent, shape, width), "critic": ConvCritic(shape, width)}
+    elif arch == "mlp":
+        nets = {"generator": Generator(latent, shape, width, depth), "critic": Critic(shape, width, depth)}
+    else:
+        raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
     term = entropy_term(config["entropy"])
-    aux = term.build(shape, latent, width, depth)
+    aux = term.build(shape, latent, width, depth, arch)
     if aux is not None:
         nets[term.aux_name] = aux
     return nets

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -17,7 +18,8 @@ from torch import Tensor
 
 from ..deprecation import resolve_rng
 
-__all__ = ["Dataset", "DatasetEntry", "TrainRecipe", "load_dataset", "DATASETS", "gaussians25", "ring8", "swissroll", "digits",
+__all__ = ["Dataset", "DatasetEntry", "TrainRecipe", "ShapeRecipe", "SHAPE_RECIPES", "shape_recipe", "file_dataset",
+           "load_dataset", "DATASETS", "gaussians25", "ring8", "swissroll", "digits",
            "stacked_digits"]
 
 
@@ -31,11 +33,14 @@ class Dataset:
     mode_std: float | None = None  # their common standard deviation
     labels: Tensor | None = None  # digit labels (n,) or (n, 3) for stacked digits
     metric: str | None = None  # quality metric family in latentmcmc.metrics.QUALITY_METRICS
+    held_out: Tensor | None = None  # samples of a file kept out of training (the reference of its FD/KID)
+    fingerprint: str | None = None  # a file's data_fingerprint (checkpoints record it; resume checks it)
+    measure: Callable[[Tensor], dict] | None = None  # quality of samples when there is no built-in metric
 
     def quality(self, samples: Tensor) -> dict[str, float] | None:
         """This data set's quality metrics of generated ``samples``, or None when it has none."""
         if self.metric is None:
-            return None
+            return None if self.measure is None else self.measure(samples)
         from ..metrics import QUALITY_METRICS
 
         return QUALITY_METRICS[self.metric](self, samples)
@@ -150,8 +155,93 @@ DATASETS: dict[str, DatasetEntry] = {
 }
 
 
-def load_dataset(name: str) -> Dataset:
-    """One of :data:`DATASETS` by name."""
-    if name not in DATASETS:
-        raise ValueError(f"unknown data set {name!r}; choose one of {', '.join(DATASETS)}")
-    return DATASETS[name].load()
+IMAGE_REACHES = ""  # measured on Fashion-MNIST (benchmarks/fashion_energy_gan.py); filled in below when measured
+
+
+@dataclass(frozen=True)
+class ShapeRecipe:
+    """The recipe for data from files, chosen by the samples' shape: which networks, which settings, what it reached."""
+
+    summary: str
+    fits: Callable[[tuple], bool]
+    arch: str  # a key of latentmcmc.training.networks.ARCHITECTURES
+    recipe: TrainRecipe
+    latent_dim: int
+
+
+def _is_image(shape: tuple) -> bool:
+    from .networks import conv_fits
+
+    return conv_fits(shape)
+
+
+SHAPE_RECIPES: dict[str, ShapeRecipe] = {
+    "images": ShapeRecipe(
+        "square images of 1 or 3 channels, 8x8 to 64x64: DCGAN-style convolutions", _is_image, "conv",
+        TrainRecipe(steps=3000, width=32, lr=2e-4, batch_size=64, critic_steps=2, gp_weight=10.0,
+                    reaches=IMAGE_REACHES), 64),
+    "other": ShapeRecipe("any other shape: MLPs on the flattened samples", lambda shape: True, "mlp",
+                         TrainRecipe(steps=2000), 32),
+}
+"""Recipes for ``--data PATH``, tried in order: the first whose ``fits(shape)`` holds."""
+
+
+def shape_recipe(shape: tuple[int, ...]) -> tuple[str, ShapeRecipe]:
+    """The first entry of :data:`SHAPE_RECIPES` that fits ``shape``."""
+    return next((name, entry) for name, entry in SHAPE_RECIPES.items() if entry.fits(tuple(shape)))
+
+
+def file_dataset(path: str, data_shape: tuple[int, ...] | None = None, holdout: float = 0.1, seed: int = 0,
+                 features: str | None = None) -> Dataset:
+    """Samples read from ``path`` (:func:`latentmcmc.datafiles.read_data`: integer pixels scaled to [-1, 1]), viewed as
+    ``data_shape``, with a share ``holdout`` kept out of training (a seeded split).
+
+    ``features`` (an exported feature extractor) measures generated samples against the held-out ones
+    (FD, KID, precision/recall, density/coverage).  Images must lie in [-1, 1] (the generator ends in tanh).
+    """
+    from ..datafiles import DataFileError, data_fingerprint, fit_to, read_data
+
+    x = read_data(path, value_range=(-1.0, 1.0))
+    if data_shape:
+        x = fit_to(x, tuple(data_shape), name=str(path))
+    if len(x.shape) > 2 and (float(x.min()) < -1.0 or float(x.max()) > 1.0):
+        raise DataFileError(f"{path} holds images with values in [{float(x.min()):.3g}, {float(x.max()):.3g}]; the "
+                            "generator ends in tanh, so float images must be scaled to [-1, 1] (integer pixels are)")
+    n = x.shape[0]
+    held = int(round(holdout * n))
+    if holdout > 0 and (held < 2 or n - held < 2):
+        raise DataFileError(f"{path} has {n} samples: --holdout {holdout:g} leaves {held} held out and {n - held} to "
+                            "train on; each side needs at least 2 (or --holdout 0)")
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    data = Dataset(str(path), x[order[held:]], held_out=x[order[:held]] if held else None,
+                   fingerprint=data_fingerprint(x))
+    if features is not None:
+        if data.held_out is None:
+            raise ValueError("--features measures generated samples against held-out data: give --holdout > 0")
+        data.measure = _feature_measure(features, data.held_out)
+    return data
+
+
+def _feature_measure(features: str, reference: Tensor) -> Callable[[Tensor], dict]:
+    """FD, KID, precision/recall and density/coverage in an exported extractor's features against ``reference``."""
+    from ..feature_metrics import FeatureQuality
+    from ..io.torch_export import load_exported
+
+    quality = FeatureQuality(load_exported(features, "cpu", name=f"feature extractor {features}"), reference,
+                             name=f"features of {features}")
+
+    def measure(samples: Tensor) -> dict:
+        return {k: v for k, v in quality(samples.cpu()).items() if k != "notes"}
+
+    return measure
+
+
+def load_dataset(name: str, data_shape: tuple[int, ...] | None = None, holdout: float = 0.1, seed: int = 0,
+                 features: str | None = None) -> Dataset:
+    """One of :data:`DATASETS` by name, or samples from a file or folder (:func:`file_dataset`)."""
+    if name in DATASETS:
+        return DATASETS[name].load()
+    if not Path(name).exists():
+        raise ValueError(f"unknown data set {name!r}: neither a built-in one ({', '.join(DATASETS)}) nor a file or "
+                         "folder that exists")
+    return file_dataset(name, data_shape, holdout, seed, features)

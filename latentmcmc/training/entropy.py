@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .networks import Encoder, StatisticsNetwork
+from .networks import ConvEncoder, ConvStatisticsNetwork, Encoder, StatisticsNetwork
 
 __all__ = ["EntropyTerm", "DeepInfoMax", "EncoderBound", "NoEntropy", "ENTROPY_TERMS", "entropy_term",
            "dim_mi_loss", "encoder_loss"]
@@ -47,8 +47,9 @@ class EntropyTerm:
                "the critic got 1 step per generator step; README)")
     aux_name: str | None = None  # key of the auxiliary network in checkpoints and optimisers
 
-    def build(self, data_shape: tuple[int, ...], latent_dim: int, width: int, depth: int) -> nn.Module | None:
-        """The auxiliary network this term trains, or None."""
+    def build(self, data_shape: tuple[int, ...], latent_dim: int, width: int, depth: int,
+              arch: str = "mlp") -> nn.Module | None:
+        """The auxiliary network this term trains (of the generator's architecture ``arch``), or None."""
         return None
 
     def loss(self, aux: nn.Module | None, x_fake: Tensor, z: Tensor, perm: Tensor | None,
@@ -68,7 +69,9 @@ class DeepInfoMax(EntropyTerm):
     summary = "Deep-InfoMax MI estimate with a statistics network T(x, z) (Kumar et al. 2019)"
     aux_name = "mi"
 
-    def build(self, data_shape, latent_dim, width, depth):
+    def build(self, data_shape, latent_dim, width, depth, arch="mlp"):
+        if arch == "conv":
+            return ConvStatisticsNetwork(data_shape, latent_dim, width)
         return StatisticsNetwork(data_shape, latent_dim, width, depth)
 
     def loss(self, aux, x_fake, z, perm, weight=1.0):
@@ -83,7 +86,9 @@ class EncoderBound(EntropyTerm):
     summary = "reconstruction bound lambda2 |z - Enc(G(z))|^2 with an encoder"
     aux_name = "encoder"
 
-    def build(self, data_shape, latent_dim, width, depth):
+    def build(self, data_shape, latent_dim, width, depth, arch="mlp"):
+        if arch == "conv":
+            return ConvEncoder(data_shape, latent_dim, width)
         return Encoder(data_shape, latent_dim, width, depth)
 
     def loss(self, aux, x_fake, z, perm, weight=1.0):

@@ -16,8 +16,9 @@ from ..checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from ..process_group import active, rank_and_world
 from ..progress import progress_bar
 from .build import build_networks
-from .data import DATASETS, Dataset, TrainRecipe, load_dataset
+from .data import DATASETS, Dataset, TrainRecipe, load_dataset, shape_recipe
 from .entropy import entropy_term
+from .networks import ARCHITECTURES, conv_fits
 from .objectives import critic_loss, generator_loss
 
 __all__ = ["TrainConfig", "Trainer", "train"]
@@ -29,6 +30,12 @@ class TrainConfig:
     ``None`` fields take the data set's recipe (:class:`~latentmcmc.training.data.TrainRecipe` in
     :data:`~latentmcmc.training.data.DATASETS`: entropy term, width, learning rate, batch size, critic
     steps, gradient-penalty weight) and its latent size (2 for 2-D sets, 32 digits, 64 stacked digits).
+
+    ``data`` is a built-in name or a file or folder (:func:`~latentmcmc.datafiles.read_data`), read as
+    ``data_view`` when given (flat files), ``holdout`` of it kept out of training and measured against
+    in the features of ``features`` (an exported extractor); such data takes the recipe of
+    :data:`~latentmcmc.training.data.SHAPE_RECIPES` its shape fits (``arch``: ``conv`` for square
+    images, ``mlp`` otherwise), and ``data_fingerprint`` records its content (a resumed run checks it).
     """
 
     data: str = "gaussians25"
@@ -45,22 +52,42 @@ class TrainConfig:
     seed: int = 0
     device: str = "cpu"
     data_shape: tuple[int, ...] = field(default=(), repr=False)
+    arch: str | None = None
+    data_view: tuple[int, ...] | None = None
+    holdout: float = 0.1
+    features: str | None = None
+    data_fingerprint: str | None = None
 
     RECIPE_FIELDS = ("entropy", "width", "lr", "batch_size", "critic_steps", "gp_weight")
 
     def resolved(self, dataset: Dataset) -> "TrainConfig":
         """Every ``None`` field filled in from the data set's recipe and shape."""
         image = len(dataset.shape) > 1
-        latent = self.latent_dim if self.latent_dim is not None else (
-            2 if not image else (64 if dataset.name == "stacked-digits" else 32))
-        recipe = DATASETS[self.data].recipe if self.data in DATASETS else TrainRecipe(steps=2000)
+        if self.data in DATASETS:
+            recipe, arch = DATASETS[self.data].recipe, self.arch or "mlp"
+            latent = self.latent_dim if self.latent_dim is not None else (
+                2 if not image else (64 if dataset.name == "stacked-digits" else 32))
+        else:
+            _, entry = shape_recipe(dataset.shape)
+            recipe, arch = entry.recipe, self.arch or entry.arch
+            latent = self.latent_dim if self.latent_dim is not None else (2 if dataset.shape == (2,) else entry.latent_dim)
+        if arch == "conv" and not conv_fits(dataset.shape):
+            raise ValueError(f"arch='conv' takes square images of 1 or 3 channels, 8x8 to 64x64; the data's shape is "
+                             f"{tuple(dataset.shape)}")
         filled = {name: getattr(recipe, name) for name in self.RECIPE_FIELDS if getattr(self, name) is None}
         return dataclasses.replace(self, latent_dim=latent, data_shape=tuple(dataset.shape), betas=tuple(self.betas),
-                                   **filled)
+                                   arch=arch, data_fingerprint=dataset.fingerprint, **filled)
 
     def validate(self) -> None:
-        if self.data not in DATASETS:
-            raise ValueError(f"unknown data set {self.data!r}; choose one of {', '.join(DATASETS)}")
+        if self.data not in DATASETS and not Path(self.data).exists():
+            raise ValueError(f"unknown data set {self.data!r}: neither one of {', '.join(DATASETS)} nor a file or "
+                             "folder that exists")
+        if self.arch is not None and self.arch not in ARCHITECTURES:
+            raise ValueError(f"unknown architecture {self.arch!r}; choose one of {', '.join(ARCHITECTURES)}")
+        if not 0.0 <= float(self.holdout) < 0.5:
+            raise ValueError(f"holdout must be in [0, 0.5), got {self.holdout}")
+        if self.features is not None and not Path(self.features).exists():
+            raise ValueError(f"features {self.features!r}: no such file")
         if self.entropy is not None:
             entropy_term(self.entropy)  # raises on an unknown name
         for name in ("width", "depth", "critic_steps", "batch_size"):
@@ -76,6 +103,7 @@ class TrainConfig:
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["betas"], d["data_shape"] = list(self.betas), list(self.data_shape)
+        d["data_view"] = None if self.data_view is None else list(self.data_view)
         return d
 
     @classmethod
@@ -84,6 +112,8 @@ class TrainConfig:
         d = {k: v for k, v in d.items() if k in known}
         d["betas"] = tuple(d.get("betas", (0.5, 0.9)))
         d["data_shape"] = tuple(d.get("data_shape", ()))
+        if d.get("data_view") is not None:
+            d["data_view"] = tuple(d["data_view"])
         return cls(**d)
 
 
@@ -108,8 +138,16 @@ class Trainer:
                  distributed: bool | None = None) -> None:
         config = TrainConfig.from_dict(config) if isinstance(config, dict) else (config or TrainConfig())
         config.validate()
-        self.dataset = dataset or load_dataset(config.data)
+        self.dataset = dataset or load_dataset(config.data, config.data_view, config.holdout, config.seed,
+                                               config.features)
+        if config.data_fingerprint and self.dataset.fingerprint and config.data_fingerprint != self.dataset.fingerprint:
+            raise ValueError(f"the data in {config.data} is not what this run trained on (its fingerprint "
+                             f"{self.dataset.fingerprint} is not the recorded {config.data_fingerprint}): restore "
+                             "the data, or train a new run")
         self.config = config.resolved(self.dataset)
+        if self.dataset.x.shape[0] < self.config.batch_size:
+            raise ValueError(f"{config.data} has {self.dataset.x.shape[0]} samples to train on, fewer than a batch of "
+                             f"{self.config.batch_size}: lower the batch size (or the holdout)")
         self.device = torch.device(self.config.device)
         with torch.random.fork_rng(devices=[]):  # seeded initialisation without touching the caller's RNG
             torch.manual_seed(self.config.seed)
@@ -129,8 +167,11 @@ class Trainer:
 
     @property
     def recipe(self) -> TrainRecipe:
-        """The data set's training recipe (what ``None`` settings and ``train(steps=None)`` take)."""
-        return DATASETS[self.config.data].recipe if self.config.data in DATASETS else TrainRecipe(steps=2000)
+        """The data set's training recipe (what ``None`` settings and ``train(steps=None)`` take): a built-in set's,
+        or the one :data:`~latentmcmc.training.data.SHAPE_RECIPES` gives a file's shape."""
+        if self.config.data in DATASETS:
+            return DATASETS[self.config.data].recipe
+        return shape_recipe(self.dataset.shape)[1].recipe
 
     @torch.no_grad()
     def measure(self) -> dict | None:
@@ -139,7 +180,7 @@ class Trainer:
 
         The draws come from their own seed, so measuring never changes the training's random numbers.
         """
-        if self.dataset.metric is None:
+        if self.dataset.metric is None and self.dataset.measure is None:
             return None
         n = 2000 if len(self.dataset.shape) == 1 else 1000
         z = torch.randn(n, self.config.latent_dim, generator=torch.Generator().manual_seed(20261129)).to(self.device)
