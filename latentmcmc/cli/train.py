@@ -69,11 +69,13 @@ def train_command(
                                                show_default=False),
     lr: Optional[float] = typer.Option(None, help="Adam learning rate of every network (betas 0.5, 0.9)  "
                                                   "\\[default: recipe]", show_default=False),
-    width: Optional[int] = typer.Option(None, help="Hidden units per layer of every MLP  \\[default: recipe]",
+    width: Optional[int] = typer.Option(None, help="Hidden units per layer of every MLP (conv: channels of the first convolution)  "
+                                                      "\\[default: recipe]",
                                         show_default=False),
     gp_weight: Optional[float] = typer.Option(None, help="Weight of the critic's gradient penalty  \\[default: recipe]",
                                               show_default=False),
-    latent_dim: Optional[int] = typer.Option(None, help="Latent size  \\[default: 2 for 2-D data, 32 digits, 64 stacked digits]",
+    latent_dim: Optional[int] = typer.Option(None, help="Latent size  \\[default: 2 for 2-D data, 32 digits, 64 stacked digits; "
+                                                              "files: 64 images, 32 other]",
                                              show_default=False),
     device: str = typer.Option("cpu", help="cpu, cuda or cuda:N."),
     seed: int = typer.Option(0, help="Seed of initialisation, batches and latents."),
@@ -82,7 +84,7 @@ def train_command(
     resume: bool = flag(False, "--resume", help="Continue exactly from OUT if it exists (its config is used)."),
     quiet: bool = flag(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
-    """Train U and G on a built-in data set with the energy-GAN objective (Kumar et al. 2019).
+    """Train U and G on a built-in data set or your samples with the energy-GAN objective (Kumar et al. 2019).
 
     Settings not given follow the data set's recipe (listed under --data), which reached the stated
     quality in the stated time on 2 CPU cores. The progress bar shows the losses and, every twentieth
