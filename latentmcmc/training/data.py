@@ -155,7 +155,8 @@ DATASETS: dict[str, DatasetEntry] = {
 }
 
 
-IMAGE_REACHES = ""  # measured on Fashion-MNIST (benchmarks/fashion_energy_gan.py); filled in below when measured
+IMAGE_REACHES = ("Fashion-MNIST 28x28: FD 44.6 to held-out images in a classifier's features, 10 of 10 classes, in "
+                 "12.6 min")  # benchmarks/fashion_energy_gan.py, entropy dim, seed 0
 
 
 @dataclass(frozen=True)
