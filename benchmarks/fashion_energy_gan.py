@@ -44,7 +44,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/fashion_gan"))
     parser.add_argument("--steps", type=int, default=None, help="generator steps (default: the recipe's)")
     parser.add_argument("--entropy", nargs="+", default=["dim", "none"])
-    parser.add_argument("--betas", type=float, nargs="+", default=[1.0, 3.0])
+    parser.add_argument("--betas", type=float, nargs="*", default=[1.0, 3.0],
+                        help="MALA's betas; none: only the prior samples are measured")
     parser.add_argument("--chains", type=int, default=2000)
     args = parser.parse_args()
     if not FASHION.exists():
@@ -67,16 +68,19 @@ def main() -> None:
         t0 = time.perf_counter()
         line = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
         row = {"train_seconds": time.perf_counter() - t0, "train": line, "load": os.getloadavg()[0]}
-        for beta in args.betas:
+        for beta in args.betas or [0.0]:  # beta 0 with one step: the prior samples only
             out = args.out / f"{term}-beta{beta:g}"
+            steps = ["--steps", "200", "--warmup", "200"] if args.betas else ["--steps", "1", "--warmup", "0"]
             subprocess.run([sys.executable, "-m", "latentmcmc", "refine", str(ckpt), "--chains", str(args.chains),
-                            "--steps", "200", "--warmup", "200", "--beta", str(beta), "--features",
+                            *steps, "--beta", str(beta), "--features",
                             str(args.classifier / "features.pt2"), "--classifier", str(args.classifier / "classifier.pt2"),
                             "--reference", str(reference), "-q", "--out", str(out)], check=True, capture_output=True)
             metrics = json.loads((out / "metrics.json").read_text())
             arrays = np.load(out / "samples.npz")
             before, after = (torch.from_numpy(arrays[k]) for k in ("x_before", "x_after"))
             row.setdefault("prior", {**metrics["quality"]["before"], **classes(clf, before)})
+            if not args.betas:
+                continue
             row[f"mala beta {beta:g}"] = {**metrics["quality"]["after"], **classes(clf, after),
                                           "acceptance": metrics["acceptance"]}
         results[term] = row
