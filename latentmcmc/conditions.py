@@ -84,12 +84,13 @@ def check_conditional(generator: nn.Module, critic: nn.Module, latent_shape: tup
     (a generator or critic that takes no condition, a class id out of its range)."""
     from .io.torch_export import first_line
 
-    c = condition[:2].to(device)
+    c = torch.unique(condition, dim=0)[:4096].to(device)  # every distinct condition (a class out of range anywhere)
     z = torch.zeros(c.shape[0], *latent_shape, device=device)
     for name, model in (("generator", generator), ("critic", critic)):
         if getattr(model, "inputs", 2) < 2:  # an exported program says how many inputs it takes
+            example = "G, (z, y)" if name == "generator" else "D, (x, y)"
             raise ValueError(f"the {name} takes one input, not a condition: a class-conditional model is exported with "
-                             "two, e.g. torch.export.export(G, (z, y), dynamic_shapes=({0: batch}, {0: batch}))")
+                             f"two, e.g. torch.export.export({example}, dynamic_shapes=({{0: batch}}, {{0: batch}}))")
     x = out = None
     for name in ("generator", "critic"):
         try:
@@ -98,11 +99,13 @@ def check_conditional(generator: nn.Module, critic: nn.Module, latent_shape: tup
             else:
                 out = critic(x, c)
         except IndexError as err:
-            raise ValueError(f"a condition is out of the {name}'s range ({first_line(err)}): check --classes against "
-                             "the classes the model was trained on") from err
+            raise ValueError(f"a condition is out of the {name}'s range ({first_line(err)}): the conditions run from "
+                             f"{c.min().item()} to {c.max().item()}; check them against the classes the model was "
+                             "trained on") from err
         except Exception as err:  # noqa: BLE001 - the model's own message, on one line
-            raise ValueError(f"the {name} does not take a condition as a second input ({name[0].upper()}"
-                             f"({'z' if name == 'generator' else 'x'}, c) with c of shape {tuple(c.shape)}): "
+            raise ValueError(f"the {name} fails on a condition as its second input ({name[0].upper()}"
+                             f"({'z' if name == 'generator' else 'x'}, c) with c of shape {tuple(c.shape[1:])} per "
+                             f"chain, dtype {str(c.dtype).removeprefix('torch.')}; class ids are integers): "
                              f"{first_line(err)}") from err
     if tuple(out.shape) not in ((c.shape[0],), (c.shape[0], 1)):
         raise ValueError(f"the critic returns shape {tuple(out.shape)} for {c.shape[0]} conditioned samples; expected "

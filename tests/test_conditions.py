@@ -69,8 +69,10 @@ def test_condition_errors_name_the_problem():
     with pytest.raises(ValueError, match="out of the generator's range"):
         check_conditional(g, d, (2,), torch.tensor([0, 7]))
     plain = torch.nn.Linear(2, 2)
-    with pytest.raises(ValueError, match="generator does not take a condition"):
+    with pytest.raises(ValueError, match="generator fails on a condition"):
         check_conditional(plain, d, (2,), torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match="run from 0 to 5"):  # a bad id after the first chains is found too
+        _run(g, d, cycle_classes([0, 1, 2, 5], 12))
     with pytest.raises(ValueError, match="--classes must be class ids"):
         parse_classes("a,b")
     assert parse_classes("0-2,7") == [0, 1, 2, 7]

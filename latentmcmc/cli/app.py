@@ -66,6 +66,8 @@ def renamed_flags(argv: list[str]) -> list[str]:
     """``argv`` with the flags of :data:`RENAMED_FLAGS` spelled as now, each one said once on stderr."""
     out: list[str] = []
     for arg in argv:
+        if arg in RENAMED_FLAGS and RENAMED_FLAGS[arg][0] in argv:
+            raise ValueError(f"{arg} (now {' '.join(RENAMED_FLAGS[arg])}) and {RENAMED_FLAGS[arg][0]} both given: give one")
         if arg in RENAMED_FLAGS:
             print(f"warning: {arg} is now {' '.join(RENAMED_FLAGS[arg])}", file=sys.stderr)
             out.extend(RENAMED_FLAGS[arg])
@@ -79,7 +81,11 @@ def main(argv: list[str] | None = None) -> int:
 
     Set ``LATENTMCMC_DEBUG=1`` to get the traceback of an unexpected error instead.
     """
-    argv = renamed_flags(list(sys.argv[1:] if argv is None else argv))
+    try:
+        argv = renamed_flags(list(sys.argv[1:] if argv is None else argv))
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_ERROR
     showwarning = warnings.showwarning
     warnings.showwarning = _warning_line
     refresh_help()

@@ -104,6 +104,8 @@ def fit_critic_command(
         prior_value = check_prior(prior)
     except ValueError as err:
         raise CommandError(f"--prior {err}") from None
+    if prior_value is False:
+        raise CommandError("--prior none names no distribution to draw the generator's latents from: give its prior")
     dev = check_device(device)
     shape, view = parse_shape(latent_shape), parse_shape(data_shape) if data_shape else None
     value_range = parse_range(data_range)

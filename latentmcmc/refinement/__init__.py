@@ -135,6 +135,10 @@ def refine(generator: nn.Module, critic: nn.Module, latent_shape: tuple[int, ...
     energy = LatentEnergy(generator, critic, beta=options.beta, prior=options.prior, latent_shape=tuple(latent_shape),
                           critic_sign=options.critic_sign, critic_output=options.critic_output,
                           condition=per_chain(condition, options.num_chains, device))
+    if energy.condition is not None:  # every distinct condition through both networks: a clear error now
+        from ..conditions import check_conditional
+
+        check_conditional(generator, critic, tuple(latent_shape), energy.condition, device)
     view = data_view(energy, tuple(latent_shape), options.data_shape, device)
     tracker = None
     if options.track_every:

@@ -627,3 +627,6 @@ def test_refine_and_compare_with_a_uniform_prior(exported, tmp_path, capsys):
     code, out, err = run_cli(capsys, "refine", *common, "--no-prior", *FAST_REFINE, "--no-figures",
                              "--out", tmp_path / "n")
     assert code == 0 and "--no-prior is now --prior none" in err, err
+    code, out, err = run_cli(capsys, "refine", *common, "--no-prior", "--prior", "uniform:-1,1", *FAST_REFINE,
+                             "--out", tmp_path / "n2")
+    assert_one_line_error(code, err, "--no-prior", "give one")
