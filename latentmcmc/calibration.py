@@ -69,8 +69,8 @@ def calibrate(generator: nn.Module, energy_critic: nn.Module, latent_shape: tupl
     device = next((p.device for p in generator.parameters()), torch.device("cpu"))
     m = min(n, real.shape[0])
     idx = torch.randperm(real.shape[0], generator=g)[:m]
-    draw = (prior or STANDARD_NORMAL).sample
-    fake = torch.cat([generator((prior or STANDARD_NORMAL).to_latent(draw(1000, tuple(latent_shape), g)).to(device))
+    prior = prior or STANDARD_NORMAL
+    fake = torch.cat([generator(prior.to_latent(prior.sample(1000, tuple(latent_shape), g)).to(device))
                       for _ in range(-(-m // 1000))])[:m]
     real = real.reshape(real.shape[0], *fake.shape[1:])  # data viewed in another shape: the critic reads G's
     realness = torch.cat([-energy_critic(real[idx].to(device)).reshape(-1),

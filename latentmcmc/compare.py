@@ -24,6 +24,7 @@ from .exact import GridTarget, grid_target, total_variation, tv_noise_floor
 from .methods import METHODS, MethodRun, Problem
 from .priors import prior_name
 from .refinement.blocks import prior_draws, stream_seeds
+from .refinement.summary import generate_in_batches
 
 __all__ = ["DEFAULT_METHODS", "Comparison", "compare", "comparison_table", "comparison_figure", "flows_available",
            "default_methods"]
@@ -93,10 +94,8 @@ class ExactReference:
 
 @torch.no_grad()
 def _generate(energy, z: Tensor) -> Tensor:
-    """``G(T(u), c)`` of chain states in batches (the chains' conditions sliced with them)."""
-    c = energy.condition
-    return torch.cat([energy.generate(z[i:i + 65536], None if c is None else c[i:i + 65536])
-                      for i in range(0, z.shape[0], 65536)])
+    """``G(T(u), c)`` of chain states in batches of 65,536 (the chains' conditions sliced with them)."""
+    return generate_in_batches(energy.generate, z, 65536, energy.condition)
 
 
 def _row(name: str, run: MethodRun, problem: Problem, dataset, exact: ExactReference | None,

@@ -80,8 +80,8 @@ def read_conditions(path: str | Path, num_chains: int) -> Tensor:
 @torch.no_grad()
 def check_conditional(generator: nn.Module, critic: nn.Module, latent_shape: tuple[int, ...], condition: Tensor,
                       device: str | torch.device = "cpu") -> tuple[int, ...]:
-    """Run ``D(G(z, c), c)`` on the first two chains' conditions; the data shape, or a ValueError that says why not
-    (a generator or critic that takes no condition, a class id out of its range)."""
+    """Run ``D(G(z, c), c)`` on every distinct condition (up to 4,096); the data shape, or a ValueError that says why
+    not (a generator or critic that takes no condition, a class id out of its range)."""
     from .io.torch_export import first_line
 
     c = torch.unique(condition, dim=0)[:4096].to(device)  # every distinct condition (a class out of range anywhere)
@@ -91,13 +91,9 @@ def check_conditional(generator: nn.Module, critic: nn.Module, latent_shape: tup
             example = "G, (z, y)" if name == "generator" else "D, (x, y)"
             raise ValueError(f"the {name} takes one input, not a condition: a class-conditional model is exported with "
                              f"two, e.g. torch.export.export({example}, dynamic_shapes=({{0: batch}}, {{0: batch}}))")
-    x = out = None
-    for name in ("generator", "critic"):
+    def call(name: str, model: nn.Module, first: Tensor) -> Tensor:
         try:
-            if name == "generator":
-                x = generator(z, c)
-            else:
-                out = critic(x, c)
+            return model(first, c)
         except IndexError as err:
             raise ValueError(f"a condition is out of the {name}'s range ({first_line(err)}): the conditions run from "
                              f"{c.min().item()} to {c.max().item()}; check them against the classes the model was "
@@ -107,6 +103,9 @@ def check_conditional(generator: nn.Module, critic: nn.Module, latent_shape: tup
                              f"({'z' if name == 'generator' else 'x'}, c) with c of shape {tuple(c.shape[1:])} per "
                              f"chain, dtype {str(c.dtype).removeprefix('torch.')}; class ids are integers): "
                              f"{first_line(err)}") from err
+
+    x = call("generator", generator, z)
+    out = call("critic", critic, x)
     if tuple(out.shape) not in ((c.shape[0],), (c.shape[0], 1)):
         raise ValueError(f"the critic returns shape {tuple(out.shape)} for {c.shape[0]} conditioned samples; expected "
                          "one energy per sample")

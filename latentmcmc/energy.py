@@ -280,9 +280,9 @@ class LatentEnergy:
         z = self.latent(u)
         return self.generator(z) if c is None else self.generator(z, c)
 
-    def critic_energy(self, x: Tensor) -> Tensor:
-        """``U(x, c)`` of samples ``x`` of the chains (the chains' own conditions when the energy has them)."""
-        c = self.conditions_for(x.shape[0])
+    def critic_energy(self, x: Tensor, condition: Tensor | None = None) -> Tensor:
+        """``U(x, c)`` (with ``condition``, or the chains' own conditions when ``x`` holds samples of them all)."""
+        c = condition if condition is not None else self.conditions_for(x.shape[0])
         return self.energy_of_critic(x) if c is None else self.energy_of_critic(x, c)
 
     def __call__(self, z: Tensor) -> Tensor:
@@ -291,8 +291,7 @@ class LatentEnergy:
                 f"z has shape {tuple(z.shape)}; this LatentEnergy expects (chains, *{self.latent_shape})"
             )
         c = self.conditions_for(z.shape[0])
-        x = self.generate(z, c)
-        u = self.energy_of_critic(x) if c is None else self.energy_of_critic(x, c)
+        u = self.critic_energy(self.generate(z, c), c)
         if u.shape not in ((z.shape[0],), (z.shape[0], 1)):
             raise ValueError(
                 f"critic returned shape {tuple(u.shape)}; expected ({z.shape[0]},) or ({z.shape[0]}, 1), "

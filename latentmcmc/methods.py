@@ -65,11 +65,9 @@ class Problem:
 
     @property
     def calibration(self) -> Calibration:
-        if self._calibration is None and self.condition is not None:  # real data comes without conditions
-            self._calibration = calibrate(self.generator, self.energy.energy_of_critic, self.latent_shape, None,
-                                          self.beta)
-        if self._calibration is None:
-            self._calibration = calibrate(self.generator, self.energy.energy_of_critic, self.latent_shape, self.real,
+        if self._calibration is None:  # real data comes without conditions: a conditional critic stays uncalibrated
+            real = self.real if self.condition is None else None
+            self._calibration = calibrate(self.generator, self.energy.energy_of_critic, self.latent_shape, real,
                                           self.beta, prior=self.energy.latent_prior)
         return self._calibration
 

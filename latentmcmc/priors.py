@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from torch.distributions import Distribution, StudentT, Uniform, biject_to, constraints
 
 __all__ = ["PRIORS", "PriorKind", "LatentPrior", "TruncatedStandardNormal", "as_prior", "parse_prior",
@@ -257,22 +257,6 @@ class LatentPrior:
             raise ValueError(f"the truncation baseline (z -> psi z) means nothing under prior {self.name}: it is not "
                              "centred on 0 with a support that scaling keeps; leave truncation out of the methods")
         return self.from_latent(psi * self.to_latent(u))
-
-    def generator(self, generator: nn.Module) -> nn.Module:
-        """The generator as a function of chain states: ``u -> G(T(u))`` (``G`` itself for the standard normal)."""
-        return generator if self.standard else PushedGenerator(generator, self)
-
-
-class PushedGenerator(nn.Module):
-    """``u -> G(T(u))``: a generator read in the prior's unconstrained space (extra inputs, such as a condition, pass)."""
-
-    def __init__(self, generator: nn.Module, prior: LatentPrior) -> None:
-        super().__init__()
-        self.inner = generator
-        self.prior = prior
-
-    def forward(self, u: Tensor, *rest: Any) -> Tensor:
-        return self.inner(self.prior.to_latent(u), *rest)
 
 
 def _centred(distribution: Distribution) -> bool:

@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 
 from ..process_group import world_from_env
-from ..training.data import DATASETS, SHAPE_RECIPES
+from ..training.data import DATASETS, SHAPE_RECIPES, check_data
 from ..training.entropy import ENTROPY_TERMS
 from ..training.networks import ARCHITECTURES
 from .common import (
@@ -100,9 +100,11 @@ def train_command(
     from ..training import TrainConfig, Trainer
     from ..training.trainer import describe_quality
 
-    if data is not None and data not in DATASETS and not Path(data).exists():
-        raise CommandError(f"unknown data set {data!r} for --data: neither a built-in one ({', '.join(DATASETS)}) "
-                           "nor a file or folder that exists")
+    if data is not None:
+        try:
+            check_data(data)
+        except ValueError as err:
+            raise CommandError(f"--data: {err}") from None
     if arch is not None:
         check_choice("--arch", arch, ARCHITECTURES, "architecture")
     is_file = data is not None and data not in DATASETS
@@ -177,10 +179,15 @@ def train_command(
         changed = "".join(f", {name.replace('_', ' ')} {getattr(c, name):g}"  # settings off the recipe, beside the
                           for name in ("batch_size", "critic_steps", "gp_weight")  # three always shown
                           if getattr(c, name) != getattr(recipe, name))
-        measured = (f"{describe_quality(quality)} ({'2,000' if len(c.data_shape) == 1 else '1,000'} prior samples"
-                    + (f" against {trainer.dataset.held_out.shape[0]:,} held-out ones" if c.features else "") + ")"
-                    if quality else "not measured (give --features, an exported feature extractor, to follow FD and KID "
-                    "against the held-out data)" if c.data not in DATASETS else describe_quality(quality))
+        if quality:
+            against = f" against {trainer.dataset.held_out.shape[0]:,} held-out ones" if c.features else ""
+            measured = (f"{describe_quality(quality)} ({'2,000' if len(c.data_shape) == 1 else '1,000'} prior "
+                        f"samples{against})")
+        elif c.data in DATASETS:
+            measured = describe_quality(quality)
+        else:  # a file trained without --features
+            measured = ("not measured (give --features, an exported feature extractor, to follow FD and KID against "
+                        "the held-out data)")
         arch = "" if c.data in DATASETS else f"{c.arch}, "  # files: the networks the shape chose
         typer.echo(f"trained {c.data} ({arch}{c.entropy}, width {c.width}, lr {c.lr:g}{changed}) to step "
                    f"{trainer.step} in {(time.perf_counter() - t0) / 60:.1f} min: {measured}; wrote {out}")

@@ -27,6 +27,7 @@ from torch import nn
 
 from .. import process_group
 from ..conditions import per_chain
+from ..datafiles import data_fingerprint
 from ..energy import LatentEnergy
 from ..priors import prior_name
 from ..samplers.registry import SAMPLERS, SamplerOptions
@@ -163,7 +164,7 @@ def refine(generator: nn.Module, critic: nn.Module, latent_shape: tuple[int, ...
     if checkpoint is not None:
         path = state_path(checkpoint, rank, world)
         mark = {"options": options.fingerprint(), "latent_shape": list(latent_shape), "world_size": world,
-                "condition": _digest(energy.condition),
+                "condition": None if energy.condition is None else data_fingerprint(energy.condition),
                 "source": source}
         if resume:
             state = load_state(path)
@@ -194,16 +195,6 @@ def refine(generator: nn.Module, critic: nn.Module, latent_shape: tuple[int, ...
             result = assemble(*args, diagnostics=False, energy=energy)
         result.metrics["interrupted"] = True
         return result
-
-
-def _digest(t) -> str | None:
-    """A short hash of a tensor's values, shape and dtype (what a resumed run's conditions must equal), or None."""
-    if t is None:
-        return None
-    import hashlib
-
-    c = t.detach().cpu().contiguous()
-    return hashlib.sha256(repr((tuple(c.shape), str(c.dtype))).encode() + c.numpy().tobytes()).hexdigest()[:16]
 
 
 @torch.no_grad()

@@ -10,7 +10,7 @@ from torch import Tensor
 
 from ..chains import Chains, chains_from_state, chains_to_state
 from ..energy import LatentEnergy
-from ..priors import LatentPrior
+from ..priors import STANDARD_NORMAL, LatentPrior
 from ..samplers.registry import make_sampler
 from .options import RefineOptions
 
@@ -49,11 +49,8 @@ def prior_draws(num_chains: int, latent_shape: tuple[int, ...], seed: int, devic
     (the shared starts of superchains).  Another prior than ``N(0, I)`` gives states in its unconstrained
     space (:meth:`~latentmcmc.priors.LatentPrior.sample`).
     """
-    rng = torch.Generator().manual_seed(seed)
-    if prior is None or prior.standard:
-        points = torch.randn(num_chains // repeat, *latent_shape, generator=rng)
-    else:
-        points = prior.sample(num_chains // repeat, tuple(latent_shape), rng)
+    points = (prior or STANDARD_NORMAL).sample(num_chains // repeat, tuple(latent_shape),
+                                                torch.Generator().manual_seed(seed))
     return points.repeat_interleave(repeat, 0).to(device)
 
 

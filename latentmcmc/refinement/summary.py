@@ -13,7 +13,7 @@ from ..chains import Chains
 from ..conditions import class_accuracy, class_ids
 from .blocks import BlockRun
 
-__all__ = ["Refinement", "run_metrics", "assemble"]
+__all__ = ["Refinement", "run_metrics", "assemble", "generate_in_batches"]
 
 
 @dataclass
@@ -105,7 +105,7 @@ def unusable(metrics: dict[str, Any], transitions: int) -> str | None:
 
 
 @torch.no_grad()
-def _generate(generator, z: Tensor, batch: int, condition: Tensor | None = None) -> Tensor:
+def generate_in_batches(generator, z: Tensor, batch: int, condition: Tensor | None = None) -> Tensor:
     """``generator(z)`` in batches (``generator(z, c)`` with per-row conditions)."""
     return torch.cat([generator(z[i:i + batch]) if condition is None else generator(z[i:i + batch], condition[i:i + batch])
                       for i in range(0, z.shape[0], batch)])
@@ -149,7 +149,7 @@ def assemble(blocks: list[BlockRun], generator: nn.Module, interrupted: bool = F
     make, condition = (generator, None) if energy is None else (energy.generate, energy.condition)
     if condition is not None:  # the recorded blocks are the first ones: their chains are the first rows
         diagnostic.extra["condition"] = condition[:diagnostic.num_chains]
-    before, after = view(_generate(make, z0, batch, condition)), view(_generate(make, z, batch, condition))
+    before, after = view(generate_in_batches(make, z0, batch, condition)), view(generate_in_batches(make, z, batch, condition))
     if energy is not None:  # report the latents in the prior's space
         z0, z = energy.latent(z0), energy.latent(z)
     metrics = {**run_metrics(diagnostic, superchain_size, diagnostics), **(extra_metrics or {})}

@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 
 from ..evaluations import Evaluations
+from ..priors import STANDARD_NORMAL, LatentPrior
 from .base import Sampler
 from .isir import CANDIDATES, PROPOSAL, ISIRKernel, ISIRNoise
 from .kernel import SamplerState, StepInfo
@@ -38,8 +39,9 @@ class Ex2MCMCKernel:
 
     calibrated = True
 
-    def __init__(self, candidates: int, local_steps: int, proposal: Any = None, prior=None) -> None:
-        self.isir = ISIRKernel(candidates, proposal, *(() if prior is None else (prior,)))
+    def __init__(self, candidates: int, local_steps: int, proposal: Any = None,
+                 prior: LatentPrior = STANDARD_NORMAL) -> None:
+        self.isir = ISIRKernel(candidates, proposal, prior)
         self.mala = MetropolisHastings(LangevinProposer())
         self.local_steps = local_steps
 

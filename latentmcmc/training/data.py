@@ -19,6 +19,7 @@ from torch import Tensor
 from ..deprecation import resolve_rng
 
 __all__ = ["Dataset", "DatasetEntry", "TrainRecipe", "ShapeRecipe", "SHAPE_RECIPES", "shape_recipe", "file_dataset",
+           "check_data",
            "load_dataset", "DATASETS", "gaussians25", "ring8", "swissroll", "digits",
            "stacked_digits"]
 
@@ -237,12 +238,17 @@ def _feature_measure(features: str, reference: Tensor) -> Callable[[Tensor], dic
     return measure
 
 
+def check_data(name: str) -> str:
+    """``name`` if it is a built-in data set or an existing file or folder; else a ValueError saying so."""
+    if name not in DATASETS and not Path(name).exists():
+        raise ValueError(f"unknown data set {name!r}: neither a built-in one ({', '.join(DATASETS)}) nor a file or "
+                         "folder that exists")
+    return name
+
+
 def load_dataset(name: str, data_shape: tuple[int, ...] | None = None, holdout: float = 0.1, seed: int = 0,
                  features: str | None = None) -> Dataset:
     """One of :data:`DATASETS` by name, or samples from a file or folder (:func:`file_dataset`)."""
-    if name in DATASETS:
+    if check_data(name) in DATASETS:
         return DATASETS[name].load()
-    if not Path(name).exists():
-        raise ValueError(f"unknown data set {name!r}: neither a built-in one ({', '.join(DATASETS)}) nor a file or "
-                         "folder that exists")
     return file_dataset(name, data_shape, holdout, seed, features)

@@ -16,7 +16,7 @@ from ..checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from ..process_group import active, rank_and_world
 from ..progress import progress_bar
 from .build import build_networks
-from .data import DATASETS, Dataset, TrainRecipe, load_dataset, shape_recipe
+from .data import DATASETS, Dataset, TrainRecipe, check_data, load_dataset, shape_recipe
 from .entropy import entropy_term
 from .networks import ARCHITECTURES, conv_fits
 from .objectives import critic_loss, generator_loss
@@ -79,9 +79,7 @@ class TrainConfig:
                                    arch=arch, data_fingerprint=dataset.fingerprint, **filled)
 
     def validate(self) -> None:
-        if self.data not in DATASETS and not Path(self.data).exists():
-            raise ValueError(f"unknown data set {self.data!r}: neither one of {', '.join(DATASETS)} nor a file or "
-                             "folder that exists")
+        check_data(self.data)
         if self.arch is not None and self.arch not in ARCHITECTURES:
             raise ValueError(f"unknown architecture {self.arch!r}; choose one of {', '.join(ARCHITECTURES)}")
         if not 0.0 <= float(self.holdout) < 0.5:
