@@ -10,6 +10,9 @@ term it runs ``latentmcmc train --data train-images-idx3-ubyte.gz`` (the ``image
 covered, KL of the class histogram to uniform).
 
     python benchmarks/fashion_energy_gan.py --classifier runs/fashion_pm1 --out runs/fashion_gan --steps 3000
+
+``--reuse`` refines the checkpoints already in ``--out`` (e.g. ``--reuse --entropy dim --betas 3``) and adds
+to its ``summary.json``.
 """
 
 from __future__ import annotations
@@ -38,6 +41,17 @@ def classes(classifier, x: torch.Tensor) -> dict:
     return {"classes": int((counts > 0).sum()), "class_kl": kl_to_uniform(counts)}
 
 
+def train(args, ckpt: Path, term: str) -> dict:
+    """Train with one entropy term; the time, the load and the trainer's last line."""
+    cmd = [sys.executable, "-m", "latentmcmc", "train", "--data", str(FASHION / "train-images-idx3-ubyte.gz"),
+           "--entropy", term, "--features", str(args.classifier / "features.pt2"), "--out", str(ckpt), "-q"]
+    if args.steps:
+        cmd += ["--steps", str(args.steps)]
+    t0 = time.perf_counter()
+    line = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
+    return {"train_seconds": time.perf_counter() - t0, "train": line, "load": os.getloadavg()[0]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--classifier", type=Path, default=Path("runs/fashion_pm1"))
@@ -47,6 +61,9 @@ def main() -> None:
     parser.add_argument("--betas", type=float, nargs="*", default=[1.0, 3.0],
                         help="MALA's betas; none: only the prior samples are measured")
     parser.add_argument("--chains", type=int, default=2000)
+    parser.add_argument("--reuse", action="store_true",
+                        help="refine the checkpoints already in --out instead of training them again; "
+                             "adds to the summary.json there")
     args = parser.parse_args()
     if not FASHION.exists():
         sys.exit(f"{FASHION} is absent: apt-get install dataset-fashion-mnist")
@@ -58,19 +75,20 @@ def main() -> None:
     test = read_data(FASHION / "t10k-images-idx3-ubyte.gz", (-1.0, 1.0))
     np.savez_compressed(reference, x=test.numpy())
     clf = load_exported(args.classifier / "classifier.pt2", "cpu", name="classifier")
-    results = {}
+    summary = args.out / "summary.json"
+    results = json.loads(summary.read_text()) if args.reuse and summary.exists() else {}
     for term in args.entropy:
         ckpt = args.out / f"{term}.pt"
-        cmd = [sys.executable, "-m", "latentmcmc", "train", "--data", str(FASHION / "train-images-idx3-ubyte.gz"),
-               "--entropy", term, "--features", str(args.classifier / "features.pt2"), "--out", str(ckpt), "-q"]
-        if args.steps:
-            cmd += ["--steps", str(args.steps)]
-        t0 = time.perf_counter()
-        line = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
-        row = {"train_seconds": time.perf_counter() - t0, "train": line, "load": os.getloadavg()[0]}
+        if args.reuse:
+            if not ckpt.exists():
+                sys.exit(f"--reuse: {ckpt} is absent")
+            row = results.setdefault(term, {})
+        else:
+            row = train(args, ckpt, term)
         for beta in args.betas or [0.0]:  # beta 0 with one step: the prior samples only
             out = args.out / f"{term}-beta{beta:g}"
             steps = ["--steps", "200", "--warmup", "200"] if args.betas else ["--steps", "1", "--warmup", "0"]
+            t0 = time.perf_counter()
             subprocess.run([sys.executable, "-m", "latentmcmc", "refine", str(ckpt), "--chains", str(args.chains),
                             *steps, "--beta", str(beta), "--features",
                             str(args.classifier / "features.pt2"), "--classifier", str(args.classifier / "classifier.pt2"),
@@ -82,10 +100,13 @@ def main() -> None:
             if not args.betas:
                 continue
             row[f"mala beta {beta:g}"] = {**metrics["quality"]["after"], **classes(clf, after),
-                                          "acceptance": metrics["acceptance"]}
+                                          "acceptance": metrics["acceptance"],
+                                          "seconds": time.perf_counter() - t0, "load": os.getloadavg()[0]}
+            results[term] = row
+            summary.write_text(json.dumps(results, indent=1))  # kept as each run ends
         results[term] = row
+        summary.write_text(json.dumps(results, indent=1))
         print(json.dumps({term: row}, indent=1), flush=True)
-    (args.out / "summary.json").write_text(json.dumps(results, indent=1))
     keys = ("fd", "kid", "precision", "recall", "coverage", "classes", "class_kl")
     print("| entropy | samples | " + " | ".join(keys) + " |")
     print("|---|---|" + "---|" * len(keys))
@@ -94,7 +115,8 @@ def main() -> None:
             if isinstance(q, dict):
                 print(f"| {term} | {name} | " + " | ".join(
                     f"{q[k]:.3f}" if isinstance(q.get(k), float) else str(q.get(k)) for k in keys) + " |")
-        print(f"train {term}: {row['train_seconds']:.0f} s, load {row['load']:.1f}: {row['train']}")
+        if "train" in row:
+            print(f"train {term}: {row['train_seconds']:.0f} s, load {row['load']:.1f}: {row['train']}")
 
 
 if __name__ == "__main__":

@@ -178,3 +178,44 @@ def test_ess_rhat_from_one_sort_equals_the_separate_diagnostics(shape):
         torch.testing.assert_close(tail, ess(x, method="tail"), rtol=1e-12, atol=0, equal_nan=True)
         torch.testing.assert_close(r, rhat(x) if shape[0] > 1 else torch.full_like(r, float("nan")), rtol=1e-12, atol=0,
                                    equal_nan=True)
+
+
+def near_ties(seed):
+    """Rows with values that agree to their last bits (below the packed sort's kept bits), exact ties,
+    signed zeros and infinities, in random order."""
+    g = torch.Generator().manual_seed(seed)
+    v = torch.randn(4, 3000, generator=g, dtype=torch.float64)
+    v[0, :600] = 1.0 + torch.arange(600, dtype=torch.float64) * 2.2e-16  # consecutive doubles above 1
+    v[1, :300] = -(1.0 + torch.arange(300, dtype=torch.float64) * 2.2e-16)
+    v[1, 300:600] = v[1, :300]  # exact ties among them
+    v[2, :10], v[2, 10:20], v[2, 20], v[2, 21] = 0.0, -0.0, float("inf"), -float("inf")
+    v[3, 1::2] = v[3, ::2]
+    return v[:, torch.randperm(v.shape[1], generator=g)].contiguous()
+
+
+def test_sort_rows_orders_values_equal_to_the_last_bits():
+    """The CPU sort packs positions into the low bits of integer keys; values whose keys agree above
+    those bits must still come out in order (the runs are re-sorted)."""
+    from latentmcmc.diagnostics.convergence import sort_rows
+
+    v = near_ties(0)
+    values, order = sort_rows(v)
+    assert torch.equal(values, torch.sort(v, dim=-1).values)
+    assert torch.equal(torch.take_along_dim(v, order, dim=-1), values)
+    assert torch.equal(order.sort(dim=-1).values, torch.arange(v.shape[1]).expand_as(order))
+
+
+def test_rank_scores_and_folded_ranks_equal_scipy_on_near_ties():
+    """Normal scores of the average ranks (scipy's rankdata) of the draws and of |x - median|."""
+    import numpy as np
+    from scipy.special import ndtri
+    from scipy.stats import rankdata
+
+    from latentmcmc.diagnostics.convergence import _fold, _folded_ranks, rank_normalize
+
+    x = near_ties(1).reshape(4, 6, 500)  # (params, chains, draws)
+    n = 6 * 500
+    for ours, data in ((rank_normalize(x), x), (_folded_ranks(x), _fold(x))):
+        ranks = rankdata(data.reshape(4, -1).numpy(), axis=-1)
+        expected = ndtri((ranks - 0.375) / (n + 0.25)).reshape(4, 6, 500)
+        np.testing.assert_allclose(ours.numpy(), expected, rtol=1e-12, atol=1e-15)

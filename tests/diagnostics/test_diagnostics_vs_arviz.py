@@ -13,7 +13,7 @@ with warnings.catch_warnings():
     import arviz as az
 
 RTOL = 1e-6
-SHAPES = [(4, 100), (4, 101, 3), (3, 7, 2), (2, 1000, 5), (8, 5, 1), (5, 4, 2), (1, 50, 2), (6, 40, 30)]
+SHAPES = [(4, 100), (4, 101, 3), (3, 7, 2), (2, 1000, 5), (8, 5, 1), (5, 4, 2), (1, 50, 2), (6, 40, 30), (80, 60, 2)]
 ESS_METHODS = [("bulk", None), ("tail", None), ("tail", 0.1), ("mean", None), ("sd", None), ("quantile", 0.3),
                ("median", None), ("identity", None)]
 RHAT_METHODS = ["rank", "split", "identity", "folded", "z_scale"]
