@@ -5,11 +5,15 @@
 * ``.npy``: the array; ``.npz``: its one array, or the array named ``x`` (no pickles are loaded);
 * IDX files (``train-images-idx3-ubyte`` and the like, ``.gz`` or not: MNIST, Fashion-MNIST, KMNIST): images
   ``(n, rows, cols)`` read as ``(n, 1, rows, cols)``;
-* a folder of PNG or JPEG images (Pillow): every image must have the same size and colour mode; grey images
-  read as ``(n, 1, H, W)``, colour ones as ``(n, 3, H, W)``.
+* a folder of PNG or JPEG images (Pillow): every image must have the same size, colour mode and bit depth;
+  grey images read as ``(n, 1, H, W)``, colour ones as ``(n, 3, H, W)`` (an alpha channel is dropped);
+  16-bit grey PNGs keep their 16 bits.
 
-Integer pixels (``uint8``) are scaled to ``value_range`` (``[0, 1]`` unless told otherwise, e.g. ``(-1, 1)``
-for a generator with a tanh output); floats are taken as they are.  :func:`fit_to` views the samples in
+Arrays are read channels-first, as torch's networks take them: square ``(n, H, W)`` arrays as one-channel
+images ``(n, 1, H, W)``, and channels-last colour or grey images ``(n, H, W, 3)`` / ``(n, H, W, 1)`` (square,
+``H`` not 1 or 3) moved to ``(n, C, H, W)``.  Integer pixels are scaled to ``value_range`` (``[0, 1]`` unless
+told otherwise, e.g. ``(-1, 1)`` for a generator with a tanh output): ``uint8`` from 0..255 and ``uint16``
+from 0..65535; other numbers are taken as they are.  :func:`fit_to` views the samples in
 a generator's output shape.  Every problem (a missing or unreadable file,
 no samples, NaN or infinite values, mixed image sizes) is a :class:`DataFileError` naming the file.
 """
@@ -21,6 +25,7 @@ import hashlib
 import math
 import os
 import struct
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -71,13 +76,15 @@ def _read_npy(path: Path) -> np.ndarray:
             return np.load(path, allow_pickle=False)
         with np.load(path, allow_pickle=False) as archive:
             names = list(archive.files)
+            if not names:
+                raise DataFileError(f"{path} holds no arrays")
             key = "x" if "x" in names else (names[0] if len(names) == 1 else None)
             if key is None:
                 raise DataFileError(f"{path} holds several arrays ({', '.join(names)}); name the samples 'x'")
             return archive[key]
     except DataFileError:
         raise
-    except (OSError, ValueError, EOFError) as err:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
         kind = "a NumPy .npy file" if path.suffix == ".npy" else "a NumPy .npz archive"
         raise DataFileError(f"{path} is not {kind} of samples (it could not be read: {type(err).__name__})") from None
 
@@ -92,22 +99,44 @@ def _read_images(folder: Path) -> np.ndarray:
     for path in files:
         try:
             with Image.open(path) as image:
-                image = image.convert("L" if image.mode in ("1", "L", "I;16", "I", "LA") else "RGB")
-                array = np.asarray(image)
+                array = _pixels(image, path)
         except (OSError, UnidentifiedImageError) as err:
             raise DataFileError(f"{path} could not be read as an image ({type(err).__name__})") from None
         if first is None:
-            first = (path, array.shape)
-        elif array.shape != first[1]:
-            raise DataFileError(f"{folder} mixes image sizes: {path.name} is {_describe(array.shape)} but "
-                                f"{first[0].name} is {_describe(first[1])}; give images of one size")
+            first = (path, array.shape, array.dtype)
+        elif (array.shape, array.dtype) != first[1:]:
+            what = ("image sizes" if array.shape[:2] != first[1][:2] else "grey and colour images" if array.shape != first[1]
+                    else "bit depths")
+            raise DataFileError(f"{folder} mixes {what}: {path.name} is {_describe(array)} but {first[0].name} is "
+                                f"{_describe(np.empty(first[1], first[2]))}; give images of one size and kind")
         arrays.append(array)
     stacked = np.stack(arrays)
     return stacked[:, None] if stacked.ndim == 3 else stacked.transpose(0, 3, 1, 2)
 
 
-def _describe(shape: tuple) -> str:
-    return f"{shape[1]}x{shape[0]}" + (" colour" if len(shape) == 3 else " grey")
+def _pixels(image, path: Path) -> np.ndarray:
+    """An image's pixels: ``uint8`` grey ``(H, W)`` or RGB ``(H, W, 3)``, or ``uint16`` grey for 16-bit images."""
+    if image.mode.startswith("I"):  # 16-bit (I;16*) or 32-bit integer grey: keep the bits that 8-bit L would clip
+        array = np.asarray(image)
+        if array.min() < 0 or array.max() > 65535:
+            raise DataFileError(f"{path} holds integer pixels outside 0..65535 (mode {image.mode})")
+        return array.astype(np.uint16)
+    return np.asarray(image.convert("L" if image.mode in ("1", "L", "LA") else "RGB"))
+
+
+def _describe(array: np.ndarray) -> str:
+    kind = "colour" if array.ndim == 3 else ("16-bit grey" if array.dtype == np.uint16 else "grey")
+    return f"{array.shape[1]}x{array.shape[0]} {kind}"
+
+
+def _channels_first(array: np.ndarray) -> np.ndarray:
+    """Square ``(n, H, W)`` images get a channel axis; channels-last ``(n, H, W, 1 or 3)`` ones move it to the front."""
+    if array.ndim == 3 and array.shape[1] == array.shape[2] and array.shape[1] > 1:
+        return array[:, None]
+    if (array.ndim == 4 and array.shape[3] in (1, 3) and array.shape[1] == array.shape[2]
+            and array.shape[1] not in (1, 3)):
+        return array.transpose(0, 3, 1, 2)
+    return array
 
 
 def read_data(path: str | os.PathLike, value_range: tuple[float, float] = (0.0, 1.0)) -> Tensor:
@@ -120,10 +149,15 @@ def read_data(path: str | os.PathLike, value_range: tuple[float, float] = (0.0, 
         array = _read_images(path)
     elif _is_idx(path):
         array = _read_idx(path)
+        if array.ndim == 1:
+            raise DataFileError(f"{path} holds one number per sample (an IDX labels file?), not images")
         if array.ndim == 3:
             array = array[:, None]  # (n, rows, cols) images: one channel
     elif path.suffix in (".npy", ".npz"):
         array = _read_npy(path)
+        if array.ndim == 0:
+            raise DataFileError(f"{path} holds a single number, not samples")
+        array = _channels_first(array)
     elif path.suffix.lower() in IMAGE_SUFFIXES:
         raise DataFileError(f"{path} is one image: give the folder of images")
     else:
@@ -134,9 +168,9 @@ def read_data(path: str | os.PathLike, value_range: tuple[float, float] = (0.0, 
     if array.shape[0] == 0:
         raise DataFileError(f"{path} holds no samples")
     x = torch.from_numpy(np.require(array, requirements=["C", "W"]))  # a writable, contiguous copy if needed
-    if array.dtype == np.uint8:
+    if array.dtype in (np.uint8, np.uint16):
         lo, hi = value_range
-        x = lo + (hi - lo) * (x.float() / 255.0)
+        x = lo + (hi - lo) * (x.float() / float(np.iinfo(array.dtype).max))
     else:
         x = x.float()
     if x.ndim == 1:

@@ -136,7 +136,14 @@ class FeatureQuality:
             self.extractor, nn.Module) else x.device
         out = []
         for i in range(0, x.shape[0], self.batch):
-            f = self.extractor(x[i:i + self.batch].to(device))
+            batch = x[i:i + self.batch].to(device)
+            try:
+                f = self.extractor(batch)
+            except (RuntimeError, ValueError, AssertionError) as err:  # torch.export's guards, shape mismatches
+                first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+                raise ValueError(f"the feature extractor ({self.name}) failed on {what} of shape "
+                                 f"{tuple(batch.shape[1:])} per sample (does it take images of that shape?): "
+                                 f"{first}") from None
             if not isinstance(f, Tensor) or f.dim() != 2:
                 shape = tuple(f.shape) if isinstance(f, Tensor) else type(f).__name__
                 raise ValueError(f"the feature extractor ({self.name}) returned {shape} for a batch of "

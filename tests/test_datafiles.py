@@ -82,6 +82,10 @@ def test_image_folders(tmp_path):
     (lambda d: (d / "notes.txt", (d / "notes.txt").write_text("x"))[0], "is not a data file latentmcmc reads"),
     (lambda d: (d / "junk.npz", (d / "junk.npz").write_bytes(b"not a zip at all"))[0], "is not a NumPy .npz archive"),
     (lambda d: (d / "nothing", (d / "nothing").mkdir())[0], "holds no PNG or JPEG images"),
+    (lambda d: (d / "zero.npz", np.savez(d / "zero.npz"))[0], "holds no arrays"),
+    (lambda d: (d / "one.npy", np.save(d / "one.npy", np.float32(3)))[0], "holds a single number, not samples"),
+    (lambda d: (d / "labels-idx1-ubyte", (d / "labels-idx1-ubyte").write_bytes(
+        bytes([0, 0, 8, 1]) + (3).to_bytes(4, "big") + bytes([1, 2, 3])))[0], "one number per sample"),
 ])
 def test_bad_data_is_named(tmp_path, make, needle):
     with pytest.raises(DataFileError, match=needle):
@@ -100,3 +104,42 @@ def test_the_pixel_range_is_read_off_the_samples():
     assert output_range(torch.rand(10, 4)) == (0.0, 1.0)
     assert output_range(torch.rand(10, 4) * 2 - 1) == (-1.0, 1.0)
     assert output_range(torch.randn(10, 4) * 3) is None
+
+
+def test_sixteen_bit_png_keeps_its_bits_and_kinds_are_not_mixed(tmp_path):
+    """A 16-bit grey PNG is read as 0..65535 (converting to 8-bit grey clips everything above 255 to white)."""
+    row = np.linspace(0, 65535, 6).astype(np.uint16)
+    deep = tmp_path / "deep"
+    deep.mkdir()
+    for k in range(2):
+        Image.fromarray(np.tile(row, (6, 1))).save(deep / f"{k}.png")
+    x = read_data(deep, (-1.0, 1.0))
+    assert x.shape == (2, 1, 6, 6)
+    np.testing.assert_allclose(x[0, 0, 0].numpy(), np.linspace(-1, 1, 6), atol=1e-6)
+    Image.fromarray(np.zeros((6, 6), dtype=np.uint8)).save(deep / "z8.png")
+    with pytest.raises(DataFileError, match="mixes bit depths: z8.png is 6x6 grey but 0.png is 6x6 16-bit grey"):
+        read_data(deep)
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    Image.fromarray(np.zeros((6, 6), dtype=np.uint8)).save(mixed / "0.png")
+    Image.fromarray(np.zeros((6, 6, 3), dtype=np.uint8)).save(mixed / "1.png")
+    with pytest.raises(DataFileError, match="mixes grey and colour images: 1.png is 6x6 colour"):
+        read_data(mixed)
+
+
+def test_arrays_are_read_channels_first(tmp_path):
+    """Square (n, H, W) arrays are one-channel images and (n, H, W, 3) ones move their channels to the front;
+    uint16 pixels are scaled from 0..65535."""
+    rgb = np.random.default_rng(0).integers(0, 256, (3, 8, 8, 3), dtype=np.uint8)
+    np.save(tmp_path / "nhwc.npy", rgb)
+    x = read_data(tmp_path / "nhwc.npy")
+    assert x.shape == (3, 3, 8, 8)
+    assert torch.equal(x[1, :, 2, 5], torch.from_numpy(rgb[1, 2, 5]).float() / 255)
+    np.save(tmp_path / "grey.npy", rgb[..., 0])
+    assert read_data(tmp_path / "grey.npy").shape == (3, 1, 8, 8)
+    np.save(tmp_path / "nchw.npy", rgb.transpose(0, 3, 1, 2).copy())
+    assert torch.equal(read_data(tmp_path / "nchw.npy"), x)
+    np.save(tmp_path / "rows.npy", np.zeros((3, 5, 7)))  # not square: left as it is
+    assert read_data(tmp_path / "rows.npy").shape == (3, 5, 7)
+    np.save(tmp_path / "u16.npy", np.full((2, 4), 65535, dtype=np.uint16))
+    assert float(read_data(tmp_path / "u16.npy", (-1.0, 1.0)).min()) == 1.0

@@ -55,14 +55,14 @@ def check_device(device: str) -> torch.device:
     return dev
 
 
-def parse_shape(text: str) -> tuple[int, ...]:
-    """``"128"`` or ``"4,4,8"`` (also ``4x4x8``) -> a tuple of positive ints (a CommandError naming the latent shape)."""
+def parse_shape(text: str, what: str = "latent shape") -> tuple[int, ...]:
+    """``"128"`` or ``"4,4,8"`` (also ``4x4x8``) -> a tuple of positive ints (a CommandError naming ``what``)."""
     from ..refinement.options import parse_shape as parse
 
     try:
         return parse(text)
     except ValueError as err:
-        raise CommandError(f"latent shape {err}") from None
+        raise CommandError(f"{what} {err}") from None
 
 
 def version_callback(value: bool) -> None:

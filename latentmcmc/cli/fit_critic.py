@@ -107,7 +107,7 @@ def fit_critic_command(
     if prior_value is False:
         raise CommandError("--prior none names no distribution to draw the generator's latents from: give its prior")
     dev = check_device(device)
-    shape, view = parse_shape(latent_shape), parse_shape(data_shape) if data_shape else None
+    shape, view = parse_shape(latent_shape), parse_shape(data_shape, "--data-shape") if data_shape else None
     value_range = parse_range(data_range)
     check_writable(out)
     g = load_exported(generator, dev, name=f"generator {generator}")

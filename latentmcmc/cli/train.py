@@ -45,13 +45,14 @@ def recipes() -> str:
 @app.command("train")
 def train_command(
     data: Optional[str] = live_help(typer.Option(None, show_default=False), lambda: (
-        f"Built-in data set, or your samples (.npy/.npz, IDX files, a folder of PNG/JPEG images; integer pixels "
-        f"are scaled to [-1, 1]), with the recipe used for settings not given and what it reached here: "
+        f"Built-in data set, or your samples (.npy/.npz: one array or one named x; IDX files; a folder of PNG/JPEG "
+        f"images; uint8/uint16 pixels are scaled to [-1, 1], arrays read channels-first), with the recipe used for settings not given and what it reached here: "
         f"{recipes()}  \\[default: gaussians25]")),
     data_shape: Optional[str] = typer.Option(None, help="View each sample of --data PATH as this shape, e.g. 1,28,28 "
                                                         "(flat files)", show_default=False),
-    holdout: float = typer.Option(0.1, help="Share of --data PATH kept out of training; --features measures FD/KID "
-                                            "against it along training."),
+    holdout: Optional[float] = typer.Option(None, help="Share of --data PATH kept out of training, in [0, 0.5); "
+                                                       "--features measures FD/KID against it along training  "
+                                                       "\\[default: 0.1]", show_default=False),
     features: Optional[Path] = typer.Option(None, help="A feature extractor (torch.export, x -> (n, d)): FD, KID, "
                                                        "precision/recall and density/coverage of prior samples "
                                                        "against the held-out data along training (--data PATH)",
@@ -78,7 +79,8 @@ def train_command(
                                                               "files: 64 images, 32 other]",
                                              show_default=False),
     device: str = typer.Option("cpu", help="cpu, cuda or cuda:N."),
-    seed: int = typer.Option(0, help="Seed of initialisation, batches and latents."),
+    seed: Optional[int] = typer.Option(None, help="Seed of initialisation, batches and latents (and of the --data "
+                                                  "PATH holdout)  \\[default: 0]", show_default=False),
     out: Path = typer.Option(..., help="Checkpoint file to write (atomically)."),
     checkpoint_every: int = typer.Option(500, help="Also write the checkpoint every this many steps (0: only at the end)."),
     resume: bool = flag(False, "--resume", help="Continue exactly from OUT if it exists (its config is used)."),
@@ -87,8 +89,8 @@ def train_command(
     """Train U and G on a built-in data set or your samples with the energy-GAN objective (Kumar et al. 2019).
 
     Settings not given follow the data set's recipe (listed under --data), which reached the stated
-    quality in the stated time on 2 CPU cores. The progress bar shows the losses and, every twentieth
-    of the run, the data set's quality of prior samples (modes and HQ fraction, or FD); the
+    quality in the stated time on 2 CPU cores. The progress bar shows the losses and, every max(50,
+    steps // 20) steps, the data set's quality of prior samples (modes and HQ fraction, or FD); the
     checkpoint keeps that history and the last line sums it up.
 
     U minimises E_data[U(x)] - E_z[U(G(z))] + lambda E_data|grad_x U(x)|^2; G minimises
@@ -108,12 +110,14 @@ def train_command(
     if arch is not None:
         check_choice("--arch", arch, ARCHITECTURES, "architecture")
     is_file = data is not None and data not in DATASETS
-    for flag_name, value in (("--data-shape", data_shape), ("--features", features)):
-        if value is not None and not is_file:
+    for flag_name, value in (("--data-shape", data_shape), ("--features", features), ("--holdout", holdout)):
+        if value is not None and not is_file and not (resume and data is None):  # resume: the checkpoint's data
             raise CommandError(f"{flag_name} applies to --data PATH (a file or folder of your samples)")
-    if not 0 <= holdout < 0.5:
+    if holdout is not None and not 0 <= holdout < 0.5:
         raise CommandError(f"--holdout must be in [0, 0.5), got {holdout}")
-    view = parse_shape(data_shape) if data_shape else None
+    if is_file:  # the checkpoint records where the data is, wherever the run is resumed from
+        data = str(Path(data).resolve())
+    view = parse_shape(data_shape, "--data-shape") if data_shape else None
     if entropy is not None:
         check_choice("--entropy", entropy, ENTROPY_TERMS, "entropy term")
     for name, value in (("steps", steps), ("batch-size", batch_size), ("critic-steps", critic_steps), ("width", width)):
@@ -131,15 +135,18 @@ def train_command(
         device = str(init_distributed(dev)[2])
     if out.exists() and out.is_dir():
         raise CommandError(f"--out {out} is a directory; give a file name such as {out}/ckpt.pt")
+    if out.exists() and not resume:
+        raise CommandError(f"{out} exists: --resume continues it; to start a new run there, delete it first or choose "
+                           "another --out")
     resuming = resume and out.exists()
     if resume and not resuming:  # the same command starts a run and continues it (a scheduler's restarts)
         typer.echo(f"{out} does not exist yet: starting a new run there (--resume continues it from its checkpoints)",
                    err=True)
     if resuming:
-        trainer = Trainer.resume(out, device=device)
-        given = (("data", data), ("entropy", entropy), ("latent_dim", latent_dim), ("width", width), ("lr", lr),
+        trainer = Trainer.resume(out, device=device, data=data if is_file else None)
+        given = (("data", None if is_file else data), ("seed", seed), ("holdout", holdout), ("entropy", entropy), ("latent_dim", latent_dim), ("width", width), ("lr", lr),
                  ("critic_steps", critic_steps), ("batch_size", batch_size), ("gp_weight", gp_weight), ("arch", arch),
-                 ("data_view", view), ("features", None if features is None else str(features)))
+                 ("data_view", view), ("features", None if features is None else str(features.resolve())))
         for name, value in given:
             kept = getattr(trainer.config, name)
             if value is not None and kept != value:
@@ -151,9 +158,10 @@ def train_command(
             return
     else:
         config = TrainConfig(data=data or "gaussians25", entropy=entropy, latent_dim=latent_dim, width=width,
-                             lr=lr, critic_steps=critic_steps, batch_size=batch_size, gp_weight=gp_weight, seed=seed,
-                             device=device, arch=arch, data_view=view, holdout=holdout,
-                             features=None if features is None else str(features))
+                             lr=lr, critic_steps=critic_steps, batch_size=batch_size, gp_weight=gp_weight,
+                             seed=0 if seed is None else seed, device=device, arch=arch, data_view=view,
+                             holdout=0.1 if holdout is None else holdout,
+                             features=None if features is None else str(features.resolve()))
         trainer = Trainer(config)
     steps = trainer.recipe.steps if steps is None else steps
     if resuming:

@@ -47,7 +47,7 @@ def parse_shape(text: str | tuple) -> tuple[int, ...]:
     if not isinstance(text, str):
         return tuple(text)
     try:
-        shape = tuple(int(p) for p in text.replace("x", ",").split(",") if p.strip())
+        shape = tuple(int(p) for p in text.strip().replace("x", ",").split(","))  # an empty part is an error
     except ValueError:
         shape = ()
     if not shape or any(d < 1 for d in shape):

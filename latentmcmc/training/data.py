@@ -195,7 +195,7 @@ def shape_recipe(shape: tuple[int, ...]) -> tuple[str, ShapeRecipe]:
 
 def file_dataset(path: str, data_shape: tuple[int, ...] | None = None, holdout: float = 0.1, seed: int = 0,
                  features: str | None = None) -> Dataset:
-    """Samples read from ``path`` (:func:`latentmcmc.datafiles.read_data`: integer pixels scaled to [-1, 1]), viewed as
+    """Samples read from ``path`` (:func:`latentmcmc.datafiles.read_data`: uint8/uint16 pixels scaled to [-1, 1]), viewed as
     ``data_shape``, with a share ``holdout`` kept out of training (a seeded split).
 
     ``features`` (an exported feature extractor) measures generated samples against the held-out ones
@@ -208,7 +208,8 @@ def file_dataset(path: str, data_shape: tuple[int, ...] | None = None, holdout: 
         x = fit_to(x, tuple(data_shape), name=str(path))
     if len(x.shape) > 2 and (float(x.min()) < -1.0 or float(x.max()) > 1.0):
         raise DataFileError(f"{path} holds images with values in [{float(x.min()):.3g}, {float(x.max()):.3g}]; the "
-                            "generator ends in tanh, so float images must be scaled to [-1, 1] (integer pixels are)")
+                            "generator ends in tanh, so images must be uint8 or uint16 pixels (scaled to [-1, 1] on reading) or "
+                            "numbers in [-1, 1]")
     n = x.shape[0]
     held = int(round(holdout * n))
     if holdout > 0 and (held < 2 or n - held < 2):

@@ -68,11 +68,15 @@ class TrainConfig:
             latent = self.latent_dim if self.latent_dim is not None else (
                 2 if not image else (64 if dataset.name == "stacked-digits" else 32))
         else:
+            if self.data_shape and tuple(self.data_shape) != tuple(dataset.shape):
+                raise ValueError(f"data_shape {tuple(self.data_shape)} is not the shape of the samples in {self.data} "
+                                 f"{tuple(dataset.shape)}: data_shape is filled in from the data; to view flat samples "
+                                 "as images give data_view=(C, H, W)")
             _, entry = shape_recipe(dataset.shape)
             recipe, arch = entry.recipe, self.arch or entry.arch
             latent = self.latent_dim if self.latent_dim is not None else (2 if dataset.shape == (2,) else entry.latent_dim)
         if arch == "conv" and not conv_fits(dataset.shape):
-            raise ValueError(f"arch='conv' takes square images of 1 or 3 channels, 8x8 to 64x64; the data's shape is "
+            raise ValueError(f"the conv architecture takes square images of 1 or 3 channels, 8x8 to 64x64; the data's shape is "
                              f"{tuple(dataset.shape)}")
         filled = {name: getattr(recipe, name) for name in self.RECIPE_FIELDS if getattr(self, name) is None}
         return dataclasses.replace(self, latent_dim=latent, data_shape=tuple(dataset.shape), betas=tuple(self.betas),
@@ -249,7 +253,7 @@ class Trainer:
         """Train until ``steps`` generator steps in total (default: the recipe's; a resumed run counts its earlier steps).
 
         Writes ``checkpoint`` every ``checkpoint_every`` steps (0: only at the end) and at the end.
-        Every ``measure_every`` steps (default: a twentieth of the run, at least 50; 0: never) and at
+        Every ``measure_every`` steps (default: ``max(50, steps // 20)``; 0: never) and at
         the end, :meth:`measure` records the data set's quality of prior samples; the progress bar
         shows it beside the losses.
         """
@@ -267,11 +271,11 @@ class Trainer:
                 rec = self.train_step()
                 if measure_every and not self.rank and (self.step % measure_every == 0 or self.step == steps):
                     quality = self.measure()
-                if show is not None:
-                    show.update(1)
+                if show is not None:  # the values first, so that the line this update prints shows them
                     if self.step % 20 == 0 or self.step == steps:
                         show.set_postfix(critic=f"{rec['critic_loss']:.3f}", gen=f"{rec['generator_loss']:.3f}",
                                          **_short(quality), refresh=False)
+                    show.update(1)
                 if checkpoint is not None and checkpoint_every and self.step % checkpoint_every == 0:
                     self.save(checkpoint)
         finally:
@@ -299,9 +303,13 @@ class Trainer:
         )
 
     @classmethod
-    def resume(cls, path: str | os.PathLike, device: str | None = None, distributed: bool | None = None) -> "Trainer":
-        """A trainer restored from a checkpoint, ready to continue where it stopped."""
-        data = load_checkpoint(path)
+    def resume(cls, path: str | os.PathLike, device: str | None = None, distributed: bool | None = None,
+               data: str | None = None) -> "Trainer":
+        """A trainer restored from a checkpoint, ready to continue where it stopped.
+
+        ``data``: where the run's data file now is, when it has moved (its fingerprint must match the recorded one).
+        """
+        new_data, data = data, load_checkpoint(path)
         missing = [key for key in ("optimizers", "rng_state") if key not in data]
         models = set(data.get("models", {}))
         if missing or not models >= {"generator", "critic"}:
@@ -311,6 +319,13 @@ class Trainer:
         config = dict(data["config"])
         if device is not None:
             config["device"] = device
+        if new_data is not None:
+            if config.get("data_fingerprint") is None:
+                raise ValueError(f"{path} was trained on the built-in data set {config['data']!r}, not a file")
+            config["data"] = str(new_data)
+        elif config.get("data_fingerprint") is not None and not Path(config["data"]).exists():
+            raise ValueError(f"{path} trained on {config['data']}, which is no longer there: give its new place "
+                             "(--data PATH; in Python Trainer.resume(..., data=PATH))")
         trainer = cls(config, distributed=distributed)
         try:
             for k, net in trainer.nets.items():

@@ -119,3 +119,45 @@ def test_train_then_refine_a_file_model_on_the_command_line(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "trained " in out and "give --features" in out
     assert np.load(tmp_path / "r" / "samples.npz")["x_after"].shape == (8, 1, 8, 8)
+
+
+def test_resume_follows_moved_data_and_refuses_changed_settings(tmp_path, capsys, monkeypatch):
+    """The checkpoint records the data's absolute path (resume works from another folder); a moved file is
+    given again with --data (its fingerprint must match); a changed --seed or --holdout is refused."""
+    (tmp_path / "a").mkdir()
+    images(tmp_path / "a")
+    monkeypatch.chdir(tmp_path / "a")
+    common = ["--width", "8", "--batch-size", "16", "-q"]
+    assert main(["train", "--data", "x.npz", "--steps", "2", "--out", str(tmp_path / "c.pt"), *common]) == 0
+    assert main(["train", "--data", "x.npz", "--steps", "4", "--out", str(tmp_path / "straight.pt"), *common]) == 0
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    for args, needle in ((["--seed", "3"], "--seed 3 conflicts"), (["--holdout", "0.2"], "--holdout 0.2 conflicts")):
+        assert main(["train", "--resume", "--steps", "4", "--out", str(tmp_path / "c.pt"), *args, *common]) == 2
+        assert needle in capsys.readouterr().err, args
+    (tmp_path / "a" / "x.npz").rename(tmp_path / "moved.npz")
+    assert main(["train", "--resume", "--steps", "4", "--out", str(tmp_path / "c.pt"), *common]) == 2
+    assert "which is no longer there: give its new place (--data PATH" in capsys.readouterr().err
+    assert main(["train", "--resume", "--data", "moved.npz", "--steps", "4", "--out", str(tmp_path / "c.pt"),
+                 *common]) == 0
+    resumed, straight = (torch.load(tmp_path / f, weights_only=True) for f in ("c.pt", "straight.pt"))
+    assert resumed["history"] == straight["history"]
+    assert resumed["config"]["data"] == str(tmp_path / "moved.npz")
+    assert main(["train", "--data", "digits", "--holdout", "0.2", "--out", str(tmp_path / "d.pt"), *common]) == 2
+    assert "--holdout applies to --data PATH" in capsys.readouterr().err
+    before = (tmp_path / "c.pt").read_bytes()  # a new run never replaces a checkpoint silently
+    assert main(["train", "--steps", "1", "--out", str(tmp_path / "c.pt"), *common]) == 2
+    assert "c.pt exists: --resume continues it" in capsys.readouterr().err
+    assert (tmp_path / "c.pt").read_bytes() == before
+
+
+def test_python_config_mistakes_and_a_feature_extractor_of_another_shape(tmp_path):
+    path = images(tmp_path)
+    with pytest.raises(ValueError, match=r"data_shape \(1, 16, 16\) is not the shape .* give data_view"):
+        Trainer(TrainConfig(data=str(path), data_shape=(1, 16, 16), **TINY))
+    extractor = nn.Sequential(nn.Flatten(), nn.Linear(784, 6))
+    batch = torch.export.Dim("batch")
+    torch.export.save(torch.export.export(extractor, (torch.randn(4, 1, 28, 28),), dynamic_shapes=({0: batch},)),
+                      tmp_path / "f28.pt2")
+    with pytest.raises(ValueError, match=r"failed on reference data of shape \(1, 8, 8\) per sample"):
+        Trainer(TrainConfig(data=str(path), features=str(tmp_path / "f28.pt2"), **TINY))
