@@ -44,7 +44,8 @@ def classes(classifier, x: torch.Tensor) -> dict:
 def train(args, ckpt: Path, term: str) -> dict:
     """Train with one entropy term; the time, the load and the trainer's last line."""
     cmd = [sys.executable, "-m", "latentmcmc", "train", "--data", str(FASHION / "train-images-idx3-ubyte.gz"),
-           "--entropy", term, "--features", str(args.classifier / "features.pt2"), "--out", str(ckpt), "-q"]
+           "--entropy", term, "--features", str(args.classifier / "features.pt2"), "--out", str(ckpt), "-q",
+           *args.train_args.split()]
     if args.steps:
         cmd += ["--steps", str(args.steps)]
     t0 = time.perf_counter()
@@ -61,6 +62,9 @@ def main() -> None:
     parser.add_argument("--betas", type=float, nargs="*", default=[1.0, 3.0],
                         help="MALA's betas; none: only the prior samples are measured")
     parser.add_argument("--chains", type=int, default=2000)
+    parser.add_argument("--train-args", default="",
+                        help="more arguments for train, e.g. '--critic-norm spectral --gp-weight 0' (with --tag)")
+    parser.add_argument("--tag", default="", help="names this variant's checkpoint and rows: {entropy}-{tag}")
     parser.add_argument("--reuse", action="store_true",
                         help="refine the checkpoints already in --out instead of training them again; "
                              "adds to the summary.json there")
@@ -77,14 +81,15 @@ def main() -> None:
     clf = load_exported(args.classifier / "classifier.pt2", "cpu", name="classifier")
     summary = args.out / "summary.json"
     results = json.loads(summary.read_text()) if args.reuse and summary.exists() else {}
-    for term in args.entropy:
+    for entropy in args.entropy:
+        term = f"{entropy}-{args.tag}" if args.tag else entropy
         ckpt = args.out / f"{term}.pt"
         if args.reuse:
             if not ckpt.exists():
                 sys.exit(f"--reuse: {ckpt} is absent")
             row = results.setdefault(term, {})
         else:
-            row = train(args, ckpt, term)
+            row = train(args, ckpt, entropy)
         for beta in args.betas or [0.0]:  # beta 0 with one step: the prior samples only
             out = args.out / f"{term}-beta{beta:g}"
             steps = ["--steps", "200", "--warmup", "200"] if args.betas else ["--steps", "1", "--warmup", "0"]

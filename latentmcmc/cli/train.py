@@ -11,7 +11,7 @@ import typer
 from ..process_group import world_from_env
 from ..training.data import DATASETS, SHAPE_RECIPES, check_data
 from ..training.entropy import ENTROPY_TERMS
-from ..training.networks import ARCHITECTURES
+from ..training.networks import ARCHITECTURES, CRITIC_NORMS
 from .common import (
     EXIT_INTERRUPTED,
     CommandError,
@@ -73,6 +73,9 @@ def train_command(
     width: Optional[int] = typer.Option(None, help="Hidden units per layer of every MLP (conv: channels of the first convolution)  "
                                                       "\\[default: recipe]",
                                         show_default=False),
+    critic_norm: Optional[str] = typer.Option(None, help=f"Weight normalisation of a conv critic: "
+                                                         f"{choices_text(CRITIC_NORMS)}  \\[default: none]",
+                                              show_default=False),
     gp_weight: Optional[float] = typer.Option(None, help="Weight of the critic's gradient penalty  \\[default: recipe]",
                                               show_default=False),
     latent_dim: Optional[int] = typer.Option(None, help="Latent size  \\[default: 2 for 2-D data, 32 digits, 64 stacked digits; "
@@ -109,6 +112,8 @@ def train_command(
             raise CommandError(f"--data: {err}") from None
     if arch is not None:
         check_choice("--arch", arch, ARCHITECTURES, "architecture")
+    if critic_norm is not None:
+        check_choice("--critic-norm", critic_norm, CRITIC_NORMS, "critic normalisation")
     is_file = data is not None and data not in DATASETS
     for flag_name, value in (("--data-shape", data_shape), ("--features", features), ("--holdout", holdout)):
         if value is not None and not is_file and not (resume and data is None):  # resume: the checkpoint's data
@@ -146,6 +151,7 @@ def train_command(
         trainer = Trainer.resume(out, device=device, data=data if is_file else None)
         given = (("data", None if is_file else data), ("seed", seed), ("holdout", holdout), ("entropy", entropy), ("latent_dim", latent_dim), ("width", width), ("lr", lr),
                  ("critic_steps", critic_steps), ("batch_size", batch_size), ("gp_weight", gp_weight), ("arch", arch),
+                 ("critic_norm", critic_norm),
                  ("data_view", view), ("features", None if features is None else str(features.resolve())))
         for name, value in given:
             kept = getattr(trainer.config, name)
@@ -160,6 +166,7 @@ def train_command(
         config = TrainConfig(data=data or "gaussians25", entropy=entropy, latent_dim=latent_dim, width=width,
                              lr=lr, critic_steps=critic_steps, batch_size=batch_size, gp_weight=gp_weight,
                              seed=0 if seed is None else seed, device=device, arch=arch, data_view=view,
+                             critic_norm=critic_norm or "none",
                              holdout=0.1 if holdout is None else holdout,
                              features=None if features is None else str(features.resolve()))
         trainer = Trainer(config)
@@ -197,6 +204,8 @@ def train_command(
             measured = ("not measured (give --features, an exported feature extractor, to follow FD and KID against "
                         "the held-out data)")
         arch = "" if c.data in DATASETS else f"{c.arch}, "  # files: the networks the shape chose
+        if c.critic_norm != "none":
+            arch += f"{c.critic_norm} norm, "
         typer.echo(f"trained {c.data} ({arch}{c.entropy}, width {c.width}, lr {c.lr:g}{changed}) to step "
                    f"{trainer.step} in {(time.perf_counter() - t0) / 60:.1f} min: {measured}; wrote {out}")
 

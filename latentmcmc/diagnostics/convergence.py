@@ -57,7 +57,9 @@ def _valid(params: Tensor, min_chains: int, stacklevel: int) -> Tensor | None:
             stacklevel=stacklevel,
         )
         return None
-    finite = ~torch.isnan(params).flatten(1).any(1)
+    finite = torch.isfinite(params.sum((1, 2)))  # one pass; a NaN makes the sum NaN
+    if not bool(finite.all()):  # NaN or infinite sums: tell NaN draws (invalid) from infinite ones (valid)
+        finite[~finite] = ~torch.isnan(params[~finite]).flatten(1).any(1)
     if not bool(finite.all()):
         warnings.warn("draws contain NaN; the diagnostic is NaN for those parameters", RuntimeWarning, stacklevel=stacklevel)
     return finite
@@ -123,52 +125,70 @@ def sort_rows(v: Tensor) -> tuple[Tensor, Tensor]:
     """``(values, order)`` of every row of float64 ``v`` sorted ascending.
 
     On the CPU the rows are sorted as packed integer keys (:func:`_packed_sort`): numpy sorts int64
-    values (vectorised) 2-6x faster than it argsorts float64 ones; on a GPU ``torch.sort``.  Any order
+    values (vectorised) 2-3x faster than it argsorts float64 ones; on a GPU ``torch.sort``.  Any order
     among equal values will do: ranks come from runs of equal values, not from positions.
     """
     if v.device.type == "cpu" and v.dtype == torch.float64:
         bits = v.contiguous().view(torch.int64)
-        return _packed_sort(bits ^ ((bits >> 63) & _INT64_MAX), v, None)
+        keys = bits >> 63  # -1 for negative values: flip their 63 low bits so that keys rise with the values
+        keys &= _INT64_MAX
+        keys ^= bits
+        return _packed_sort(keys, v, None)
     return torch.sort(v, dim=-1)
 
 
 _INT64_MAX = (1 << 63) - 1
 
 
-def _packed_sort(keys: Tensor, values: Tensor, stable_runs: "str | None") -> tuple[Tensor, Tensor]:
+def _packed_sort(keys: Tensor, values: Tensor, kind: "str | None", positions: Tensor | None = None,
+                 ) -> tuple[Tensor, Tensor]:
     """Sort the rows of ``values`` by ``keys`` (int64, ordered as the values), returning ``(values, order)``.
 
     The position ``j`` of each value is packed into the low ``b = bits(n - 1)`` bits of its key, the
     key's own low bits dropped: ``k' = floor(k / 2^b) 2^b + j``; sorting the ``k'`` (a plain integer
     sort) sorts the values and carries their positions.  Values whose keys agree above the low ``b``
     bits (relative differences below about ``2^(b - 52)``; exact ties are harmless) can come out of
-    order: those few runs are re-sorted exactly by value.  ``stable_runs="stable"`` asks numpy for
-    timsort, linear on rows made of a few ascending runs (the folded draws).
+    order: those few runs are re-sorted exactly by value.  ``kind="stable"`` asks numpy for timsort,
+    linear on rows made of a few ascending or descending runs (the folded draws).  ``positions``: the
+    numbers packed (a permutation of ``0..n-1``, by default in order); ``order`` holds them, sorted.
     """
-    p, n = values.shape
+    n = values.shape[-1]
     width = max(1, (n - 1).bit_length())
-    mask = (1 << width) - 1
-    packed = ((keys >> width) << width) | torch.arange(n, dtype=torch.int64, device=keys.device)
-    packed = torch.from_numpy(_rows_threads(lambda a: np.sort(a, axis=-1, kind=stable_runs), packed.numpy()))
-    order = packed & mask
-    out = torch.take_along_dim(values, order, dim=-1)
+    low = (1 << width) - 1
+    packed = keys & ~low
+    packed |= torch.arange(n, dtype=torch.int64, device=keys.device) if positions is None else positions
+    packed = torch.from_numpy(_rows_threads(lambda a: np.sort(a, axis=-1, kind=kind), packed.numpy()))
+    order = packed & low
+    out = torch.take_along_dim(values, order if positions is None else _folded_position(order), dim=-1)
     disorder = out[:, 1:] < out[:, :-1]
     if bool(disorder.any()):
-        _repair_runs(out, order, packed >> width, disorder)
+        _repair_runs(out, order, packed, width, disorder)
     return out, order
 
 
-def _repair_runs(out: Tensor, order: Tensor, high: Tensor, disorder: Tensor) -> None:
-    """Re-sort by value, in place, the runs of equal ``high`` keys that hold a pair out of order."""
-    for row in torch.nonzero(disorder.any(1)).squeeze(1).tolist():
-        h = high[row].numpy()
-        run = np.concatenate([[0], np.cumsum(h[1:] != h[:-1])])
-        bad = np.isin(run, run[1:][disorder[row].numpy()])
-        where = np.nonzero(bad)[0]
-        vals = out[row].numpy()[where]
-        perm = np.lexsort((vals, run[where]))
-        out[row, where] = torch.from_numpy(vals[perm])
-        order[row, where] = order[row, torch.from_numpy(where[perm])]
+def _folded_position(i: Tensor) -> Tensor:
+    """Where the ``i``-th entry of ``[reversed first half, second half]`` lies in a row of even length ``2h``."""
+    half = i.shape[-1] // 2
+    return torch.where(i < half, half - 1 - i, i)
+
+
+def _repair_runs(out: Tensor, order: Tensor, packed: Tensor, width: int, disorder: Tensor) -> None:
+    """Re-sort by value, in place, the runs of equal high key bits (``packed >> width``) that hold a pair out of order.
+
+    The high keys of a row are sorted, so each run is found by two binary searches; the runs' positions
+    are gathered and sorted by (run, value) at once.
+    """
+    rows, cols = torch.nonzero(disorder, as_tuple=True)
+    for row in torch.unique(rows).tolist():
+        high = (packed[row] >> width).numpy()
+        at = high[cols[rows == row].numpy()]
+        starts = np.unique(np.searchsorted(high, at, "left"))
+        lengths = np.searchsorted(high, high[starts], "right") - starts
+        run = np.repeat(np.arange(starts.size), lengths)
+        where = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(lengths.sum())
+        vals, pos = out[row].numpy(), order[row].numpy()
+        perm = np.lexsort((vals[where], run))
+        vals[where], pos[where] = vals[where][perm], pos[where][perm]
 
 
 _POOL = None
@@ -191,17 +211,20 @@ def _rows_threads(fn: Callable[[np.ndarray], np.ndarray], a: np.ndarray) -> np.n
 def folded_sort(values: Tensor, order: Tensor, median: Tensor) -> tuple[Tensor, Tensor]:
     """``(values, order)`` of ``|x - median|`` sorted, from the sort of ``x`` (rows of even length).
 
-    Below the median the distances fall as ``x`` rises, above it they rise: two sorted runs, which a
-    stable sort (timsort) of their packed keys merges in linear time instead of sorting afresh.
+    Below the median the distances fall as ``x`` rises, above it they rise: a descending and an
+    ascending run, which a stable sort (timsort) of their packed keys reverses and merges in linear time
+    instead of sorting afresh.  The first half packs its positions in reverse, so that its run is
+    strictly descending.
     """
     n = values.shape[-1]
     half = n // 2
+    if values.device.type == "cpu" and n % 2 == 0 and values.dtype == torch.float64:
+        dist = (values - median[:, None]).abs()  # >= 0, so its bits rise with it; abs() turns -0.0 into 0.0
+        positions = _folded_position(torch.arange(n, dtype=torch.int64))
+        fvalues, i = _packed_sort(dist.view(torch.int64), dist, "stable", positions)
+        return fvalues, torch.take_along_dim(order, _folded_position(i), dim=-1)
     dist = torch.cat([(median[:, None] - values[:, :half]).flip(-1), values[:, half:] - median[:, None]], 1)
     where = torch.cat([order[:, :half].flip(-1), order[:, half:]], 1)
-    if values.device.type == "cpu" and n % 2 == 0 and dist.dtype == torch.float64:
-        dist = dist.abs()  # every entry is >= 0 already (a - b of sorted values); abs() turns -0.0 into 0.0
-        fvalues, merge = _packed_sort(dist.view(torch.int64), dist, "stable")
-        return fvalues, torch.take_along_dim(where, merge, dim=-1)
     merge = torch.sort(dist.abs(), dim=-1, stable=True).indices
     return torch.take_along_dim(dist, merge, dim=-1).abs(), torch.take_along_dim(where, merge, dim=-1)
 

@@ -16,7 +16,10 @@ def build_networks(config: dict) -> dict[str, nn.Module]:
     latent, width, depth = config["latent_dim"], config["width"], config["depth"]
     arch = config.get("arch") or "mlp"  # checkpoints before the convolutional recipe hold MLPs
     if arch == "conv":
-        nets: dict[str, nn.Module] = {"generator": ConvGenerator(latent, shape, width), "critic": ConvCritic(shape, width)}
+        nets: dict[str, nn.Module] = {"generator": ConvGenerator(latent, shape, width),
+                                      "critic": ConvCritic(shape, width, config.get("critic_norm") or "none")}
+    elif (config.get("critic_norm") or "none") != "none":
+        raise ValueError(f"critic_norm={config['critic_norm']!r} applies to the conv architecture")
     elif arch == "mlp":
         nets = {"generator": Generator(latent, shape, width, depth), "critic": Critic(shape, width, depth)}
     else:

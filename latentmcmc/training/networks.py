@@ -14,7 +14,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-__all__ = ["MLP", "Generator", "Critic", "StatisticsNetwork", "Encoder", "ConvGenerator", "ConvCritic",
+__all__ = ["MLP", "Generator", "Critic", "StatisticsNetwork", "Encoder", "ConvGenerator", "ConvCritic", "CRITIC_NORMS",
            "ConvStatisticsNetwork", "ConvEncoder", "ConvFeatures", "conv_fits", "ARCHITECTURES"]
 
 
@@ -147,13 +147,33 @@ class ConvGenerator(nn.Module):
         return self.up(self.project(z).reshape(z.shape[0], *self.start))
 
 
+CRITIC_NORMS = {
+    "none": "no normalisation of the critic's weights (the gradient penalty keeps it smooth)",
+    "spectral": "spectral norm on every convolution and linear map of the critic (Miyato et al. 2018: each "
+                "layer 1-Lipschitz); give --gp-weight 0 to train with it alone",
+}
+"""Weight normalisations of the convolutional critic (``TrainConfig.critic_norm``)."""
+
+
+def normalise_critic(critic: nn.Module, norm: str) -> nn.Module:
+    """``critic`` with the weight normalisation ``norm`` of :data:`CRITIC_NORMS` applied to its layers."""
+    if norm not in CRITIC_NORMS:
+        raise ValueError(f"unknown critic normalisation {norm!r}; choose one of {', '.join(CRITIC_NORMS)}")
+    if norm == "spectral":
+        for module in list(critic.modules()):
+            if isinstance(module, (nn.Conv2d, nn.Linear)):
+                nn.utils.parametrizations.spectral_norm(module)
+    return critic
+
+
 class ConvCritic(nn.Module):
     """``U(x)``: :class:`ConvFeatures` then a linear map to one energy per image (lower = more like the data)."""
 
-    def __init__(self, data_shape: tuple[int, ...], width: int) -> None:
+    def __init__(self, data_shape: tuple[int, ...], width: int, norm: str = "none") -> None:
         super().__init__()
         self.features = ConvFeatures(data_shape, width)
         self.head = nn.Linear(self.features.size, 1)
+        normalise_critic(self, norm)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.features(x)).squeeze(1)

@@ -18,7 +18,7 @@ from ..progress import progress_bar
 from .build import build_networks
 from .data import DATASETS, Dataset, TrainRecipe, check_data, load_dataset, shape_recipe
 from .entropy import entropy_term
-from .networks import ARCHITECTURES, conv_fits
+from .networks import ARCHITECTURES, CRITIC_NORMS, conv_fits
 from .objectives import critic_loss, generator_loss
 
 __all__ = ["TrainConfig", "Trainer", "train"]
@@ -36,6 +36,7 @@ class TrainConfig:
     in the features of ``features`` (an exported extractor); such data takes the recipe of
     :data:`~latentmcmc.training.data.SHAPE_RECIPES` its shape fits (``arch``: ``conv`` for square
     images, ``mlp`` otherwise), and ``data_fingerprint`` records its content (a resumed run checks it).
+    ``critic_norm`` (:data:`~latentmcmc.training.networks.CRITIC_NORMS`) normalises a conv critic's weights.
     """
 
     data: str = "gaussians25"
@@ -57,6 +58,7 @@ class TrainConfig:
     holdout: float = 0.1
     features: str | None = None
     data_fingerprint: str | None = None
+    critic_norm: str = "none"
 
     RECIPE_FIELDS = ("entropy", "width", "lr", "batch_size", "critic_steps", "gp_weight")
 
@@ -75,6 +77,8 @@ class TrainConfig:
             _, entry = shape_recipe(dataset.shape)
             recipe, arch = entry.recipe, self.arch or entry.arch
             latent = self.latent_dim if self.latent_dim is not None else (2 if dataset.shape == (2,) else entry.latent_dim)
+        if self.critic_norm != "none" and arch != "conv":
+            raise ValueError(f"critic_norm={self.critic_norm!r} applies to the conv architecture, not {arch}")
         if arch == "conv" and not conv_fits(dataset.shape):
             raise ValueError(f"the conv architecture takes square images of 1 or 3 channels, 8x8 to 64x64; the data's shape is "
                              f"{tuple(dataset.shape)}")
@@ -84,6 +88,8 @@ class TrainConfig:
 
     def validate(self) -> None:
         check_data(self.data)
+        if self.critic_norm not in CRITIC_NORMS:
+            raise ValueError(f"unknown critic normalisation {self.critic_norm!r}; choose one of {', '.join(CRITIC_NORMS)}")
         if self.arch is not None and self.arch not in ARCHITECTURES:
             raise ValueError(f"unknown architecture {self.arch!r}; choose one of {', '.join(ARCHITECTURES)}")
         if not 0.0 <= float(self.holdout) < 0.5:
