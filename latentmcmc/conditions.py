@@ -29,21 +29,28 @@ def per_chain(condition, num_chains: int, device: torch.device | str | None = No
 
 
 def parse_classes(text: str) -> list[int]:
-    """``"0,3,7"`` (also ``0-9`` for a range) -> ``[0, 3, 7]``; a ValueError naming what is wrong."""
+    """``"0,3,7"`` (also ``0-9`` for a range) -> ``[0, 3, 7]``; a ValueError naming the part that is wrong."""
     ids: list[int] = []
     for part in str(text).split(","):
         part = part.strip()
-        try:
-            if "-" in part[1:]:
-                lo, hi = part.split("-", 1) if not part.startswith("-") else (part, "")
-                ids.extend(range(int(lo), int(hi) + 1))
-            elif part:
-                ids.append(int(part))
-        except ValueError:
-            raise ValueError(f"--classes must be class ids such as 0,3,7 or 0-9, got {text!r}") from None
-    if not ids or any(i < 0 for i in ids):
-        raise ValueError(f"--classes must be class ids >= 0 such as 0,3,7 or 0-9, got {text!r}")
+        lo, dash, hi = (piece.strip() for piece in part.partition("-"))
+        if not (lo.isdigit() and (not dash or hi.isdigit())):
+            what = "an empty part" if not part else f"{part!r}"
+            raise ValueError(f"--classes {text!r}: {what} is not a class id (>= 0) or a range such as 0-9")
+        if dash and int(hi) < int(lo):
+            raise ValueError(f"--classes {text!r}: the range {part!r} runs backwards; write {hi}-{lo}")
+        ids.extend(range(int(lo), int(hi) + 1) if dash else [int(lo)])
     return ids
+
+
+def cover_classes(ids: list[int], num_chains: int) -> Tensor:
+    """``cycle_classes`` after checking that every class gets a chain (a ValueError naming the ones left out)."""
+    if num_chains < len(set(ids)):
+        left = sorted(set(ids) - set(ids[:num_chains]))
+        raise ValueError(f"--classes names {len(set(ids))} classes but there are {num_chains} chains: classes "
+                         f"{', '.join(map(str, left[:5]))}{', ...' if len(left) > 5 else ''} would get none; "
+                         "give --chains of at least the number of classes")
+    return cycle_classes(ids, num_chains)
 
 
 def cycle_classes(ids: list[int], num_chains: int) -> Tensor:

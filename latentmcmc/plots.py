@@ -66,7 +66,8 @@ def samples_figure(before: Tensor, after: Tensor, reference: Tensor | None = Non
             _, _, v = torch.pca_lowrank(before.double() - centre, q=2, center=False)
             before, after = (before.double() - centre) @ v, (after.double() - centre) @ v
             two_d, note = True, " (first two principal components of the prior samples)"
-    titles = [f"prior samples G(z), z ~ {'N(0, I)' if prior == 'normal' else prior}", "after latent MCMC"]
+    model = "G(z)" if classes is None else "G(z, c)"
+    titles = [f"prior samples {model}, z ~ {'N(0, I)' if prior == 'normal' else prior}", "after latent MCMC"]
     columns, row_labels = 8, None
     if classes is not None and before.dim() == 4:  # one row per class
         ks = torch.unique(classes.cpu())[:12]

@@ -73,10 +73,18 @@ def test_condition_errors_name_the_problem():
         check_conditional(plain, d, (2,), torch.tensor([0, 1]))
     with pytest.raises(ValueError, match="run from 0 to 5"):  # a bad id after the first chains is found too
         _run(g, d, cycle_classes([0, 1, 2, 5], 12))
-    with pytest.raises(ValueError, match="--classes must be class ids"):
-        parse_classes("a,b")
+    for text, needle in (("a,b", "'a' is not a class id"), ("0,,3", "an empty part"), ("9-0", "runs backwards"),
+                         ("-1", "'-1' is not a class id"), ("0-", "'0-' is not")):
+        with pytest.raises(ValueError, match=needle):
+            parse_classes(text)
     assert parse_classes("0-2,7") == [0, 1, 2, 7]
+    assert parse_classes(" 3 - 5 ") == [3, 4, 5]
     assert cycle_classes([3, 5], 5).tolist() == [3, 5, 3, 5, 3]
+    from latentmcmc.conditions import cover_classes
+
+    with pytest.raises(ValueError, match="10 classes but there are 5 chains: classes 5, 6, 7, 8, 9 would get none"):
+        cover_classes(list(range(10)), 5)
+    assert cover_classes([3, 5], 5).tolist() == [3, 5, 3, 5, 3]
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +115,7 @@ def test_refine_command_with_classes_and_a_condition_file(exported_conditional, 
     capsys.readouterr()
     np.save(tmp_path / "short.npy", np.array([1, 2]))
     for extra, needle in ((["--condition", str(tmp_path / "short.npy")], "2 rows for 30 chains"),
-                          (["--classes", "x"], "--classes must be class ids"),
+                          (["--classes", "x"], "'x' is not a class id"),
                           (["--classes", "1", "--condition", str(tmp_path / "c.npy")], "give one"),
                           (["--classes", "0,9"], "out of the generator's range"),
                           ([], "give --classes or --condition")):

@@ -154,13 +154,13 @@ _CONDITIONS = [  # class-conditional models (G(z, c), D(x, c))
 
 def read_condition(values: dict, num_chains: int):
     """The per-chain conditions of ``--classes`` or ``--condition`` (a CommandError naming the flag), or None."""
-    from ..conditions import cycle_classes, parse_classes, read_conditions
+    from ..conditions import cover_classes, parse_classes, read_conditions
 
     if values.get("classes") is not None and values.get("condition") is not None:
         raise CommandError("--classes and --condition are two ways to give the conditions: give one")
     try:
         if values.get("classes") is not None:
-            return cycle_classes(parse_classes(values["classes"]), num_chains)
+            return cover_classes(parse_classes(values["classes"]), num_chains)
         if values.get("condition") is not None:
             return read_conditions(values["condition"], num_chains)
     except ValueError as err:
