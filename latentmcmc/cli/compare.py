@@ -107,6 +107,8 @@ def compare_command(**values) -> None:
     from ..samplers.registry import SAMPLERS, declared_options
 
     for option in given:  # an option no chosen sampler takes has no effect: say so, as refine does
+        if v.get(option) is None:  # not on the command line: its command-line default, nothing to warn about
+            continue
         if not any(option in SAMPLERS[m].options for m in names if m in SAMPLERS):
             typer.echo(f"warning: {declared_options()[option].flag} applies to none of the methods compared; ignored",
                        err=True)

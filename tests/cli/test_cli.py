@@ -619,6 +619,9 @@ def test_refine_and_compare_with_a_uniform_prior(exported, tmp_path, capsys):
                              "--chains", "40", "--budget", "8", "--no-figures", "-q", "--out", tmp_path / "c")
     assert code == 0, err
     assert json.loads((tmp_path / "c" / "compare.json").read_text())["settings"]["prior"] == "uniform:-1,1"
+    code, out, err = run_cli(capsys, "compare", *common, "--methods", "prior,mh-gan", "--chains", "40", "--budget", "8",
+                             "--no-figures", "-q", "--out", tmp_path / "b0")  # no sampler and no sampler option given
+    assert code == 0 and "applies to none" not in err, err
     code, out, err = run_cli(capsys, "compare", *common, "--prior", "uniform:0,1", "--methods", "prior,truncation",
                              "--chains", "40", "--budget", "8", "--no-figures", "-q", "--out", tmp_path / "t")
     assert_one_line_error(code, err, "truncation", "uniform:0,1")
