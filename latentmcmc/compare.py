@@ -13,6 +13,7 @@ from exact sampling; a method far above it only looks good.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -171,6 +172,8 @@ def compare(generator: nn.Module, critic: nn.Module, latent_shape: tuple[int, ..
     if latent_prior is not None and not latent_prior.truncates and "truncation" in methods:
         if tuple(methods) != DEFAULT_METHODS:
             latent_prior.truncate(torch.zeros(1, *latent_shape), 0.7)  # raises, naming the prior
+        warnings.warn(f"the truncation trick means nothing under the prior {latent_prior.name} (not centred on "
+                      "0): compare leaves it out of its default methods", UserWarning, stacklevel=2)
         methods = tuple(m for m in methods if m != "truncation")
     start_seed, method_seed = stream_seeds(seed)
     z0 = prior_draws(num_chains, tuple(latent_shape), start_seed, device, prior=latent_prior)

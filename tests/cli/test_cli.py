@@ -625,6 +625,10 @@ def test_refine_and_compare_with_a_uniform_prior(exported, tmp_path, capsys):
     code, out, err = run_cli(capsys, "compare", *common, "--prior", "uniform:0,1", "--methods", "prior,truncation",
                              "--chains", "40", "--budget", "8", "--no-figures", "-q", "--out", tmp_path / "t")
     assert_one_line_error(code, err, "truncation", "uniform:0,1")
+    code, out, err = run_cli(capsys, "compare", *common, "--prior", "uniform:0,1", "--chains", "40", "--budget", "8",
+                             "--no-figures", "-q", "--out", tmp_path / "d")  # the default methods: truncation left out
+    assert code == 0 and "leaves it out of its default methods" in err, err
+    assert "truncation" not in json.loads((tmp_path / "d" / "compare.json").read_text())["methods"]
     code, out, err = run_cli(capsys, "refine", *common, "--prior", "uniform:1,0", *FAST_REFINE, "--out", tmp_path / "b")
     assert_one_line_error(code, err, "--prior", "LO < HI")
     code, out, err = run_cli(capsys, "refine", *common, "--no-prior", *FAST_REFINE, "--no-figures",
