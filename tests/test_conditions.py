@@ -122,6 +122,11 @@ def test_refine_command_with_classes_and_a_condition_file(exported_conditional, 
         assert main(common + extra + ["--out", str(tmp_path / "e")]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and needle in err[0], err
+    np.save(tmp_path / "real.npy", np.zeros((40, 2), dtype=np.float32))
+    assert main(["fit-critic", "--generator", str(g), "--latent-shape", "2", "--real", str(tmp_path / "real.npy"),
+                 "--out", str(tmp_path / "f")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "takes 2 inputs (a conditional G(z, c))" in err[0], err
 
 
 def test_per_class_accuracy_is_measured_with_a_classifier():

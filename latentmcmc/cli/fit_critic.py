@@ -32,6 +32,9 @@ def read_real(path: Path, generator, latent_shape, view_shape, value_range, devi
     from ..datafiles import DataFileError, fit_to, output_range, read_data
     from ..io.torch_export import first_line
 
+    if getattr(generator, "inputs", 1) > 1:  # an exported G(z, c)
+        raise CommandError(f"the generator takes {generator.inputs} inputs (a conditional G(z, c)); fit-critic fits "
+                           "critics of unconditional generators only")
     with torch.no_grad():
         try:
             sample = generator(torch.randn(64, *latent_shape, generator=torch.Generator().manual_seed(0)).to(device))
