@@ -40,7 +40,7 @@ def _chunked(fn: Callable[[Tensor], Tensor], params: Tensor) -> Tensor:
     """Apply ``fn`` to contiguous chunks of about ``CHUNK_VALUES`` numbers of ``(p, chains, draws)``."""
     p, c, d = params.shape
     step = max(1, CHUNK_VALUES // max(c * d, 1))
-    return torch.cat([fn(params[i : i + step].contiguous()) for i in range(0, p, step)])
+    return torch.cat([fn(params[i : i + step]) for i in range(0, p, step)])  # functions copy what they reorder
 
 
 def _valid(params: Tensor, min_chains: int, stacklevel: int) -> Tensor | None:
