@@ -394,8 +394,9 @@ def ess_core(x: Tensor, relative: bool = False) -> Tensor:
 def rhat_core(x: Tensor) -> Tensor:
     """Gelman-Rubin ``sqrt((B/W + n - 1) / n)`` of ``(p, chains, draws)``, ``B = n var(chain means)``."""
     n = x.shape[-1]
-    between = n * x.mean(-1).var(1, unbiased=True)
-    within = x.var(-1, unbiased=True).mean(1)
+    var, mean = torch.var_mean(x, -1, correction=1)  # one pass over the draws
+    between = n * mean.var(1, unbiased=True)
+    within = var.mean(1)
     return torch.sqrt((between / within + n - 1) / n)
 
 
