@@ -322,7 +322,7 @@ def _fft_length(n: int) -> int:
     return best
 
 
-GRAM_MAX_DRAWS = 256
+GRAM_MAX_DRAWS = 128
 """Chains of at most this many draws (and at least half as many chains) get their autocovariance from a Gram matrix."""
 
 
@@ -330,10 +330,10 @@ def mean_autocovariance(x: Tensor) -> Tensor:
     """Biased autocovariance at every lag, averaged over chains: ``(p, chains, n) -> (p, n)``.
 
     ``acov_k = 1/(C n) sum_c sum_t y_ct y_c,t+k`` with ``y`` the draws less their chain's mean.  Short
-    chains in numbers (``n <= GRAM_MAX_DRAWS``, ``C >= n / 2``: refinement's thousands of chains of a
-    few hundred draws) sum the ``k``-th diagonals of the ``n x n`` Gram matrix ``Y^T Y`` (one matrix
-    product over all chains: 10x the FFT at 50 draws); otherwise the chain average is taken on the
-    power spectrum, so there is one inverse FFT per parameter instead of one per chain.
+    chains in numbers (``n <= GRAM_MAX_DRAWS``, ``C >= n / 2``: a real GAN's refine, thousands of chains
+    of a hundred draws) sum the ``k``-th diagonals of the ``n x n`` Gram matrix ``Y^T Y`` (one matrix
+    product over all chains: 2x faster than the FFT at 50 draws, on a par at 128); otherwise the chain
+    average is taken on the power spectrum, one inverse FFT per parameter instead of one per chain.
     """
     p, c, n = x.shape
     centred = x - x.mean(-1, keepdim=True)
