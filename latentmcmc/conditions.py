@@ -60,8 +60,9 @@ def cycle_classes(ids: list[int], num_chains: int) -> Tensor:
     return torch.tensor(ids, dtype=torch.long).repeat(-(-num_chains // len(ids)))[:num_chains]
 
 
-def read_conditions(path: str | Path, num_chains: int) -> Tensor:
-    """One row per chain from a ``.npy`` file (or the one array of a ``.npz``), without pickles."""
+def read_conditions(path: str | Path, num_chains: int | None) -> Tensor:
+    """One row per chain from a ``.npy`` file (or the one array of a ``.npz``), without pickles; ``num_chains``
+    None: as many chains as rows."""
     path = Path(path)
     if not path.exists():
         raise ValueError(f"--condition {path}: no such file")
@@ -76,7 +77,7 @@ def read_conditions(path: str | Path, num_chains: int) -> Tensor:
         raise ValueError(f"--condition {path}: {err}") from None
     except OSError as err:
         raise ValueError(f"--condition {path}: not a NumPy .npy/.npz file ({err})") from None
-    if data.ndim < 1 or data.shape[0] != num_chains:
+    if data.ndim < 1 or (num_chains is not None and data.shape[0] != num_chains):
         rows = data.shape[0] if data.ndim else 0
         raise ValueError(f"--condition {path} has {rows} rows for {num_chains} chains: give one row per chain")
     if data.dtype.kind == "f" and not np.isfinite(data).all():

@@ -112,6 +112,10 @@ def test_refine_command_with_classes_and_a_condition_file(exported_conditional, 
     np.save(tmp_path / "c.npy", np.array([2] * 30))
     assert main(common + ["--condition", str(tmp_path / "c.npy"), "--out", str(tmp_path / "b")]) == 0
     assert np.load(tmp_path / "b" / "samples.npz")["condition"].tolist() == [2] * 30
+    np.save(tmp_path / "c7.npy", np.array([1] * 7))  # without --chains: a chain for each row
+    no_chains = [a for i, a in enumerate(common) if a != "--chains" and common[i - 1] != "--chains"]
+    assert main(no_chains + ["--condition", str(tmp_path / "c7.npy"), "--out", str(tmp_path / "b7")]) == 0
+    assert np.load(tmp_path / "b7" / "samples.npz")["condition"].tolist() == [1] * 7
     capsys.readouterr()
     np.save(tmp_path / "short.npy", np.array([1, 2]))
     for extra, needle in ((["--condition", str(tmp_path / "short.npy")], "2 rows for 30 chains"),

@@ -148,7 +148,8 @@ _CONDITIONS = [  # class-conditional models (G(z, c), D(x, c))
                                                  "cycled over the chains: 0,3,7 or 0-9 (one run refines them all)",
                                       show_default=False), Optional[str]),
     parameter("condition", typer.Option(None, help="Any per-chain condition c for G(z, c) and D(x, c): a .npy with one "
-                                                   "row per chain", show_default=False), Optional[Path]),
+                                                   "row per chain (without --chains: as many chains as rows)",
+                                        show_default=False), Optional[Path]),
 ]
 
 
@@ -282,7 +283,10 @@ def _refine_locked(v: dict, options, out: Path, dev, distributed: bool) -> None:
     if classifier is not None and features is None:
         raise CommandError("--classifier (the Inception Score) is measured with --features and --reference")
     checkpoint, generator, critic = v["checkpoint"], v["generator"], v["critic"]
-    condition = read_condition(v, options.num_chains)
+    from_file = v.get("condition") is not None and v.get("num_chains") is None  # --condition alone: a chain a row
+    condition = read_condition(v, None if from_file else options.num_chains)
+    if from_file:
+        options = options.replace(num_chains=int(condition.shape[0]))
     g, u, shape, dataset = load_target(checkpoint, generator, critic, v["latent_shape"], dev, condition)
     conditioned = g if condition is None else FixedCondition(g, condition)  # what probes of G's output call
     if critic is not None and condition is None:  # a model trained elsewhere (latentmcmc's own critics output energies)
