@@ -112,17 +112,19 @@ class FeatureQuality:
         reference: real samples ``(m, *data_shape)``; their features are computed once.
         classifier: optional module ``(n, *data_shape) -> (n, classes)`` logits, for the Inception Score.
         name: how reports name the feature space (``"features of f.pt2"``).
+        reference_name: how messages name the reference samples.
         k: neighbours for precision/recall/density/coverage.
         batch: samples per extractor call.
     """
 
     def __init__(self, extractor: nn.Module, reference: Tensor, classifier: nn.Module | None = None,
-                 name: str = "your features", k: int = 5, batch: int = 4096) -> None:
+                 name: str = "your features", k: int = 5, batch: int = 4096, reference_name: str = "reference data"
+                 ) -> None:
         _torchmetrics()
         self.extractor, self.classifier, self.name, self.k, self.batch = extractor, classifier, name, k, batch
         self.data_shape = tuple(reference.shape[1:])
         self.reference = reference
-        self.reference_features = self.features(reference, "reference data")
+        self.reference_features = self.features(reference, reference_name)
         if not bool(torch.isfinite(self.reference_features).all()):
             raise ValueError(f"the feature extractor ({name}) gives non-finite features for the reference data")
 

@@ -207,7 +207,12 @@ def train_command(
         if c.critic_norm != "none":
             arch += f"{c.critic_norm} norm, "
         typer.echo(f"trained {c.data} ({arch}{c.entropy}, width {c.width}, lr {c.lr:g}{changed}) to step "
-                   f"{trainer.step} in {(time.perf_counter() - t0) / 60:.1f} min: {measured}; wrote {out}")
+                   f"{trainer.step} in {_duration(time.perf_counter() - t0)}: {measured}; wrote {out}")
+
+
+def _duration(seconds: float) -> str:
+    """``42 s`` under a minute, else ``5.1 min``."""
+    return f"{seconds:.0f} s" if seconds < 60 else f"{seconds / 60:.1f} min"
 
 
 def _probe_writable(out: Path) -> None:

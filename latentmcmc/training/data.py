@@ -9,6 +9,7 @@ digits in three channels (1,000 modes).
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -179,7 +180,7 @@ def _is_image(shape: tuple) -> bool:
 
 SHAPE_RECIPES: dict[str, ShapeRecipe] = {
     "images": ShapeRecipe(
-        "square images of 1 or 3 channels, 8x8 to 64x64: DCGAN-style convolutions", _is_image, "conv",
+        "square images of 1 or 3 channels, an even side from 8 to 64: DCGAN-style convolutions", _is_image, "conv",
         TrainRecipe(steps=3000, width=32, lr=2e-4, batch_size=64, critic_steps=2, gp_weight=10.0,
                     reaches=IMAGE_REACHES), 64),
     "other": ShapeRecipe("any other shape: MLPs on the flattened samples", lambda shape: True, "mlp",
@@ -205,6 +206,10 @@ def file_dataset(path: str, data_shape: tuple[int, ...] | None = None, holdout: 
 
     x = read_data(path, value_range=(-1.0, 1.0))
     if data_shape:
+        if x[0].numel() != math.prod(data_shape):
+            raise DataFileError(f"{path} has samples of shape {tuple(x.shape[1:])} ({x[0].numel()} values), which "
+                                f"--data-shape {','.join(map(str, data_shape))} ({math.prod(data_shape)} values) "
+                                "cannot view")
         x = fit_to(x, tuple(data_shape), name=str(path))
     if len(x.shape) > 2 and (float(x.min()) < -1.0 or float(x.max()) > 1.0):
         raise DataFileError(f"{path} holds images with values in [{float(x.min()):.3g}, {float(x.max()):.3g}]; the "
@@ -221,6 +226,9 @@ def file_dataset(path: str, data_shape: tuple[int, ...] | None = None, holdout: 
     if features is not None:
         if data.held_out is None:
             raise ValueError("--features measures generated samples against held-out data: give --holdout > 0")
+        if held < 200:
+            warnings.warn(f"{path}: FD and KID against only {held} held-out samples are noisy (their bias grows as the "
+                          "set shrinks): hold out more (--holdout) for numbers that compare", UserWarning, stacklevel=2)
         data.measure = _feature_measure(features, data.held_out)
     return data
 
@@ -231,7 +239,7 @@ def _feature_measure(features: str, reference: Tensor) -> Callable[[Tensor], dic
     from ..io.torch_export import load_exported
 
     quality = FeatureQuality(load_exported(features, "cpu", name=f"feature extractor {features}"), reference,
-                             name=f"features of {features}")
+                             name=f"features of {features}", reference_name="held-out data")
 
     def measure(samples: Tensor) -> dict:
         return {k: v for k, v in quality(samples.cpu()).items() if k != "notes"}

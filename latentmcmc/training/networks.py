@@ -1,7 +1,7 @@
 """Networks for the energy-GAN: generator G, critic (energy) U, and the MI network or encoder.
 
 Two architectures (:data:`ARCHITECTURES`): ``mlp`` (every data shape; images are flattened) and ``conv``
-(DCGAN-style for square images of 1 or 3 channels, 8x8 to 64x64).  Critics and the entropy networks
+(DCGAN-style for square images of 1 or 3 channels with an even side from 8 to 64).  Critics and the entropy networks
 have no batch statistics, so every sample is processed on its own (the latent samplers refuse models
 that couple chains); the convolutional generator has DCGAN's batch norm, which refinement runs in eval
 mode.  Generators of images end in tanh (data scaled to [-1, 1]).
@@ -91,8 +91,8 @@ def _doublings(side: int) -> int:
 
 
 def conv_fits(shape: tuple[int, ...]) -> bool:
-    """Whether the convolutional networks take images of ``shape``: ``(C, H, W)``, C 1 or 3, H = W in 8..64,
-    halving at least once to a side >= 4 (8, 12, 16, 24, 28, 32, 48, 64, ...)."""
+    """Whether the convolutional networks take images of ``shape``: ``(C, H, W)``, C 1 or 3, H = W even in 8..64
+    (halving at least once to a side >= 4)."""
     return (len(shape) == 3 and shape[0] in (1, 3) and shape[1] == shape[2] and 8 <= shape[1] <= 64
             and _doublings(shape[1]) >= 1)
 
@@ -205,7 +205,7 @@ class ConvEncoder(nn.Module):
 
 ARCHITECTURES = {
     "mlp": "MLPs with `depth` hidden layers of `width` units (images flattened)",
-    "conv": "DCGAN-style convolutions (`width` channels in the first layer, doubling), square images 8x8-64x64, 1 or 3 "
+    "conv": "DCGAN-style convolutions (`width` channels in the first layer, doubling), square images of an even side 8-64, 1 or 3 "
             "channels",
 }
 """The network families the trainer builds (``TrainConfig.arch``)."""

@@ -78,9 +78,11 @@ class TrainConfig:
             recipe, arch = entry.recipe, self.arch or entry.arch
             latent = self.latent_dim if self.latent_dim is not None else (2 if dataset.shape == (2,) else entry.latent_dim)
         if self.critic_norm != "none" and arch != "conv":
-            raise ValueError(f"critic_norm={self.critic_norm!r} applies to the conv architecture, not {arch}")
+            raise ValueError(f"the {self.critic_norm} critic normalisation (--critic-norm) applies to the conv "
+                             f"architecture, not {arch}")
         if arch == "conv" and not conv_fits(dataset.shape):
-            raise ValueError(f"the conv architecture takes square images of 1 or 3 channels, 8x8 to 64x64; the data's shape is "
+            raise ValueError(f"the conv architecture (--arch conv) takes square images of 1 or 3 channels with an even "
+                             f"side from 8 to 64; the data's shape is "
                              f"{tuple(dataset.shape)}")
         filled = {name: getattr(recipe, name) for name in self.RECIPE_FIELDS if getattr(self, name) is None}
         return dataclasses.replace(self, latent_dim=latent, data_shape=tuple(dataset.shape), betas=tuple(self.betas),

@@ -102,7 +102,12 @@ def test_bad_data_says_what_is_wrong(tmp_path, capsys):
              (["--data", folder], "b.png"), (["--data", tmp_path / "missing.npz"], "unknown data set"),
              (["--data", "digits", "--data-shape", "64"], "--data-shape applies to --data PATH"),
              (["--data", tmp_path / "few.npy", "--arch", "transformer"], "architecture"),
-             (["--data", tmp_path / "few.npy", "--holdout", "0.7"], "--holdout")]
+             (["--data", tmp_path / "few.npy", "--holdout", "0.7"], "--holdout"),
+             (["--data", tmp_path / "few.npy", "--data-shape", "1,9,9"], "--data-shape 1,9,9 (81 values) cannot view"),
+             (["--data", tmp_path / "few.npy", "--data-shape", "1,x,64"], "--data-shape '1,x,64' is not"),
+             (["--data", tmp_path / "few.npy", "--data-shape", "64", "--arch", "conv"], "even side from 8 to 64"),
+             (["--data", tmp_path / "few.npy", "--data-shape", "64", "--critic-norm", "spectral"],
+              "(--critic-norm) applies to the conv architecture")]
     for args, needle in cases:
         code = main(["train", *map(str, args), "--steps", "1", "--out", str(tmp_path / "c.pt"), "-q"])
         err = capsys.readouterr().err.strip().splitlines()
@@ -159,7 +164,7 @@ def test_python_config_mistakes_and_a_feature_extractor_of_another_shape(tmp_pat
     batch = torch.export.Dim("batch")
     torch.export.save(torch.export.export(extractor, (torch.randn(4, 1, 28, 28),), dynamic_shapes=({0: batch},)),
                       tmp_path / "f28.pt2")
-    with pytest.raises(ValueError, match=r"failed on reference data of shape \(1, 8, 8\) per sample"):
+    with pytest.raises(ValueError, match=r"failed on held-out data of shape \(1, 8, 8\) per sample"):
         Trainer(TrainConfig(data=str(path), features=str(tmp_path / "f28.pt2"), **TINY))
 
 
