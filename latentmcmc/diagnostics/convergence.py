@@ -150,7 +150,8 @@ def _packed_sort(keys: Tensor, values: Tensor, kind: "str | None", positions: Te
     bits (relative differences below about ``2^(b - 52)``; exact ties are harmless) can come out of
     order: those few runs are re-sorted exactly by value.  ``kind="stable"`` asks numpy for timsort,
     linear on rows made of a few ascending or descending runs (the folded draws).  ``positions``: the
-    numbers packed (a permutation of ``0..n-1``, by default in order); ``order`` holds them, sorted.
+    numbers packed (a permutation of ``0..n-1`` that is its own inverse; by default in order); ``order``
+    holds them, sorted.
     """
     n = values.shape[-1]
     width = max(1, (n - 1).bit_length())
@@ -159,7 +160,7 @@ def _packed_sort(keys: Tensor, values: Tensor, kind: "str | None", positions: Te
     packed |= torch.arange(n, dtype=torch.int64, device=keys.device) if positions is None else positions
     packed = torch.from_numpy(_rows_threads(lambda a: np.sort(a, axis=-1, kind=kind), packed.numpy()))
     order = packed & low
-    out = torch.take_along_dim(values, order if positions is None else _folded_position(order), dim=-1)
+    out = torch.take_along_dim(values, order if positions is None else positions[order], dim=-1)
     disorder = out[:, 1:] < out[:, :-1]
     if bool(disorder.any()):
         _repair_runs(out, order, packed, width, disorder)
@@ -167,7 +168,7 @@ def _packed_sort(keys: Tensor, values: Tensor, kind: "str | None", positions: Te
 
 
 def _folded_position(i: Tensor) -> Tensor:
-    """Where the ``i``-th entry of ``[reversed first half, second half]`` lies in a row of even length ``2h``."""
+    """Where the ``i``-th entry of ``[reversed first half, second half]`` lies in a row of even length (an involution)."""
     half = i.shape[-1] // 2
     return torch.where(i < half, half - 1 - i, i)
 
@@ -222,7 +223,7 @@ def folded_sort(values: Tensor, order: Tensor, median: Tensor) -> tuple[Tensor, 
         dist = (values - median[:, None]).abs()  # >= 0, so its bits rise with it; abs() turns -0.0 into 0.0
         positions = _folded_position(torch.arange(n, dtype=torch.int64))
         fvalues, i = _packed_sort(dist.view(torch.int64), dist, "stable", positions)
-        return fvalues, torch.take_along_dim(order, _folded_position(i), dim=-1)
+        return fvalues, torch.take_along_dim(order, positions[i], dim=-1)
     dist = torch.cat([(median[:, None] - values[:, :half]).flip(-1), values[:, half:] - median[:, None]], 1)
     where = torch.cat([order[:, :half].flip(-1), order[:, half:]], 1)
     merge = torch.sort(dist.abs(), dim=-1, stable=True).indices
