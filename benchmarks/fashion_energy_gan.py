@@ -12,7 +12,8 @@ covered, KL of the class histogram to uniform).
     python benchmarks/fashion_energy_gan.py --classifier runs/fashion_pm1 --out runs/fashion_gan --steps 3000
 
 ``--reuse`` refines the checkpoints already in ``--out`` (e.g. ``--reuse --entropy dim --betas 3``) and adds
-to its ``summary.json``.
+to its ``summary.json``.  A variant of the recipe: ``--tag sn --train-args "--critic-norm spectral --gp-weight 0"``
+(checkpoint ``dim-sn.pt``; ``--betas`` with nothing after it measures its prior samples only).
 """
 
 from __future__ import annotations
