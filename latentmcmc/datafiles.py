@@ -103,12 +103,12 @@ def _read_images(folder: Path) -> np.ndarray:
         except (OSError, UnidentifiedImageError) as err:
             raise DataFileError(f"{path} could not be read as an image ({type(err).__name__})") from None
         if first is None:
-            first = (path, array.shape, array.dtype)
-        elif (array.shape, array.dtype) != first[1:]:
-            what = ("image sizes" if array.shape[:2] != first[1][:2] else "grey and colour images" if array.shape != first[1]
-                    else "bit depths")
+            first = (path, array)
+        elif (array.shape, array.dtype) != (first[1].shape, first[1].dtype):
+            what = ("image sizes" if array.shape[:2] != first[1].shape[:2]
+                    else "grey and colour images" if array.shape != first[1].shape else "bit depths")
             raise DataFileError(f"{folder} mixes {what}: {path.name} is {_describe(array)} but {first[0].name} is "
-                                f"{_describe(np.empty(first[1], first[2]))}; give images of one size and kind")
+                                f"{_describe(first[1])}; give images of one size and kind")
         arrays.append(array)
     stacked = np.stack(arrays)
     return stacked[:, None] if stacked.ndim == 3 else stacked.transpose(0, 3, 1, 2)
@@ -140,8 +140,8 @@ def _channels_first(array: np.ndarray) -> np.ndarray:
 
 
 def read_data(path: str | os.PathLike, value_range: tuple[float, float] = (0.0, 1.0)) -> Tensor:
-    """The samples in ``path`` (see the module docstring) as a float32 tensor ``(n, *shape)``; pixels stored as
-    bytes are mapped from 0..255 to ``value_range``."""
+    """The samples in ``path`` (see the module docstring) as a float32 tensor ``(n, *shape)``; ``uint8`` and
+    ``uint16`` pixels are mapped from 0..255 and 0..65535 to ``value_range``."""
     path = Path(path)
     if not path.exists():
         raise DataFileError(f"no data at {path}")
@@ -154,17 +154,16 @@ def read_data(path: str | os.PathLike, value_range: tuple[float, float] = (0.0, 
         if array.ndim == 3:
             array = array[:, None]  # (n, rows, cols) images: one channel
     elif path.suffix in (".npy", ".npz"):
-        array = _read_npy(path)
-        if array.ndim == 0:
-            raise DataFileError(f"{path} holds a single number, not samples")
-        array = _channels_first(array)
+        array = _channels_first(_read_npy(path))
     elif path.suffix.lower() in IMAGE_SUFFIXES:
         raise DataFileError(f"{path} is one image: give the folder of images")
     else:
         raise DataFileError(f"{path} is not a data file latentmcmc reads (.npy, .npz, IDX files such as "
                             "train-images-idx3-ubyte[.gz], or a folder of PNG/JPEG images)")
-    if array.dtype.kind not in "uif" or array.ndim < 1:
+    if array.dtype.kind not in "uif":
         raise DataFileError(f"{path} holds {array.dtype} data, not numbers")
+    if array.ndim < 1:
+        raise DataFileError(f"{path} holds a single number, not samples")
     if array.shape[0] == 0:
         raise DataFileError(f"{path} holds no samples")
     x = torch.from_numpy(np.require(array, requirements=["C", "W"]))  # a writable, contiguous copy if needed

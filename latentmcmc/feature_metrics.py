@@ -27,6 +27,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .io.torch_export import first_line
+
 __all__ = ["FeatureQuality", "precision_recall_density_coverage", "METRIC_DIRECTIONS"]
 
 METRIC_DIRECTIONS = {
@@ -142,10 +144,9 @@ class FeatureQuality:
             try:
                 f = self.extractor(batch)
             except (RuntimeError, ValueError, AssertionError) as err:  # torch.export's guards, shape mismatches
-                first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
                 raise ValueError(f"the feature extractor ({self.name}) failed on {what} of shape "
                                  f"{tuple(batch.shape[1:])} per sample (does it take images of that shape?): "
-                                 f"{first}") from None
+                                 f"{first_line(err)}") from None
             if not isinstance(f, Tensor) or f.dim() != 2:
                 shape = tuple(f.shape) if isinstance(f, Tensor) else type(f).__name__
                 raise ValueError(f"the feature extractor ({self.name}) returned {shape} for a batch of "

@@ -29,17 +29,14 @@ from .declared import choices_text
 
 def recipes() -> str:
     """Each data set's summary, recipe and what the recipe reached (from :data:`DATASETS`), for ``--help``."""
-    def one(name, entry) -> str:
+    def one(name, entry, batches: bool) -> str:  # batches: the file recipes differ in batch and critic steps
         r = entry.recipe
-        return (f"{name} ({entry.summary}): {r.steps} steps, width {r.width}, lr {r.lr:g}, gradient penalty "
+        batch = f", batch {r.batch_size}, critic steps {r.critic_steps}" if batches else ""
+        return (f"{name} ({entry.summary}): {r.steps} steps, width {r.width}, lr {r.lr:g}{batch}, gradient penalty "
                 f"{r.gp_weight:g}" + (f" -> {r.reaches}" if r.reaches else ""))
 
-    files = "; ".join(f"{name} ({entry.summary}): {entry.recipe.steps} steps, width {entry.recipe.width}, lr "
-                      f"{entry.recipe.lr:g}, batch {entry.recipe.batch_size}, critic steps {entry.recipe.critic_steps}, "
-                      f"gradient penalty {entry.recipe.gp_weight:g}"
-                      + (f" -> {entry.recipe.reaches}" if entry.recipe.reaches else "")
-                      for name, entry in SHAPE_RECIPES.items())
-    return "; ".join(one(name, entry) for name, entry in DATASETS.items()) + f". Or a file or folder: {files}"
+    files = "; ".join(one(name, entry, True) for name, entry in SHAPE_RECIPES.items())
+    return "; ".join(one(name, entry, False) for name, entry in DATASETS.items()) + f". Or a file or folder: {files}"
 
 
 @app.command("train")

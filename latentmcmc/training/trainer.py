@@ -317,35 +317,35 @@ class Trainer:
 
         ``data``: where the run's data file now is, when it has moved (its fingerprint must match the recorded one).
         """
-        new_data, data = data, load_checkpoint(path)
-        missing = [key for key in ("optimizers", "rng_state") if key not in data]
-        models = set(data.get("models", {}))
+        saved = load_checkpoint(path)
+        missing = [key for key in ("optimizers", "rng_state") if key not in saved]
+        models = set(saved.get("models", {}))
         if missing or not models >= {"generator", "critic"}:
             raise CheckpointError(f"{path} holds a trained model without its training state (no optimiser states or "
                                   "random-number generator, as the shipped demo model): it can be refined but not "
                                   "resumed; train a new model instead")
-        config = dict(data["config"])
+        config = dict(saved["config"])
         if device is not None:
             config["device"] = device
-        if new_data is not None:
+        if data is not None:
             if config.get("data_fingerprint") is None:
                 raise ValueError(f"{path} was trained on the built-in data set {config['data']!r}, not a file")
-            config["data"] = str(new_data)
+            config["data"] = str(data)
         elif config.get("data_fingerprint") is not None and not Path(config["data"]).exists():
             raise ValueError(f"{path} trained on {config['data']}, which is no longer there: give its new place "
                              "(--data PATH; in Python Trainer.resume(..., data=PATH))")
         trainer = cls(config, distributed=distributed)
         try:
             for k, net in trainer.nets.items():
-                net.load_state_dict(data["models"][k])
+                net.load_state_dict(saved["models"][k])
             for k, opt in trainer.opt.items():
-                opt.load_state_dict(data["optimizers"][k])
-            trainer.rng.set_state(data["rng_state"])
+                opt.load_state_dict(saved["optimizers"][k])
+            trainer.rng.set_state(saved["rng_state"])
         except (KeyError, RuntimeError, ValueError) as err:
             raise CheckpointError(f"{path} cannot be resumed: {err}") from err
-        trainer.step = int(data.get("step", 0))
-        trainer.history = list(data.get("history", []))
-        trainer.quality_history = list(data.get("quality_history", []))
+        trainer.step = int(saved.get("step", 0))
+        trainer.history = list(saved.get("history", []))
+        trainer.quality_history = list(saved.get("quality_history", []))
         return trainer
 
     @torch.no_grad()
