@@ -72,13 +72,10 @@ def main() -> None:
     args = parser.parse_args()
     if not FASHION.exists():
         sys.exit(f"{FASHION} is absent: apt-get install dataset-fashion-mnist")
-    from latentmcmc.datafiles import read_data
     from latentmcmc.io.torch_export import load_exported
 
     args.out.mkdir(parents=True, exist_ok=True)
-    reference = args.out / "test.npz"
-    test = read_data(FASHION / "t10k-images-idx3-ubyte.gz", (-1.0, 1.0))
-    np.savez_compressed(reference, x=test.numpy())
+    reference = FASHION / "t10k-images-idx3-ubyte.gz"  # refine reads it in the generator's range, [-1, 1]
     clf = load_exported(args.classifier / "classifier.pt2", "cpu", name="classifier")
     summary = args.out / "summary.json"
     results = json.loads(summary.read_text()) if args.reuse and summary.exists() else {}
@@ -91,6 +88,7 @@ def main() -> None:
             row = results.setdefault(term, {})
         else:
             row = train(args, ckpt, entropy)
+        results[term] = row
         for beta in args.betas or [0.0]:  # beta 0 with one step: the prior samples only
             out = args.out / f"{term}-beta{beta:g}"
             steps = ["--steps", "200", "--warmup", "200"] if args.betas else ["--steps", "1", "--warmup", "0"]
@@ -103,15 +101,11 @@ def main() -> None:
             arrays = np.load(out / "samples.npz")
             before, after = (torch.from_numpy(arrays[k]) for k in ("x_before", "x_after"))
             row.setdefault("prior", {**metrics["quality"]["before"], **classes(clf, before)})
-            if not args.betas:
-                continue
-            row[f"mala beta {beta:g}"] = {**metrics["quality"]["after"], **classes(clf, after),
-                                          "acceptance": metrics["acceptance"],
-                                          "seconds": time.perf_counter() - t0, "load": os.getloadavg()[0]}
-            results[term] = row
+            if args.betas:
+                row[f"mala beta {beta:g}"] = {**metrics["quality"]["after"], **classes(clf, after),
+                                              "acceptance": metrics["acceptance"],
+                                              "seconds": time.perf_counter() - t0, "load": os.getloadavg()[0]}
             summary.write_text(json.dumps(results, indent=1))  # kept as each run ends
-        results[term] = row
-        summary.write_text(json.dumps(results, indent=1))
         print(json.dumps({term: row}, indent=1), flush=True)
     keys = ("fd", "kid", "precision", "recall", "coverage", "classes", "class_kl")
     print("| entropy | samples | " + " | ".join(keys) + " |")
