@@ -61,7 +61,7 @@ def _summary_core(t: Tensor, hdi_prob: float) -> Tensor:
     tails = []
     for prob in (0.05, 0.95):
         q = _quantile(t, prob)
-        tails.append(ess_core(split_chains((t <= q[:, None, None]).to(torch.float64))))
+        tails.append(ess_core((split <= q[:, None, None]).to(torch.float64)))  # the split indicator
     ess_tail = torch.minimum(*tails)
     if c >= 2:
         folded = (t - _quantile(t, 0.5)[:, None, None]).abs()  # ArviZ's summary folds before splitting

@@ -219,3 +219,43 @@ def test_rank_scores_and_folded_ranks_equal_scipy_on_near_ties():
         ranks = rankdata(data.reshape(4, -1).numpy(), axis=-1)
         expected = ndtri((ranks - 0.375) / (n + 0.25)).reshape(4, 6, 500)
         np.testing.assert_allclose(ours.numpy(), expected, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("tied", [0.0, 0.01, 0.05, 0.3, 0.9])
+def test_tie_midpoints_equal_scipy_average_ranks(tied):
+    """Both ways of finding runs of equal values (few ties: gather the tied positions; many, as MALA's
+    rejections make: every element reads its run's midpoint) give scipy's average ranks."""
+    import numpy as np
+    from scipy.stats import rankdata
+
+    from latentmcmc.diagnostics.convergence import _tie_midpoints, sort_rows
+
+    g = torch.Generator().manual_seed(3)
+    for p, n in ((3, 1000), (1, 7), (2, 2), (4, 5000)):
+        v = torch.randn(p, n, generator=g, dtype=torch.float64)
+        k = int(tied * n)
+        if k:  # copy k random entries over k others (some copies land on copies: longer runs)
+            src = torch.randint(0, n, (p, k), generator=g)
+            v.scatter_(1, torch.randint(0, n, (p, k), generator=g), torch.gather(v, 1, src))
+        values, _ = sort_rows(v)
+        expected = 2 * rankdata(values.numpy(), axis=-1) - 2  # first + last, 0-based
+        np.testing.assert_array_equal(_tie_midpoints(values).numpy(), expected)
+    assert (_tie_midpoints(torch.zeros(3, 10, dtype=torch.float64)) == 9).all()
+
+
+def test_chunks_on_worker_threads_equal_chunks_in_turn(monkeypatch):
+    """Chunks computed side by side on the pool's threads give the numbers of the same chunks computed one
+    after another, bit for bit (and those of one chunk to rounding)."""
+    from latentmcmc.diagnostics import convergence, ess_rhat
+
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(6, 60, 40, generator=g, dtype=torch.float64).cumsum(1)
+    x[:, 1::3] = x[:, 0::3][:, : x[:, 1::3].shape[1]]  # ties
+    whole = ess_rhat(x)
+    monkeypatch.setattr(convergence, "CHUNK_VALUES", 400)  # one parameter per chunk
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
+    in_turn = ess_rhat(x)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)  # two workers even on a one-core runner
+    for a, b, c in zip(whole, in_turn, ess_rhat(x)):
+        assert torch.equal(b, c)
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=0)
