@@ -158,20 +158,22 @@ class Monitor:
         if not self.pending:
             return
         m, k = self.m, self.k
-        energy = torch.cat([e[:, :m] for e, _ in self.pending])
-        z = torch.cat([z[:, :m].reshape(z.shape[0], m, -1)[:, :, :k] for _, z in self.pending])
+        energy = torch.cat([e for e, _ in self.pending])  # (steps, chains): one copy of every chain beats slices per step
+        z = torch.cat([z for _, z in self.pending])
         self.pending = []
-        rows = torch.cat([energy[:, :, None], z.to(energy.dtype)], 2)  # (steps, m, p), in the run's dtype
+        rows = torch.empty((energy.shape[0], m, k + 1), dtype=torch.float64, device=energy.device)
+        rows[:, :, 0] = energy[:, :m]
+        rows[:, :, 1:] = z.reshape(z.shape[0], z.shape[1], -1)[:, :m, :k]
         if self.ref is None:
             self.ref = rows[0].clone()
-        rows = rows - self.ref.to(rows.dtype)  # differences to the first values: small sums, no cancellation
+        rows -= self.ref.to(rows.dtype)  # differences to the first values: small sums, no cancellation
         done, total, b = 0, rows.shape[0], self.batch
         while done < total:
             full = min((total - done) // b, 2 * BATCHES - self.batches) if self.in_partial == 0 else 0
             if full:  # whole batches at once
                 chunk = rows[done:done + full * b].reshape(full, b, *rows.shape[1:])
-                self.sums[:, self.batches:self.batches + full] = chunk.sum(1, dtype=torch.float64).transpose(0, 1)
-                self.squares[:, self.batches:self.batches + full] = chunk.square().sum(1, dtype=torch.float64).transpose(0, 1)
+                self.sums[:, self.batches:self.batches + full] = chunk.sum(1).transpose(0, 1)
+                self.squares[:, self.batches:self.batches + full] = chunk.square().sum(1).transpose(0, 1)
                 self.batches += full
                 done += full * b
                 self._merge_if_full()
@@ -179,8 +181,8 @@ class Monitor:
                 continue
             n = min(total - done, b - self.in_partial)
             chunk = rows[done:done + n]
-            self.partial += chunk.sum(0, dtype=torch.float64)
-            self.partial_sq += chunk.square().sum(0, dtype=torch.float64)
+            self.partial += chunk.sum(0)
+            self.partial_sq += chunk.square().sum(0)
             self.in_partial += n
             done += n
             if self.in_partial == b:
@@ -198,9 +200,8 @@ class Monitor:
 
     def _merge_if_full(self) -> None:
         if self.batches == 2 * BATCHES:  # merge neighbours: half as many batches, twice as long
-            for t in (self.sums, self.squares):
-                t[:, :BATCHES] = t[:, 0::2] + t[:, 1::2]
-                t[:, BATCHES:] = 0.0
+            for t in (self.sums, self.squares):  # batches past self.batches are never read: no need to clear them
+                t[:, :BATCHES] = t[:, 0::2] + t[:, 1::2]  # (a new tensor: the halves overlap the target)
             self.batches = BATCHES
             self.batch *= 2
 
@@ -222,12 +223,14 @@ class Monitor:
         if nb < 4:
             return None
         b = self.batch
-        ref = self.ref[:, None, :].to(torch.float64)  # back from differences to the values: sums + b ref, squares
-        sums = self.sums[:, :nb] + b * ref
-        squares = self.squares[:, :nb] + 2 * ref * self.sums[:, :nb] + b * ref.square()
+        ref = self.ref.to(torch.float64)  # the sums are of differences to it: it shifts each chain's means only
+
+        def moments(lo: int, hi: int) -> tuple[Tensor, Tensor]:  # (m, p) means and variances of batches lo..hi-1
+            mean, var = _moments(self.sums[:, lo:hi].sum(1), self.squares[:, lo:hi].sum(1), (hi - lo) * b)
+            return mean + ref, var
+
         h = nb // 2  # split R-hat: the first and last h batches of each chain (the middle one dropped if nb is odd)
-        halves = [(sums[:, :h].sum(1), squares[:, :h].sum(1)), (sums[:, nb - h:].sum(1), squares[:, nb - h:].sum(1))]
-        means, variances = zip(*(_moments(s, q, h * b) for s, q in halves))
+        means, variances = zip(moments(0, h), moments(nb - h, nb))
         mean, var = torch.cat(means), torch.cat(variances)  # the halves as chains: (2m, p)
         if self.groups is not None:  # halves of a chain stay in its superchain
             size = self.m // self.groups
@@ -235,20 +238,19 @@ class Monitor:
             r = _nested_rhat(mean[order.reshape(-1)], var[order.reshape(-1)], self.groups)
         else:
             r = _split_rhat(mean, var, h * b) if self.m * 2 > 1 else torch.full_like(mean[0], float("nan"))
-        ess = self._ess(sums, squares, nb, b)
-        return r, ess
+        return r, self._ess(moments(0, nb), ref, nb, b)
 
-    def _ess(self, sums: Tensor, squares: Tensor, nb: int, b: int) -> Tensor:
+    def _ess(self, whole: tuple[Tensor, Tensor], ref: Tensor, nb: int, b: int) -> Tensor:
         from ..diagnostics.convergence import ess_core
 
         n = nb * b
-        mean_x, var_x = _moments(sums.sum(1), squares.sum(1), n)  # (m, p)
+        mean_x, var_x = whole  # (m, p) over every complete batch
         between = mean_x.var(0, unbiased=True) if self.m > 1 else 0.0
         var_plus_x = (n - 1) / n * var_x.mean(0) + between
         scale = self.chains / self.m  # all the run's chains, from the monitored ones (exchangeable)
         if self.m >= MANY_CHAINS:  # Var(chain mean) from the spread of the chain means across chains
             return scale * self.m * var_plus_x / between
-        y = (sums / b).permute(2, 0, 1)  # batch means (p, m, nb)
+        y = (self.sums[:, :nb] / b + ref[:, None, :]).permute(2, 0, 1)  # batch means (p, m, nb)
         ess_y = ess_core(y)
         var_y = y.var(-1, unbiased=True).mean(1)
         var_plus_y = (nb - 1) / nb * var_y + (y.mean(-1).var(1, unbiased=True) if self.m > 1 else 0.0)
