@@ -444,12 +444,14 @@ def rhat_core(x: Tensor) -> Tensor:
     return torch.sqrt((between / within + n - 1) / n)
 
 
-def _ess_rhat_core(t: Tensor) -> Tensor:
-    """Bulk ESS, tail ESS and rank R-hat of ``(p, chains, draws)``: ``(p, 3)``, from one sort of the split chains.
+def ess_rhat_sorted(t: Tensor) -> tuple[Tensor, Tensor]:
+    """Bulk ESS, tail ESS and rank R-hat of ``(p, chains, draws)`` as ``(p, 3)``, from one sort of the split chains,
+    and that sort's values ``(p, 2 chains (draws // 2))``.
 
-    The split chains' sort gives the normal scores (bulk ESS and R-hat's z-scale half), the median
-    (R-hat's folded half) and, when the number of draws is even (so that splitting keeps every draw),
-    the 5% and 95% quantiles of the tail ESS; the folded draws need a second sort.
+    The sort gives the normal scores (bulk ESS and R-hat's z-scale half), the median (R-hat's folded
+    half) and, when the number of draws is even (so that splitting keeps every draw, and the sorted
+    values are those of all the draws), the 5% and 95% quantiles of the tail ESS; the folded draws
+    are merged from it (:func:`folded_sort`).
     """
     p, c, n = t.shape
     split = split_chains(t)
@@ -465,7 +467,11 @@ def _ess_rhat_core(t: Tensor) -> Tensor:
     for prob in (0.05, 0.95):
         q = _quantile_from_sorted(values, prob) if n % 2 == 0 else _quantile(t, prob)
         tails.append(ess_core((split <= q[:, None, None]).to(torch.float64)))  # the split indicator
-    return torch.stack([bulk, torch.minimum(*tails), r_hat], 1)
+    return torch.stack([bulk, torch.minimum(*tails), r_hat], 1), values
+
+
+def _ess_rhat_core(t: Tensor) -> Tensor:
+    return ess_rhat_sorted(t)[0]
 
 
 def ess_rhat(x) -> tuple[Tensor, Tensor, Tensor]:

@@ -15,6 +15,7 @@ from .convergence import (
     _quantile,
     apply_valid,
     ess_core,
+    ess_rhat_sorted,
     rank_normalize,
     rhat_core,
     sort_values,
@@ -26,9 +27,13 @@ __all__ = ["summary", "hdi"]
 COLUMNS = ("mean", "sd", "hdi_lower", "hdi_upper", "mcse_mean", "mcse_sd", "ess_bulk", "ess_tail", "r_hat")
 
 
-def _hdi_core(t: Tensor, prob: float) -> Tensor:
-    """Narrowest interval holding ``floor(prob n)`` + 1 sorted draws, ``(p, 2)`` (ArviZ's ``hdi``)."""
-    values = sort_values(t.reshape(t.shape[0], -1))
+def _hdi_core(t: Tensor, prob: float, values: Tensor | None = None) -> Tensor:
+    """Narrowest interval holding ``floor(prob n)`` + 1 sorted draws, ``(p, 2)`` (ArviZ's ``hdi``).
+
+    ``values``: every parameter's draws already sorted, ``(p, chains draws)``.
+    """
+    if values is None:
+        values = sort_values(t.reshape(t.shape[0], -1))
     n = values.shape[-1]
     inc = int(math.floor(prob * n))
     widths = values[:, inc:] - values[:, : n - inc]
@@ -52,11 +57,16 @@ def _summary_core(t: Tensor, hdi_prob: float) -> Tensor:
     var = sq_sum / (size - 1)
     sd = torch.sqrt(var)
     split = split_chains(t)
-    z_split = rank_normalize(split)
     mcse_mean = torch.sqrt(var / ess_core(split))
     evar = sq_sum / size
     varvar = (sq.square().mean((1, 2)) - evar.square()) / ess_core(split_chains(sq))
     mcse_sd = torch.sqrt(varvar / evar / 4.0)
+    if t.shape[2] % 2 == 0:  # splitting keeps every draw: one sort serves the ESS, R-hat and the HDI
+        ranked, values = ess_rhat_sorted(t)
+        ess_bulk, ess_tail, r_hat = ranked.unbind(1)
+        return torch.stack([mean, sd, *_hdi_core(t, hdi_prob, values).unbind(1), mcse_mean, mcse_sd,
+                            ess_bulk, ess_tail, r_hat], 1)
+    z_split = rank_normalize(split)
     ess_bulk = ess_core(z_split)
     tails = []
     for prob in (0.05, 0.95):
@@ -64,7 +74,7 @@ def _summary_core(t: Tensor, hdi_prob: float) -> Tensor:
         tails.append(ess_core((split <= q[:, None, None]).to(torch.float64)))  # the split indicator
     ess_tail = torch.minimum(*tails)
     if c >= 2:
-        folded = (t - _quantile(t, 0.5)[:, None, None]).abs()  # ArviZ's summary folds before splitting
+        folded = (t - _quantile(t, 0.5)[:, None, None]).abs()  # ArviZ's summary folds before splitting (odd draws: its median counts the middle draw)
         r_hat = torch.maximum(rhat_core(z_split), rhat_core(rank_normalize(split_chains(folded))))
     else:
         r_hat = torch.full_like(mean, float("nan"))

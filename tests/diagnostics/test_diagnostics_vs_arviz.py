@@ -90,7 +90,7 @@ def test_many_parameters_in_chunks(monkeypatch):
     assert_agrees(rhat(torch.tensor(x)), per_parameter(az.rhat, x))
 
 
-@pytest.mark.parametrize("shape", [(4, 101, 3), (1, 60, 2), (3, 9, 4)])
+@pytest.mark.parametrize("shape", [(4, 101, 3), (4, 100, 3), (1, 60, 2), (3, 9, 4)])  # odd and even draws: two paths
 def test_summary_agrees_with_arviz_summary(shape):
     x = draws_for(shape, 6)
     ours = summary(torch.tensor(x))
