@@ -130,11 +130,13 @@ class Monitor:
         shape, like = (self.m, 2 * BATCHES, self.k + 1), dict(dtype=torch.float64, device=state.z.device)
         self.sums, self.squares = torch.zeros(shape, **like), torch.zeros(shape, **like)
         self.partial, self.partial_sq = torch.zeros(self.m, self.k + 1, **like), torch.zeros(self.m, self.k + 1, **like)
-        # a step only keeps references to its (new, never modified) energy and states; the sums are taken for
-        # several steps at a time, as many as 32 MiB of states allow (32 at most)
+        # a step only keeps references to its (new, never modified) energy and states, viewed at the monitored
+        # chains; the sums are taken for several steps at a time, as many as 32 MiB of states allow (32 at
+        # most), through buffers kept for the monitor's life (no bigger than those steps' monitored chains)
         per_step = state.z.numel() * state.z.element_size() + state.energy.numel() * state.energy.element_size()
         self.ring = max(1, min(_RING, (32 << 20) // max(per_step, 1)))
         self.pending: list = []
+        self._buffers: dict[str, Tensor] = {}  # scratch space of the flushes, reused
         self.ref: Tensor | None = None  # the first recorded values: sums are of differences (no cancellation)
         self.batch = 1  # draws per batch
         self.batches = 0  # complete batches held
@@ -148,7 +150,7 @@ class Monitor:
 
     def record_block(self, block) -> None:
         """Take ``k`` recorded steps (one, or a fused block): the energy ``(k, chains)`` and states ``(k, chains, ...)``."""
-        self.pending.append((block.energy, block.z))
+        self.pending.append((block.energy[:, :self.m], block.z[:, :self.m]))  # views of the monitored chains
         self.count += block.energy.shape[0]
         if len(self.pending) >= self.ring:
             self._flush()
@@ -158,22 +160,27 @@ class Monitor:
         if not self.pending:
             return
         m, k = self.m, self.k
-        energy = torch.cat([e for e, _ in self.pending])  # (steps, chains): one copy of every chain beats slices per step
-        z = torch.cat([z for _, z in self.pending])
+        steps = sum(e.shape[0] for e, _ in self.pending)
+        # the copies go to buffers kept between flushes: fresh ones of this size come from mmap, and touching
+        # their pages cost more than the copies (measured: 3x the whole flush)
+        energy = torch.cat([e for e, _ in self.pending], out=self._buffer("energy", steps, self.pending[0][0]))
+        z = torch.cat([z for _, z in self.pending], out=self._buffer("z", steps, self.pending[0][1]))
         self.pending = []
-        rows = torch.empty((energy.shape[0], m, k + 1), dtype=torch.float64, device=energy.device)
-        rows[:, :, 0] = energy[:, :m]
-        rows[:, :, 1:] = z.reshape(z.shape[0], z.shape[1], -1)[:, :m, :k]
+        rows = self._buffer("rows", steps, None)
+        rows[:, :, 0] = energy
+        rows[:, :, 1:] = z.reshape(steps, m, -1)[:, :, :k]
         if self.ref is None:
             self.ref = rows[0].clone()
         rows -= self.ref.to(rows.dtype)  # differences to the first values: small sums, no cancellation
+        squares = torch.mul(rows, rows, out=self._buffer("squares", steps, None))
         done, total, b = 0, rows.shape[0], self.batch
         while done < total:
             full = min((total - done) // b, 2 * BATCHES - self.batches) if self.in_partial == 0 else 0
             if full:  # whole batches at once
                 chunk = rows[done:done + full * b].reshape(full, b, *rows.shape[1:])
                 self.sums[:, self.batches:self.batches + full] = chunk.sum(1).transpose(0, 1)
-                self.squares[:, self.batches:self.batches + full] = chunk.square().sum(1).transpose(0, 1)
+                self.squares[:, self.batches:self.batches + full] = (
+                    squares[done:done + full * b].reshape(full, b, *rows.shape[1:]).sum(1).transpose(0, 1))
                 self.batches += full
                 done += full * b
                 self._merge_if_full()
@@ -182,12 +189,22 @@ class Monitor:
             n = min(total - done, b - self.in_partial)
             chunk = rows[done:done + n]
             self.partial += chunk.sum(0)
-            self.partial_sq += chunk.square().sum(0)
+            self.partial_sq += squares[done:done + n].sum(0)
             self.in_partial += n
             done += n
             if self.in_partial == b:
                 self._close_batch()
                 b = self.batch
+
+    def _buffer(self, name: str, steps: int, like: Tensor | None) -> Tensor:
+        """A kept buffer of ``steps`` rows shaped as ``like``'s rows (None: float64 rows of the monitored values)."""
+        shape = (self.m, self.k + 1) if like is None else tuple(like.shape[1:])
+        dtype = torch.float64 if like is None else like.dtype
+        held = self._buffers.get(name)
+        if held is None or held.shape[0] < steps or tuple(held.shape[1:]) != shape or held.dtype != dtype:
+            held = torch.empty((max(steps, self.ring), *shape), dtype=dtype, device=self.sums.device)
+            self._buffers[name] = held
+        return held[:steps]
 
     def _close_batch(self) -> None:
         self.sums[:, self.batches] = self.partial
