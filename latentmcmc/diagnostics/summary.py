@@ -74,7 +74,8 @@ def _summary_core(t: Tensor, hdi_prob: float) -> Tensor:
         tails.append(ess_core((split <= q[:, None, None]).to(torch.float64)))  # the split indicator
     ess_tail = torch.minimum(*tails)
     if c >= 2:
-        folded = (t - _quantile(t, 0.5)[:, None, None]).abs()  # ArviZ's summary folds before splitting (odd draws: its median counts the middle draw)
+        # ArviZ's summary folds before splitting: with odd draws its median counts the middle draw
+        folded = (t - _quantile(t, 0.5)[:, None, None]).abs()
         r_hat = torch.maximum(rhat_core(z_split), rhat_core(rank_normalize(split_chains(folded))))
     else:
         r_hat = torch.full_like(mean, float("nan"))
