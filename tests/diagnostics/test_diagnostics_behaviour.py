@@ -249,7 +249,7 @@ def test_chunks_on_worker_threads_equal_chunks_in_turn(monkeypatch):
     from latentmcmc.diagnostics import convergence, ess_rhat
 
     g = torch.Generator().manual_seed(4)
-    x = torch.randn(6, 60, 40, generator=g, dtype=torch.float64).cumsum(1)
+    x = torch.randn(6, 60, 4, generator=g, dtype=torch.float64).cumsum(1)
     x[:, 1::3] = x[:, 0::3][:, : x[:, 1::3].shape[1]]  # ties
     whole = ess_rhat(x)
     monkeypatch.setattr(convergence, "CHUNK_VALUES", 400)  # one parameter per chunk
