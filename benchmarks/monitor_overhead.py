@@ -56,8 +56,10 @@ def timed(steps: int, until: Until | None) -> tuple[float, int]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", nargs="*", type=int, default=[100, 1000, 10000, 100000])
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--steps", nargs="*", type=int, default=[100, 1000, 10000, 100000],
+                        help="run lengths (recorded steps) to time")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="rounds per length up to 10,000 steps (longer runs: one round); the best is kept")
     args = parser.parse_args()
     print(f"load average {os.getloadavg()[0]:.2f}; MALA, N(0, I_8), 1,024 chains, one thread, best of {args.repeats}")
     print(f"{'steps':>8} {'sampling s':>11} {'with monitor s':>15} {'checks':>7} {'overhead':>9} {'own time':>9}")

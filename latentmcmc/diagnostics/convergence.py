@@ -33,6 +33,8 @@ def _as_params(x) -> tuple[Tensor, tuple[int, ...]]:
     if x.dim() < 2:
         raise ValueError(f"draws must have shape (chains, draws, *shape), got shape {tuple(x.shape)}")
     shape = tuple(x.shape[2:])
+    if x.numel() == 0:
+        raise ValueError(f"draws must have at least one chain, draw and parameter, got shape {tuple(x.shape)}")
     flat = x.detach().to(torch.float64).reshape(x.shape[0], x.shape[1], -1)
     return flat.permute(2, 0, 1), shape
 
@@ -85,7 +87,7 @@ def _valid(params: Tensor, min_chains: int, stacklevel: int) -> Tensor | None:
     _, c, d = params.shape
     if c < min_chains or d < 4:
         warnings.warn(
-            f"too few draws for this diagnostic: got (chains={c}, draws={d}), need at least "
+            f"too few {'chains' if c < min_chains else 'draws'} for this diagnostic: got (chains={c}, draws={d}), need at least "
             f"(chains={min_chains}, draws=4); returning NaN",
             RuntimeWarning,
             stacklevel=stacklevel,
@@ -477,7 +479,8 @@ def _ess_rhat_core(t: Tensor) -> Tensor:
 def ess_rhat(x) -> tuple[Tensor, Tensor, Tensor]:
     """``(bulk ESS, tail ESS, rank R-hat)`` of every parameter of ``(chains, draws, *shape)``, sharing one sort.
 
-    Equal to ``ess(x)``, ``ess(x, method="tail")`` and ``rhat(x)``, at about the cost of the first.
+    Equal to ``ess(x)``, ``ess(x, method="tail")`` and ``rhat(x)``, at about the cost of ``ess`` then ``rhat``
+    (the tail ESS comes from the same sort when the number of draws is even; odd, from a selection).
     """
     params, shape = _as_params(x)
     out = apply_valid(params, _ess_rhat_core, min_chains=1, columns=3, stacklevel=4)

@@ -43,6 +43,8 @@ def _hdi_core(t: Tensor, prob: float, values: Tensor | None = None) -> Tensor:
 
 def hdi(x, prob: float = 0.94) -> Tensor:
     """Highest-density interval of every parameter of ``(chains, draws, *shape)``: ``(*shape, 2)``."""
+    if not 0.0 < prob < 1.0:
+        raise ValueError(f"hdi prob must be in (0, 1), got {prob}")
     params, shape = _as_params(x)
     return _chunked(lambda t: _hdi_core(t, prob), params).reshape(*shape, 2)
 
@@ -108,6 +110,8 @@ def summary(run: Chains | Tensor, hdi_prob: float = 0.94, max_rows: int = 50, va
         draws = torch.as_tensor(run)
         if draws.dim() < 2:
             raise ValueError(f"draws must have shape (chains, draws, *shape), got {tuple(draws.shape)}")
+        if draws.numel() == 0:
+            raise ValueError(f"draws must have at least one chain, draw and parameter, got shape {tuple(draws.shape)}")
         blocks = []
     latent = draws.reshape(draws.shape[0], draws.shape[1], -1)
     blocks.append((var_name, latent, _coordinate_names(var_name, tuple(draws.shape[2:]))))

@@ -112,8 +112,8 @@ class RefineOptions:
     the run is big enough to repay compiling).  ``superchains=K``: the chains form ``K`` superchains of
     ``num_chains / K`` chains that share their starting point, and the report adds nested R-hat
     (Margossian et al. 2024).  ``warmup="auto"`` adapts until eps settles (at most ``max_warmup``
-    steps); ``until_rhat``/``min_ess`` end the recorded phase once R-hat / bulk ESS reach them, ``steps``
-    being the cap (:class:`~latentmcmc.samplers.Until`).  Each field's help text is its declaration.
+    steps); ``until_rhat``/``min_ess`` end the recorded phase once the online R-hat / ESS reach them, checked
+    every ``monitor_every`` recorded steps (50 when 0), ``steps`` being the cap (:class:`~latentmcmc.samplers.Until`).  Each field's help text is its declaration.
     """
 
     num_chains: int = declare(1000, "Number of chains (each starts from its own z ~ N(0, I)).", kind=int,
@@ -128,14 +128,15 @@ class RefineOptions:
                                 parse=_parse_warmup, check=_check_warmup)
     adapt: bool = declare(True, "Adapt eps by dual averaging during warm-up.", kind=bool, check=boolean, switch=True)
     max_warmup: int = declare(1000, "Cap of --warmup auto.", kind=int, check=integer(100))
-    until_rhat: float | None = declare(None, "Stop the recorded steps once the rank R-hat of the energy and the first "
-                                       "coordinates is at most this (e.g. 1.01)  \\[default: no stop rule]", kind=float,
-                                       check=optional(_above_one))
-    min_ess: float | None = declare(None, "Stop the recorded steps once their bulk ESS is at least this (with "
-                                    "--until-rhat: both)  \\[default: no stop rule]", kind=float,
+    until_rhat: float | None = declare(None, "Stop the recorded steps once the online split R-hat of the energy and the "
+                                       "first 16 coordinates (of up to 256 chains) is at most this (e.g. 1.01)  "
+                                       "\\[default: no stop rule]", kind=float, check=optional(_above_one))
+    min_ess: float | None = declare(None, "Stop the recorded steps once the online ESS of their mean is at least this "
+                                    "(with --until-rhat: both)  \\[default: no stop rule]", kind=float,
                                     check=optional(_positive))
     monitor_every: int = declare(0, "Online R-hat and ESS every this many recorded steps, in the progress bar and the "
-                                 "report (0: off).", kind=int, check=integer(0), cli_default=100)
+                                 "report, and the stop rules' checks (0: off; with a stop rule, every 50).", kind=int,
+                                 check=integer(0), cli_default=50)
     thin: int = declare(1, "Keep every thin-th draw.", kind=int, check=integer(1))
     seed: int = declare(0, "Seed of the starting points and of the sampler.", kind=int, check=integer(0))
     beta: float = declare(1.0, "Inverse temperature on the critic: E(z) = beta U(G(z)) + 0.5|z|^2.", kind=float,
@@ -227,7 +228,8 @@ class RefineOptions:
 
         if self.until_rhat is None and self.min_ess is None:
             return None
-        return Until(rhat=self.until_rhat, min_ess=self.min_ess, superchains=self.superchains)
+        every = {"check_every": self.monitor_every} if self.monitor_every else {}  # else Until's own (50)
+        return Until(rhat=self.until_rhat, min_ess=self.min_ess, superchains=self.superchains, **every)
 
     @property
     def has_warmup(self) -> bool:

@@ -11,6 +11,7 @@ from latentmcmc import MALA
 from latentmcmc.diagnostics import (
     acceptance_summary,
     ess,
+    ess_rhat,
     hdi,
     mcse,
     rhat,
@@ -57,7 +58,7 @@ def test_stuck_chains_have_large_rhat():
 def test_too_few_draws_or_chains_give_nan_with_a_warning():
     with pytest.warns(RuntimeWarning, match="too few draws"):
         assert bool(torch.isnan(ess(torch.randn(4, 3, 2))).all())
-    with pytest.warns(RuntimeWarning, match="chains=1"):
+    with pytest.warns(RuntimeWarning, match="too few chains.*chains=1"):
         assert bool(torch.isnan(rhat(torch.randn(1, 100, 2))).all())
 
 
@@ -86,6 +87,11 @@ def test_constant_chains_are_defined():
         (lambda: rhat(torch.randn(4, 10), method="x"), "unknown rhat method"),
         (lambda: mcse(torch.randn(4, 10), method="x"), "unknown mcse method"),
         (lambda: summary(torch.randn(4, 10), hdi_prob=1.5), "hdi_prob"),
+        (lambda: hdi(torch.randn(4, 10), prob=1.5), "hdi prob"),
+        (lambda: hdi(torch.randn(4, 10), prob=0.0), "hdi prob"),
+        (lambda: ess(torch.randn(4, 100, 0)), "at least one"),
+        (lambda: ess_rhat(torch.randn(0, 100)), "at least one"),
+        (lambda: summary(torch.randn(4, 0, 2)), "at least one"),
     ],
 )
 def test_bad_arguments(call, match):

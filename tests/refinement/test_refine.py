@@ -112,3 +112,13 @@ def test_superchains_share_their_start_and_report_nested_rhat():
         refine(nn.Identity(), Shifted(0.0), (2,), num_chains=40, superchains=7, progress=False)
     with pytest.raises(ValueError, match="multiple of the superchain size"):
         refine(nn.Identity(), Shifted(0.0), (2,), num_chains=40, superchains=8, block_size=12, progress=False)
+
+
+def test_monitor_every_sets_how_often_the_stop_rules_are_checked():
+    """--monitor-every was ignored once a stop rule was given (every run checked every 50 steps)."""
+    from latentmcmc.refinement import RefineOptions
+
+    assert RefineOptions(until_rhat=1.05, monitor_every=7).until.check_every == 7
+    assert RefineOptions(until_rhat=1.05, monitor_every=0).until.check_every == 50  # 0: display off, rules keep 50
+    assert RefineOptions(min_ess=100).until.check_every == 50
+    assert RefineOptions().until is None
