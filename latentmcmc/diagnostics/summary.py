@@ -119,6 +119,10 @@ def summary(run: Chains | Tensor, hdi_prob: float = 0.94, max_rows: int = 50, va
     for _, values, names in blocks:
         params = values.detach().to(torch.float64).permute(2, 0, 1)
         table = apply_valid(params, lambda t: _summary_core(t, hdi_prob), 1, len(COLUMNS), stacklevel=4)
+        if params.shape[2] < 4:  # too few draws for ESS, R-hat and MCSE; the moments and the HDI still mean something
+            flat = params.reshape(params.shape[0], -1)
+            table[:, 0], table[:, 1] = flat.mean(1), flat.std(1)
+            table[:, 2:4] = _hdi_core(params, hdi_prob)
         frames.append(pd.DataFrame(table.cpu().numpy(), index=names, columns=list(COLUMNS)))
     lo, hi = 100 * (1 - hdi_prob) / 2, 100 * (1 + hdi_prob) / 2
     df = pd.concat(frames).rename(columns={"hdi_lower": f"hdi_{lo:g}%", "hdi_upper": f"hdi_{hi:g}%"})

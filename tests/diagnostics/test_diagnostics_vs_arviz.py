@@ -139,3 +139,12 @@ def test_nested_rhat_agrees_with_arviz_stats(method, chains, draws, superchains)
     shuffled = np.random.default_rng(0).permutation(ids)  # ids in any order
     ref = np.asarray(arviz_stats.rhat_nested(x, superchain_ids=shuffled, method=method, chain_axis=0, draw_axis=1))
     assert_agrees(rhat_nested(torch.tensor(x), torch.tensor(shuffled), method), ref)
+
+
+def test_summary_with_too_few_draws_keeps_mean_sd_and_hdi():
+    """Under 4 draws ESS, R-hat and MCSE are NaN (with a warning) but mean, sd and the HDI are ArviZ's."""
+    x = draws_for((4, 3, 2), 7)
+    ours = summary(torch.tensor(x))
+    ref = az.summary(az.from_dict(posterior={"z": x}), round_to="none")
+    np.testing.assert_allclose(ours.iloc[:, :4].to_numpy(), ref.iloc[:, :4].to_numpy(), rtol=RTOL, atol=1e-12)
+    assert ours[["ess_bulk", "ess_tail", "r_hat", "mcse_mean"]].isna().all().all()
