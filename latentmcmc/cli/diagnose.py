@@ -96,7 +96,7 @@ def _arviz_figures(chains, folder: Path) -> list[Path]:
     coords = min(4, chains.latent_shape[0]) if chains.latent_shape else 1
     which = (f"the first {shown} of {chains.num_chains} chains" if shown < chains.num_chains
              else f"all {shown} chains") + f", latent coordinates z[0]..z[{coords - 1}]"
-    titles = {"trace.png": f"{which}: density per chain (left), draws (right); colour: coordinate, line style: chain",
+    titles = {"trace.png": f"{which}: density per chain (left), draws (right); a row per coordinate, colour: chain",
               "rank.png": f"{which}: ranks among these chains' draws (uniform bars: the chains agree)"}
     written = []
     with warnings.catch_warnings():
@@ -104,16 +104,20 @@ def _arviz_figures(chains, folder: Path) -> list[Path]:
         if installed_arviz_kind() == "inference_data":
             import arviz as az
 
-            for name, plot in (("trace.png", az.plot_trace), ("rank.png", az.plot_rank)):
+            for name, plot in (("trace.png", lambda d, **kw: az.plot_trace(d, compact=False, **kw)),
+                               ("rank.png", az.plot_rank)):
                 axes = plot(data, var_names=["z"])
                 fig = axes.flat[0].figure
                 if name == "trace.png":
-                    for row in axes.reshape(-1, 2):
+                    for i, row in enumerate(axes.reshape(-1, 2)):
+                        for ax in row:
+                            ax.set_title(f"z[{i}]", fontsize="medium")  # one line (ArviZ's "z\n0" ran into the row above)
                         row[0].set_xlabel("z")
                         row[0].set_ylabel("density")
                         row[1].set_xlabel("draw")
                         row[1].set_ylabel("z")
-                fig.suptitle(titles[name], fontsize="medium", y=1.12 if name == "trace.png" else 1.0)
+                    fig.tight_layout()
+                fig.suptitle(titles[name], fontsize="medium", y=1.03 if name == "trace.png" else 1.0)
                 fig.savefig(folder / name, dpi=90, bbox_inches="tight")
                 plt.close(fig)
                 written.append(folder / name)
