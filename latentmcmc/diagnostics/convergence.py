@@ -667,7 +667,8 @@ def rhat(x, method: RhatMethod = "rank", superchains: "int | Tensor | Sequence[i
     ``|x - median|`` (Vehtari et al. 2021); ``split``: on split chains; ``identity``: classic
     Gelman-Rubin; ``folded``/``z_scale``: the two halves of ``rank``; ``nested``: nested R-hat over
     ``superchains`` (see :func:`rhat_nested`, of which it is the rank version).  Needs 2 chains and
-    4 draws (else NaN with a warning); constant chains give NaN.
+    4 draws (else NaN with a warning); a constant parameter gives NaN, chains each constant at a different
+    value an enormous R-hat (about 1e16 from rounding, as ArviZ; or inf).
     """
     if method == "nested":
         if superchains is None:
