@@ -100,6 +100,7 @@ def exported_conditional(tmp_path_factory):
     return folder / "g.pt2", folder / "d.pt2"
 
 
+@pytest.mark.slow  # 1.5-1.8 s: the quick subset stays under a minute
 def test_refine_command_with_classes_and_a_condition_file(exported_conditional, tmp_path, capsys):
     from latentmcmc.cli import main
 

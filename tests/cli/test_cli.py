@@ -605,6 +605,7 @@ def test_train_uses_the_recipe_and_ends_with_the_quality_line(tmp_path, capsys):
     assert [row["step"] for row in saved["quality_history"]] == [0, 3]
 
 
+@pytest.mark.slow  # 1.5-1.8 s: the quick subset stays under a minute
 def test_refine_and_compare_with_a_uniform_prior(exported, tmp_path, capsys):
     """--prior uniform:-1,1: the latents written lie in the box, metrics name the prior; --no-prior is renamed."""
     g, d = exported
