@@ -15,6 +15,7 @@ ArviZ 1.x through ``arviz_stats``.  ``--refine`` also times the post-run diagnos
 from __future__ import annotations
 
 import argparse
+import os
 import time
 import warnings
 
@@ -78,8 +79,6 @@ def main() -> None:
     parser.add_argument("--no-reference", action="store_true", help="time ours only")
     parser.add_argument("--refine", default=None, help="a checkpoint: time a default refine's diagnostics against its sampling")
     args = parser.parse_args()
-    import os
-
     print(f"load {os.getloadavg()[0]:.2f}")
     if args.no_reference:
         ref_ess = ref_rhat = ref_all = None
@@ -121,8 +120,6 @@ def main() -> None:
 
 def refine_share(checkpoint: str, repeats: int = 1) -> None:
     """Post-run diagnostics (run_metrics) of a default refine against its sampling time, interleaved, best of ``repeats``."""
-    import os
-
     from latentmcmc.checkpoint import load_models
     from latentmcmc.energy import LatentEnergy
     from latentmcmc.refinement import RefineOptions, run_metrics

@@ -447,17 +447,30 @@ def rhat_core(x: Tensor) -> Tensor:
     return torch.sqrt((between / within + n - 1) / n)
 
 
-def ess_rhat_sorted(t: Tensor) -> tuple[Tensor, Tensor]:
+def tail_ess(t: Tensor, split: Tensor, values: Tensor | None = None) -> Tensor:
+    """The smaller ESS of the split indicators ``x <= q_0.05`` and ``x <= q_0.95`` of ``(p, chains, draws)``.
+
+    ``split`` is ``split_chains(t)``; ``values``, every parameter's draws sorted (then the quantiles are read
+    off them instead of selected).
+    """
+    tails = []
+    for prob in (0.05, 0.95):
+        q = _quantile(t, prob) if values is None else _quantile_from_sorted(values, prob)
+        tails.append(ess_core((split <= q[:, None, None]).to(torch.float64)))  # the split indicator
+    return torch.minimum(*tails)
+
+
+def ess_rhat_sorted(t: Tensor, split: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """Bulk ESS, tail ESS and rank R-hat of ``(p, chains, draws)`` as ``(p, 3)``, from one sort of the split chains,
     and that sort's values ``(p, 2 chains (draws // 2))``.
 
     The sort gives the normal scores (bulk ESS and R-hat's z-scale half), the median (R-hat's folded
     half) and, when the number of draws is even (so that splitting keeps every draw, and the sorted
     values are those of all the draws), the 5% and 95% quantiles of the tail ESS; the folded draws
-    are merged from it (:func:`folded_sort`).
+    are merged from it (:func:`folded_sort`).  ``split``: ``split_chains(t)``, when the caller has it.
     """
     p, c, n = t.shape
-    split = split_chains(t)
+    split = split_chains(t) if split is None else split
     values, order = sort_rows(split.reshape(p, -1))
     z = _scores_from_sorted(values, order, tuple(split.shape))
     bulk = ess_core(z)
@@ -466,11 +479,8 @@ def ess_rhat_sorted(t: Tensor) -> tuple[Tensor, Tensor]:
         r_hat = torch.maximum(rhat_core(z), rhat_core(_scores_from_sorted(fvalues, forder, tuple(split.shape))))
     else:
         r_hat = torch.full_like(bulk, float("nan"))
-    tails = []
-    for prob in (0.05, 0.95):
-        q = _quantile_from_sorted(values, prob) if n % 2 == 0 else _quantile(t, prob)
-        tails.append(ess_core((split <= q[:, None, None]).to(torch.float64)))  # the split indicator
-    return torch.stack([bulk, torch.minimum(*tails), r_hat], 1), values
+    tail = tail_ess(t, split, values if n % 2 == 0 else None)
+    return torch.stack([bulk, tail, r_hat], 1), values
 
 
 def _ess_rhat_core(t: Tensor) -> Tensor:

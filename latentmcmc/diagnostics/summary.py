@@ -20,6 +20,7 @@ from .convergence import (
     rhat_core,
     sort_values,
     split_chains,
+    tail_ess,
 )
 
 __all__ = ["summary", "hdi"]
@@ -64,17 +65,13 @@ def _summary_core(t: Tensor, hdi_prob: float) -> Tensor:
     varvar = (sq.square().mean((1, 2)) - evar.square()) / ess_core(split_chains(sq))
     mcse_sd = torch.sqrt(varvar / evar / 4.0)
     if t.shape[2] % 2 == 0:  # splitting keeps every draw: one sort serves the ESS, R-hat and the HDI
-        ranked, values = ess_rhat_sorted(t)
+        ranked, values = ess_rhat_sorted(t, split)
         ess_bulk, ess_tail, r_hat = ranked.unbind(1)
         return torch.stack([mean, sd, *_hdi_core(t, hdi_prob, values).unbind(1), mcse_mean, mcse_sd,
                             ess_bulk, ess_tail, r_hat], 1)
     z_split = rank_normalize(split)
     ess_bulk = ess_core(z_split)
-    tails = []
-    for prob in (0.05, 0.95):
-        q = _quantile(t, prob)
-        tails.append(ess_core((split <= q[:, None, None]).to(torch.float64)))  # the split indicator
-    ess_tail = torch.minimum(*tails)
+    ess_tail = tail_ess(t, split)
     if c >= 2:
         # ArviZ's summary folds before splitting: with odd draws its median counts the middle draw
         folded = (t - _quantile(t, 0.5)[:, None, None]).abs()

@@ -113,7 +113,8 @@ class RefineOptions:
     ``num_chains / K`` chains that share their starting point, and the report adds nested R-hat
     (Margossian et al. 2024).  ``warmup="auto"`` adapts until eps settles (at most ``max_warmup``
     steps); ``until_rhat``/``min_ess`` end the recorded phase once the online R-hat / ESS reach them, checked
-    every ``monitor_every`` recorded steps (50 when 0), ``steps`` being the cap (:class:`~latentmcmc.samplers.Until`).  Each field's help text is its declaration.
+    every ``monitor_every`` recorded steps (50 when 0), ``steps`` being the cap
+    (:class:`~latentmcmc.samplers.Until`).  Each field's help text is its declaration.
     """
 
     num_chains: int = declare(1000, "Number of chains (each starts from its own z ~ N(0, I)).", kind=int,

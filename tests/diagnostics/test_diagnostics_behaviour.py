@@ -170,8 +170,6 @@ def test_nested_rhat_rejects_unequal_superchains():
 def test_ess_rhat_from_one_sort_equals_the_separate_diagnostics(shape):
     """Shared intermediates change nothing: odd draws (splitting drops the middle one), repeated draws
     (MALA rejections make ties), one chain (no R-hat) and a NaN parameter."""
-    from latentmcmc.diagnostics import ess_rhat
-
     g = torch.Generator().manual_seed(1)
     x = torch.randn(shape, generator=g, dtype=torch.float64).cumsum(1)
     x[:, 1::3] = x[:, 0::3][:, : x[:, 1::3].shape[1]]  # ties
@@ -252,7 +250,7 @@ def test_tie_midpoints_equal_scipy_average_ranks(tied):
 def test_chunks_on_worker_threads_equal_chunks_in_turn(monkeypatch):
     """Chunks computed side by side on the pool's threads give the numbers of the same chunks computed one
     after another, bit for bit (and those of one chunk to rounding)."""
-    from latentmcmc.diagnostics import convergence, ess_rhat
+    from latentmcmc.diagnostics import convergence
 
     g = torch.Generator().manual_seed(4)
     x = torch.randn(6, 60, 4, generator=g, dtype=torch.float64).cumsum(1)
