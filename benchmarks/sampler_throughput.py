@@ -11,7 +11,8 @@ round by round (best of the rounds: the machine is shared and drifts).  Candidat
 * ``fused``: the same with ``fuse=K``: ``K`` steps per compiled call (:mod:`latentmcmc.samplers.fused`);
   its compile time (first call) is printed apart;
 * ``BlackJAX``: ``blackjax.mala`` on the same weights, ``vmap`` over chains and ``lax.scan`` over steps,
-  jitted (``step_size`` = eps / 2), if installed (``pip install blackjax``).
+  jitted (``step_size`` = eps / 2), if installed (``pip install blackjax``), on the CPU or, with
+  ``--device cuda``, on JAX's GPU; float32 products at JAX's "highest" precision like torch's.
 
     python benchmarks/sampler_throughput.py [--threads 1] [--sizes 16x64 16x1024 128x1024 16x16384]
     python benchmarks/sampler_throughput.py --model dcgan --sizes 128x1024 --device cuda --mode reduce-overhead
@@ -122,17 +123,25 @@ def library(energy: LatentEnergy, z0: torch.Tensor, steps: int, fuse, mode: str 
     return call
 
 
-def blackjax_mala(energy: LatentEnergy, latent: int, chains: int, steps: int):
-    """One call = ``steps`` jitted BlackJAX MALA steps of every chain (None when BlackJAX is not installed)."""
+def blackjax_mala(energy: LatentEnergy, latent: int, chains: int, steps: int, device: str = "cpu"):
+    """One call = ``steps`` jitted BlackJAX MALA steps of every chain, on JAX's device of the same kind as
+    ``device`` (None when BlackJAX is not installed or JAX has no such device).  float32 matrix products at
+    JAX's "highest" precision, as torch's float32 default (JAX's GPU default would use TF32)."""
     try:
         import blackjax
         import jax
         import jax.numpy as jnp
     except ImportError:
         return None
+    try:
+        where = jax.devices("gpu" if device.startswith("cuda") else "cpu")[0]
+    except RuntimeError:
+        return None
+    jax.config.update("jax_default_matmul_precision", "highest")
     layers = [m for m in list(energy.generator) + list(energy.critic) if isinstance(m, nn.Linear)]
-    (w1, b1), (w2, b2), (w3, b3), (w4, b4) = [(jnp.asarray(m.weight.detach().cpu().numpy()),
-                                               jnp.asarray(m.bias.detach().cpu().numpy())) for m in layers]
+    (w1, b1), (w2, b2), (w3, b3), (w4, b4) = [(jax.device_put(m.weight.detach().cpu().numpy(), where),
+                                               jax.device_put(m.bias.detach().cpu().numpy(), where))
+                                              for m in layers]
 
     def logdensity(z):
         x = jnp.tanh(z @ w1.T + b1) @ w2.T + b2
@@ -140,7 +149,7 @@ def blackjax_mala(energy: LatentEnergy, latent: int, chains: int, steps: int):
         return -(u[0] + 0.5 * jnp.sum(z ** 2))
 
     kernel = blackjax.mala(logdensity, step_size=EPS / 2)
-    states = [jax.vmap(kernel.init)(jnp.zeros((chains, latent)))]
+    states = [jax.vmap(kernel.init)(jax.device_put(jnp.zeros((chains, latent)), where))]
 
     @jax.jit
     def many(states, key):
@@ -150,7 +159,7 @@ def blackjax_mala(energy: LatentEnergy, latent: int, chains: int, steps: int):
 
         return jax.lax.scan(body, states, jax.random.split(key, steps))
 
-    key = [jax.random.PRNGKey(0)]
+    key = [jax.device_put(jax.random.PRNGKey(0), where)]
     jax.block_until_ready(many(states[0], key[0]))
 
     def call():
@@ -202,8 +211,8 @@ def main() -> None:
         candidates = {"eager floor": floor(energy, z, False), "compiled floor": floor(energy, z, True),
                       "eager": library(energy, z, args.steps, False, False), "fused": fused}
         candidates["compiled floor"]()  # compile outside the timing
-        bj = None if (args.no_blackjax or args.model != "mlp" or dev != "cpu") else blackjax_mala(
-            energy, latent, chains, args.steps)
+        bj = None if (args.no_blackjax or args.model != "mlp") else blackjax_mala(
+            energy, latent, chains, args.steps, dev)
         if bj is not None:
             candidates["BlackJAX"] = bj
         best = interleaved_best(candidates, args.seconds, dev, args.rounds)

@@ -136,8 +136,9 @@ def to_inference_data(chains, kind: Kind | None = None):
     if kind == "datatree":
         import arviz_base
 
-        with warnings.catch_warnings():
+        with warnings.catch_warnings():  # arviz-base 1.x words the same guess differently
             warnings.filterwarnings("ignore", message="More chains")
+            warnings.filterwarnings("ignore", message="Found chain dimension to be longer than draw")
             tree = arviz_base.from_dict(groups, save_warmup="warmup_posterior" in groups, dims=_dims(groups))
         tree["sample_stats"].attrs.update(attrs)
         return tree

@@ -174,8 +174,8 @@ class RefineOptions:
     resample: bool = declare(False, "Annealed samplers: output an importance resample of the final states under the AIS "
                              "weights.", kind=bool, check=boolean)
     fuse: bool | int | str = declare("auto", "Run blocks of steps as one compiled graph: auto (when the run is big "
-                                     "enough to repay compiling: >= 400 steps and 20M chain-steps or 5e13 model FLOPs; "
-                                     "a hundredth on CUDA), on (blocks of 10), off, or a block length.", kind=str,
+                                     "enough to repay compiling: >= 400 steps and 20M chain-steps or 5e13 model FLOPs on "
+                                     "a CPU, >= 20,000 steps on CUDA), on (blocks of 10), off, or a block length.", kind=str,
                                      parse=parse_fuse, check=lambda value: (resolve_fuse(value), value)[1])
     stream: int | None = declare(None, "Keep the recorded draws in host memory, copied from the GPU every N draws (GPU "
                                  "memory then holds N draws)  \\[default: on the device]", kind=int,

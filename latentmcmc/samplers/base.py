@@ -229,7 +229,7 @@ class Sampler:
             fuse: run blocks of steps as one ``torch.compile``-d call (:mod:`latentmcmc.samplers.fused`):
                 an int ``K >= 2`` (steps per block), True (``K = 10``), ``"auto"`` (the default: fused
                 only when the run has at least 400 steps and 20 million chain-steps or 5e13 model
-                FLOPs, a hundredth of that on CUDA, so that compiling pays off; decided from those
+                FLOPs, on CUDA at least 20,000 steps, so that compiling pays off; decided from those
                 counts, never from timings, so the same call always takes the same path) or False.
                 Fused and eager steps go through the same step function and bookkeeping; with a fixed
                 eps their states equal the eager run's to rounding, and during warm-up eps is adapted

@@ -79,6 +79,17 @@ def _stacked(values: list[Tensor]) -> Tensor:
     return values[0].unsqueeze(0) if len(values) == 1 else torch.stack(values)
 
 
+def replaced(record: Any, **changes: Any) -> Any:
+    """``record._replace(**changes)`` for a NamedTuple, written as a call of its constructor.
+
+    :func:`run_steps` is traced by ``torch.compile``; torch 2.11's Dynamo traced ``_replace`` into an empty
+    tuple (a fused block's parameters lost their step size on a GPU), while a constructor call traces
+    the same in every version.
+    """
+    cls = type(record)
+    return cls(*[changes[name] if name in changes else getattr(record, name) for name in cls._fields])
+
+
 def run_steps(kernel, target, state: SamplerState, params: Any, noises: list, *, freeze: bool, keep_states: bool,
               adaptation: Adaptation | None = None, levels: list[Tensor | None] | None = None,
               level_prev: Tensor | None = None, log_weights: Tensor | None = None) -> BlockOutput:
@@ -97,7 +108,7 @@ def run_steps(kernel, target, state: SamplerState, params: Any, noises: list, *,
         level = None if levels is None else levels[j]
         state, info = kernel.step(target if level is None else TemperedTarget(target, level), before, params, noise)
         if freeze:  # uncalibrated kernels after warm-up: a divergent chain stops
-            state = state._replace(frozen=state.frozen | info.diverging)
+            state = replaced(state, frozen=state.frozen | info.diverging)
         if log_weights is not None:
             inc = ais_log_weight_increment(kernel.calibrated, before, info, level_prev, level, target.prior)
             if inc is not None:
@@ -108,7 +119,7 @@ def run_steps(kernel, target, state: SamplerState, params: Any, noises: list, *,
             a = adaptation
             g = a.target_accept - acceptance_statistic(adaptation_signal(kernel, info), ~state.frozen, a.shared)
             dual = dual_averaging_step(dual, g, a.prox_center, a.t0, a.kappa, a.gamma)
-            params = params._replace(eps=dual.x_t.exp().expand(chains) if a.shared else dual.x_t.exp())
+            params = replaced(params, eps=dual.x_t.exp().expand(chains) if a.shared else dual.x_t.exp())
         if keep_states:
             zs.append(state.z)
         energies.append(state.energy)

@@ -35,7 +35,7 @@ from .adaptation import StepSizeAdapter
 from .block import Adaptation, BlockOutput, run_steps
 from .kernel import SamplerState
 
-__all__ = ["FUSE_CHOICES", "DEFAULT_BLOCK", "FusedBlock", "BlockOutput", "functional_target", "resolve_fuse",
+__all__ = ["FUSE_CHOICES", "DEFAULT_BLOCK", "AUTO_MIN_STEPS_CUDA", "FusedBlock", "BlockOutput", "functional_target", "resolve_fuse",
            "parse_fuse", "auto_fuses", "fusable", "step_flops"]
 
 _SERIAL = itertools.count()
@@ -58,7 +58,16 @@ AUTO_MIN_FLOPS = 5e13
 Measured here (2-core CPU): compiling a block costs 10-14 s for a small MLP and 35 s for a DCGAN-size
 pair, and saves about 0.45 us per chain-step on the MLP (74 kFLOP a step: break-even near 30 million
 chain-steps) and 0.19 ms on the DCGAN pair (350 MFLOP: break-even near 180,000 chain-steps, 6e13
-FLOPs).  On CUDA, where launches dominate, both bounds are divided by 100 (not measured: no GPU)."""
+FLOPs).  CUDA has its own rule (:data:`AUTO_MIN_STEPS_CUDA`)."""
+
+AUTO_MIN_STEPS_CUDA = 20_000
+"""On CUDA, ``fuse="auto"`` fuses runs of at least this many steps (warm-up included), whatever the chains.
+
+Measured on an H200 (torch 2.11, ``benchmarks/sampler_throughput.py``): an eager step costs about 2.2 ms
+for the MLP at 1,024 and at 65,536 chains alike (kernel launches and Python, not arithmetic), a fused
+step 0.17-0.5 ms, and compiling a block 12-15 s: break-even near 7,500 steps at any chain count.  The
+DCGAN-size pair saves 0.9 ms a step at 1,024 chains (compiling 33 s: 37,000 steps) and 3 ms at 8,192
+(23 s: 7,700 steps).  So on a GPU the number of steps decides, not chain-steps or FLOPs."""
 
 
 def resolve_fuse(fuse: bool | int | str) -> int | str | None:
@@ -102,14 +111,17 @@ def step_flops(target: Target, z: Tensor) -> float:
 def auto_fuses(chains: int, total_steps: int, device: torch.device, flops: float = 0.0) -> bool:
     """The rule of ``fuse="auto"``: fuse when the run is long and large enough to repay compiling.
 
+    On a CPU: at least :data:`AUTO_MIN_STEPS` steps and :data:`AUTO_MIN_CHAIN_STEPS` chain-steps or
+    :data:`AUTO_MIN_FLOPS`; on CUDA: at least :data:`AUTO_MIN_STEPS_CUDA` steps.
     ``flops``: the model's FLOPs per chain-step (:func:`step_flops`).  Decided from the run's sizes and
     the model's operation count, never from timings, so the same call always takes the same path and
     the same seed gives the same draws.
     """
-    scale = 100 if device.type == "cuda" else 1
+    if device.type == "cuda":
+        return total_steps >= AUTO_MIN_STEPS_CUDA
     chain_steps = chains * total_steps
-    return total_steps >= AUTO_MIN_STEPS and (chain_steps * scale >= AUTO_MIN_CHAIN_STEPS
-                                             or chain_steps * flops * scale >= AUTO_MIN_FLOPS)
+    return total_steps >= AUTO_MIN_STEPS and (chain_steps >= AUTO_MIN_CHAIN_STEPS
+                                             or chain_steps * flops >= AUTO_MIN_FLOPS)
 
 
 def _functional_value_and_grad(fn: Callable[[Tensor], Tensor]) -> Callable[[Tensor], tuple[Tensor, Tensor]]:

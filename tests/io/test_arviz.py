@@ -118,6 +118,23 @@ def test_datatree_export_shape(run):
     np.testing.assert_array_equal(tree["posterior"]["z"].values, run.draws.numpy())
 
 
+def test_datatree_export_keeps_quiet_about_more_chains_than_draws(run, monkeypatch):
+    """Chains-first with more chains than draws is a refinement run's layout: ArviZ 1.x's guess (its
+    arviz-base 1.3 words it "Found chain dimension to be longer than draw dimension") is not shown."""
+    arviz_base = pytest.importorskip("arviz_base")
+    real = arviz_base.from_dict
+
+    def from_dict(*args, **kwargs):
+        warnings.warn("Found chain dimension to be longer than draw dimension, check dimensions are correctly "
+                      "named.", UserWarning)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(arviz_base, "from_dict", from_dict)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        run.to_inference_data("datatree")
+
+
 def test_load_refuses_what_is_not_a_run(tmp_path):
     bad = tmp_path / "x.nc"
     bad.write_bytes(b"not a netcdf file")

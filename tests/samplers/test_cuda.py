@@ -33,29 +33,35 @@ def test_compiled_energy_on_cuda_gives_the_eager_draws(mode):
 
 
 def test_the_step_loop_does_not_synchronise_with_the_host():
-    """A step, its recording (streamed to host too) and step-size adaptation queue work only:
-    CUDA's sync debug mode turns any device-to-host synchronisation into an error."""
+    """The driver's eager step path (one :func:`run_steps` step with dual averaging, as ``Run.advance``
+    calls it), its recording (streamed to host too) and the adapter's state queue work only: CUDA's sync
+    debug mode turns any device-to-host synchronisation into an error."""
     from latentmcmc.samplers.adaptation import StepSizeAdapter
+    from latentmcmc.samplers.block import Adaptation, run_steps
     from latentmcmc.samplers.recording import PhaseRecorder
 
     sampler = MALA(ENERGY, eps=0.2)
+    kernel = sampler.kernel
     state = sampler.init(torch.randn(128, 3, device="cuda"))
+    params = kernel.init_params(sampler._eps_vector(state.z), state.z)
     rng = torch.Generator("cuda").manual_seed(0)
-    eps = sampler._eps_vector(state.z)
-    adapter = StepSizeAdapter(eps, 0.574, shared=True)
+    adapter = StepSizeAdapter(params.eps, 0.574, shared=True)
     recorders = [PhaseRecorder(state, 10, 1, store=True, store_eps=True),
                  PhaseRecorder(state, 10, 1, store=True, store_eps=True, stream=4)]
     torch.cuda.set_sync_debug_mode("error")
     try:
         for i in range(10):
-            state, info = sampler.step(state, rng, eps)
+            noise = kernel.draw_noise(state, rng, params)
+            out = run_steps(kernel, sampler.target, state, params, [noise], freeze=False, keep_states=True,
+                            adaptation=Adaptation.of(adapter))
             for recorder in recorders:
-                recorder.record(i, state, info, eps)
-            eps = adapter.update(info.accept_prob, ~state.frozen)
+                recorder.record_block(i, out)
+            state, params, adapter.state = out.state, out.params, out.adaptation
     finally:
         torch.cuda.set_sync_debug_mode(0)
     recorders[1].flush()
-    assert torch.equal(recorders[1].draws, recorders[0].draws.cpu())
+    assert recorders[0].count == 10 and torch.equal(recorders[1].draws, recorders[0].draws.cpu())
+    assert not torch.equal(recorders[0].eps[:, 0], recorders[0].eps[:, -1])  # eps was adapted
 
 
 @pytest.mark.parametrize("mode", ["default", "reduce-overhead"])
@@ -81,10 +87,11 @@ def test_a_fused_block_does_not_synchronise_with_the_host():
     block = sampler.fused_block()
     state = sampler.init(z0)
     rng = torch.Generator("cuda").manual_seed(0)
-    noises = [sampler.kernel.draw_noise(state, rng) for _ in range(10)]
-    eps = sampler._eps_vector(z0)
+    params = sampler.kernel.init_params(sampler._eps_vector(z0), z0)
+    noises = [sampler.kernel.draw_noise(state, rng, params) for _ in range(10)]
+    block(state, params, noises, freeze=False, keep_states=False)  # compiles this variant (compiling reads values)
     torch.cuda.set_sync_debug_mode("error")
     try:
-        block(state, eps, noises, freeze=False, keep_states=False)
+        block(state, params, noises, freeze=False, keep_states=False)
     finally:
         torch.cuda.set_sync_debug_mode(0)

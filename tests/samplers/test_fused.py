@@ -11,6 +11,7 @@ from latentmcmc.samplers import Until
 from latentmcmc.samplers.fused import (
     AUTO_MIN_CHAIN_STEPS,
     AUTO_MIN_STEPS,
+    AUTO_MIN_STEPS_CUDA,
     auto_fuses,
     resolve_fuse,
 )
@@ -93,7 +94,8 @@ def test_auto_rule_is_decided_by_sizes_and_keeps_small_runs_eager(mala):
     assert not auto_fuses(1000, 1000, cpu)  # 1e6 chain-steps: compiling would not pay
     assert auto_fuses(AUTO_MIN_CHAIN_STEPS // AUTO_MIN_STEPS, AUTO_MIN_STEPS, cpu)
     assert not auto_fuses(10**9, AUTO_MIN_STEPS - 1, cpu)
-    assert auto_fuses(1000, 1000, cuda)
+    assert not auto_fuses(10**6, 1000, cuda)  # on a GPU the steps decide (launch-bound eager steps)
+    assert auto_fuses(64, AUTO_MIN_STEPS_CUDA, cuda) and not auto_fuses(10**6, AUTO_MIN_STEPS_CUDA - 1, cuda)
     assert auto_fuses(1000, 1000, cpu, flops=3.5e8)  # a DCGAN-size model repays compiling much sooner
     assert not auto_fuses(1000, 1000, cpu, flops=7.4e4)
     run = mala.run(start(), steps=10, seed=0, progress=False, fuse="auto")
