@@ -1,6 +1,9 @@
 """What the online monitor (stop rules) costs, as a share of sampling, at every run length.
 
-MALA on N(0, I_8), 1,024 chains, one thread, ``record="last"``, eager steps; the same run with and without
+MALA, 1,024 chains, one thread, ``record="last"``, eager steps, on ``--target gaussian`` (N(0, I_8), the
+cheapest step there is: about 0.2 ms, so the monitor's fixed costs weigh most) or ``--target mlp`` (the
+latent energy of a small generator and critic, latent 16, width-128 MLPs: a step of about 2 ms, closer to
+a real model's); the same run with and without
 ``until=Until(min_ess=1e12, check_every=50)`` (a rule that never holds, so the run goes to its cap and
 makes every check), interleaved, best of ``--repeats`` rounds for each length; "overhead" is the difference of
 the two runs' times, "own time" the time spent inside the monitor's methods (timed there: steadier on a
@@ -44,9 +47,24 @@ def _timed_methods() -> None:
         setattr(monitor.Monitor, name, wrapper)
 
 
-def timed(steps: int, until: Until | None) -> tuple[float, int]:
-    z0 = torch.randn(1024, 8, generator=torch.Generator().manual_seed(0))
-    sampler = MALA(lambda z: 0.5 * z.square().sum(1), eps=0.5)
+def target(name: str):
+    """``(energy, latent size, eps)`` of ``--target``."""
+    if name == "gaussian":
+        return (lambda z: 0.5 * z.square().sum(1)), 8, 0.5
+    from torch import nn
+
+    from latentmcmc import LatentEnergy
+
+    torch.manual_seed(0)
+    generator = nn.Sequential(nn.Linear(16, 128), nn.Tanh(), nn.Linear(128, 64))
+    critic = nn.Sequential(nn.Linear(64, 128), nn.Tanh(), nn.Linear(128, 1))
+    return LatentEnergy(generator, critic), 16, 0.1
+
+
+def timed(steps: int, until: Until | None, name: str) -> tuple[float, int]:
+    energy, latent, eps = target(name)
+    z0 = torch.randn(1024, latent, generator=torch.Generator().manual_seed(0))
+    sampler = MALA(energy, eps=eps)
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -60,16 +78,19 @@ def main() -> None:
                         help="run lengths (recorded steps) to time")
     parser.add_argument("--repeats", type=int, default=3,
                         help="rounds per length up to 10,000 steps (longer runs: one round); the best is kept")
+    parser.add_argument("--target", choices=["gaussian", "mlp"], default="gaussian",
+                        help="what is sampled: N(0, I_8) (the cheapest step) or a small generator and critic")
     args = parser.parse_args()
-    print(f"load average {os.getloadavg()[0]:.2f}; MALA, N(0, I_8), 1,024 chains, one thread, best of {args.repeats}")
+    what = "N(0, I_8)" if args.target == "gaussian" else "latent 16, width-128 MLPs"
+    print(f"load average {os.getloadavg()[0]:.2f}; MALA, {what}, 1,024 chains, one thread, best of {args.repeats}")
     print(f"{'steps':>8} {'sampling s':>11} {'with monitor s':>15} {'checks':>7} {'overhead':>9} {'own time':>9}")
     _timed_methods()
     for steps in args.steps:
         plain, monitored, own, checks = float("inf"), float("inf"), float("inf"), 0
         for _ in range(args.repeats if steps <= 10_000 else 1):
-            plain = min(plain, timed(steps, None)[0])
+            plain = min(plain, timed(steps, None, args.target)[0])
             OWN[0] = 0.0
-            seconds, checks = timed(steps, Until(min_ess=1e12, check_every=50))
+            seconds, checks = timed(steps, Until(min_ess=1e12, check_every=50), args.target)
             monitored, own = min(monitored, seconds), min(own, OWN[0])
         print(f"{steps:>8} {plain:>11.2f} {monitored:>15.2f} {checks:>7} {(monitored - plain) / plain:>8.1%} "
               f"{own / plain:>8.1%}")

@@ -79,7 +79,7 @@ def test_ess_of_ar1_chains_agrees_with_the_truth_and_the_full_history(steps):
 @pytest.mark.slow
 def test_the_summary_stays_the_same_size_at_any_length():
     short, long = monitored(ar1(8, 1000, seed=2)), monitored(ar1(8, 50_000, seed=2), block=500)
-    assert short.sums.shape == long.sums.shape == (8, 2 * BATCHES, 3)
+    assert short.sums.shape == long.sums.shape == (2 * BATCHES, 8, 3)
     assert BATCHES <= long.batches < 2 * BATCHES and long.batch * long.batches <= 50_000
 
 

@@ -137,3 +137,32 @@ def test_resume_refuses_other_arguments_and_missing_state(tmp_path):
         MALA(ENERGY, eps=0.3).run(z0(), steps=20, warmup=10, seed=2, checkpoint=path, resume=True)
     with pytest.raises(ValueError, match="no saved run state"):
         MALA(ENERGY, eps=0.3).run(z0(), steps=20, checkpoint=tmp_path / "none.pt", resume=True)
+
+
+@pytest.mark.slow
+def test_a_resumed_run_keeps_the_monitors_summary(tmp_path, monkeypatch):
+    """The monitor's batch sums travel in the checkpoint: the resumed run's online checks are the
+    uninterrupted run's (to rounding: a checkpoint sums the buffered steps early, in another order)."""
+    until = Until(min_ess=1e12, check_every=10)  # never holds: every check is made
+    kwargs = dict(steps=90, warmup=20, seed=7, until=until, progress=False)
+    whole = MALA(ENERGY, eps=0.3).run(z0(), **kwargs)
+    path = tmp_path / "state.pt"
+    import latentmcmc.samplers.base as base
+
+    real_save, written = base.save_state, {"n": 0}
+
+    def save_then_die(p, payload):
+        real_save(p, payload)
+        written["n"] += 1
+        if written["n"] == 5:  # after 50 steps: 30 recorded, three checks made
+            raise Killed
+
+    monkeypatch.setattr(base, "save_state", save_then_die)
+    with pytest.raises(Killed):
+        MALA(ENERGY, eps=0.3).run(z0(), **kwargs, checkpoint=path, checkpoint_every=10)
+    monkeypatch.setattr(base, "save_state", real_save)
+    resumed = MALA(ENERGY, eps=0.3).run(z0(), **kwargs, checkpoint=path, checkpoint_every=10, resume=True)
+    assert torch.equal(whole.draws, resumed.draws)
+    a, b = (torch.tensor(r.extra["online_history"], dtype=torch.float64) for r in (whole, resumed))
+    assert a.shape == b.shape and a.shape[0] >= 7
+    torch.testing.assert_close(a, b, rtol=1e-12, atol=0)
