@@ -77,6 +77,8 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--no-reference", action="store_true", help="time ours only")
+    parser.add_argument("--small", action="store_true",
+                        help="shapes a tenth as large in chains and parameters (to check the script quickly)")
     parser.add_argument("--refine", default=None, help="a checkpoint: time a default refine's diagnostics against its sampling")
     args = parser.parse_args()
     print(f"load {os.getloadavg()[0]:.2f}")
@@ -90,7 +92,10 @@ def main() -> None:
         print(f"latentmcmc diagnostics on {args.device} ({torch.get_num_threads()} threads) vs {name}, float64")
         print(f"{'shape':>22} {'diagnostic':>14} {'ours s':>8} {'ref s':>8} {'speed-up':>8} {'max rel diff':>13}")
     rng = np.random.default_rng(0)
-    for shape in [(4, 1000, 10_000), (1024, 500, 64), (5000, 100, 64)]:
+    shapes = [(4, 1000, 10_000), (1024, 500, 64), (5000, 100, 64)]
+    if args.small:
+        shapes = [(max(4, c // 10), n, max(4, p // 10)) for c, n, p in shapes]
+    for shape in shapes:
         x = rng.standard_normal(shape).cumsum(1) * 0.05 + rng.standard_normal(shape)
         xt = torch.as_tensor(x, device=args.device)
         xr = prepare(x)

@@ -176,22 +176,33 @@ def load() -> str:
         return "n/a"
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """The docstring as written, and each flag's default."""
+
+
+XLA_ONE_THREAD = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+"""XLA_FLAGS that keep BlackJAX's CPU run on one thread, set by ``--threads 1`` unless XLA_FLAGS is set."""
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--model", choices=["mlp", "dcgan"], default="mlp")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (BlackJAX then runs on JAX's GPU)")
+    parser.add_argument("--model", choices=["mlp", "dcgan"], default="mlp", help="the model pair (see above)")
     parser.add_argument("--sizes", nargs="+", default=["16x64", "16x1024", "128x1024", "16x16384"],
                         help="latent x chains")
     parser.add_argument("--steps", type=int, default=100, help="steps per timed sampler call")
     parser.add_argument("--block", type=int, default=10, help="steps per fused block")
     parser.add_argument("--mode", default="default", help="torch.compile mode of the fused blocks and the floor")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (default: torch's); 1 also keeps XLA (BlackJAX) on one thread")
     parser.add_argument("--seconds", type=float, default=12.0, help="timing per candidate and size, over all rounds")
-    parser.add_argument("--rounds", type=int, default=4)
-    parser.add_argument("--no-blackjax", action="store_true")
+    parser.add_argument("--rounds", type=int, default=4, help="interleaved rounds; each candidate's best is kept")
+    parser.add_argument("--no-blackjax", action="store_true", help="leave BlackJAX out")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.threads == 1 and "XLA_FLAGS" not in os.environ:  # before JAX is imported (in blackjax_mala)
+        os.environ["XLA_FLAGS"] = XLA_ONE_THREAD
     dev = args.device
     what = torch.cuda.get_device_name() if dev.startswith("cuda") else f"{torch.get_num_threads()} torch threads"
     print(f"device {dev} ({what}), torch {torch.__version__}, model {args.model}, float32, "

@@ -135,8 +135,9 @@ class RefineOptions:
     min_ess: float | None = declare(None, "Stop the recorded steps once the online ESS of their mean is at least this "
                                     "(with --until-rhat: both)  \\[default: no stop rule]", kind=float,
                                     check=optional(_positive))
-    monitor_every: int = declare(0, "Online R-hat and ESS every this many recorded steps, in the progress bar and the "
-                                 "report, and the stop rules' checks (0: off; with a stop rule, every 50).", kind=int,
+    monitor_every: int = declare(0, "Online R-hat and ESS every this many recorded steps, in the progress bar and "
+                                 "metrics.json (online_rhat, online_ess), and the stop rules' checks (0: off; with a "
+                                 "stop rule, its checks every 50, shown too).", kind=int,
                                  check=integer(0), cli_default=50)
     thin: int = declare(1, "Keep every thin-th draw.", kind=int, check=integer(1))
     seed: int = declare(0, "Seed of the starting points and of the sampler.", kind=int, check=integer(0))

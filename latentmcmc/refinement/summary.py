@@ -53,7 +53,7 @@ def run_metrics(chains: Chains, superchain_size: int | None = None, diagnostics:
         "warmup": chains.warmup,
         "draws": chains.num_draws,
         "thin": chains.thin,
-        "eps_mean": float(chains.eps.mean()),
+        "eps_mean": float(chains.eps.double().mean()),  # float64: the same value whatever eps's strides
         "acceptance": float(chains.acceptance_rate.mean()),
         "divergences": int(chains.divergences.sum()),
         "frozen_chains": int(chains.frozen.sum()),
@@ -167,7 +167,7 @@ def assemble(blocks: list[BlockRun], generator: nn.Module, interrupted: bool = F
         acc = torch.cat([blk.acceptance_rate for blk in blocks])
         metrics.update(
             chains=int(z.shape[0]), blocks=len(blocks), block_size=batch, diagnostic_chains=diagnostic.num_chains,
-            acceptance=float(acc.mean()), eps_mean=float(torch.cat([blk.eps for blk in blocks]).mean()),
+            acceptance=float(acc.mean()), eps_mean=float(torch.cat([blk.eps for blk in blocks]).double().mean()),
             divergences=int(sum(int(blk.divergences.sum()) for blk in blocks)),
             frozen_chains=int(sum(int(blk.frozen.sum()) for blk in blocks)),
         )

@@ -213,9 +213,11 @@ class Sampler:
                 long GPU run is bounded by host memory; the draws are the same.
             until: stop rules (:class:`~latentmcmc.samplers.monitor.Until`): end the recorded phase
                 once R-hat and/or ESS of the energy and a few coordinates reach their thresholds;
-                ``chains.extra["stopped_by"]`` says which rule ended the run.
-            monitor_every: compute R-hat and ESS online every this many recorded steps (shown in the
-                progress bar) without stopping on them.
+                ``chains.extra["stopped_by"]`` says which rule ended the run, ``chains.extra["online_history"]``
+                lists ``(recorded steps, max R-hat, min ESS)`` at every check; ``until.check_every`` sets
+                the checks.
+            monitor_every: without ``until``, compute R-hat and ESS online every this many recorded steps
+                (shown in the progress bar) without stopping on them; with ``until`` it is not used.
             checkpoint, checkpoint_every: write the run's complete state to ``checkpoint`` every
                 ``checkpoint_every`` steps (warm-up included), atomically.  ``resume=True`` continues
                 from that file (the same call with the same arguments) and gives exactly the draws of

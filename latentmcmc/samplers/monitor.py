@@ -31,6 +31,8 @@ recorded phase ends at the first check where every rule holds; the run reports w
 from __future__ import annotations
 
 import math
+import numbers
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -71,14 +73,21 @@ class Until:
     def __post_init__(self) -> None:
         if self.rhat is None and self.min_ess is None:
             raise ValueError("Until needs rhat= or min_ess= (or both)")
+        for name in ("rhat", "min_ess"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Real)):
+                raise ValueError(f"until {name} must be a number, got {value!r}")
         if self.rhat is not None and not (self.rhat > 1.0 and math.isfinite(self.rhat)):
             raise ValueError(f"until rhat must be a finite number > 1, got {self.rhat}")
         if self.min_ess is not None and not (self.min_ess > 0 and math.isfinite(self.min_ess)):
             raise ValueError(f"until min_ess must be a finite number > 0, got {self.min_ess}")
-        for name in ("check_every", "chains", "coordinates"):
+        for name, least in (("check_every", 1), ("chains", 2), ("coordinates", 1)):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"until {name} must be an integer >= 1, got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise ValueError(f"until {name} must be an integer >= {least}, got {value!r}")
+        s = self.superchains
+        if s is not None and (isinstance(s, bool) or not isinstance(s, int) or s < 2):
+            raise ValueError(f"until superchains must be an integer >= 2 (or None), got {s!r}")
 
     def describe(self) -> str:
         which = "nested R-hat" if self.superchains else "R-hat"
@@ -120,6 +129,15 @@ class Monitor:
         self.every = until.check_every if until is not None else check_every
         chains = state.z.shape[0]
         self.chains = chains
+        if until is not None:
+            if until.rhat is not None and chains < 2:
+                raise ValueError("until rhat needs at least 2 chains (R-hat compares chains)")
+            if until.superchains and chains % until.superchains:
+                raise ValueError(f"until superchains={until.superchains} must divide the number of chains ({chains})")
+            first = max(8, self.every)
+            if first > steps:
+                warnings.warn(f"no stop-rule check can happen: the first comes after {first} recorded steps and "
+                              f"the run records at most {steps}", RuntimeWarning, stacklevel=2)
         self.m = min(chains, until.chains if until else 256)
         self.groups = None
         if until is not None and until.superchains:

@@ -122,3 +122,19 @@ def test_monitor_every_sets_how_often_the_stop_rules_are_checked():
     assert RefineOptions(until_rhat=1.05, monitor_every=0).until.check_every == 50  # 0: display off, rules keep 50
     assert RefineOptions(min_ess=100).until.check_every == 50
     assert RefineOptions().until is None
+
+
+def test_run_metrics_read_the_same_step_size_from_shared_and_copied_eps():
+    """A fresh run's shared eps is an expanded (stride-0) tensor, a resumed run's a copy: float32 means of
+    the two rounded differently, so a resumed report's eps_mean differed in its last digits."""
+    import dataclasses
+
+    from latentmcmc.refinement import run_metrics
+
+    chains = MALA(lambda z: 0.5 * z.square().sum(1), eps=0.3).run(torch.randn(1000, 2), steps=20, warmup=10, seed=0,
+                                                                   record="last", progress=False)
+    eps = torch.full((1000,), 0.33892035484313965).expand(1000, chains.eps.shape[1]) if chains.eps.dim() == 2 \
+        else torch.tensor(0.33892035484313965).expand(1000)
+    shared = dataclasses.replace(chains, eps=eps)
+    copied = dataclasses.replace(chains, eps=eps.contiguous())
+    assert run_metrics(shared, diagnostics=False)["eps_mean"] == run_metrics(copied, diagnostics=False)["eps_mean"]

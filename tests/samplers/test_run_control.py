@@ -41,9 +41,24 @@ def test_until_reports_the_cap_when_the_rules_never_hold():
 def test_until_and_record_last_and_bad_rules():
     chains = MALA(ENERGY, eps=0.5).run(z0(100), steps=500, warmup=50, seed=2, record="last", until=Until(rhat=1.05))
     assert chains.num_draws == 1 and chains.steps < 500
-    for kwargs in (dict(), dict(rhat=0.99), dict(min_ess=-1), dict(rhat=1.01, check_every=0)):
+    for kwargs in (dict(), dict(rhat=0.99), dict(min_ess=-1), dict(rhat=1.01, check_every=0), dict(rhat="1.01"),
+                   dict(min_ess=True), dict(rhat=1.01, chains=1), dict(rhat=1.01, superchains=1),
+                   dict(rhat=1.01, superchains=0)):
         with pytest.raises(ValueError, match="until|Until"):
             Until(**kwargs)
+
+
+def test_stop_rules_that_cannot_apply_to_the_run_are_refused_or_flagged():
+    """Superchains must divide the chains, R-hat needs two chains, and a rule that can never be checked
+    (first check after the cap) is said, not silently reported as "max steps before ..."."""
+    with pytest.raises(ValueError, match="superchains=3 must divide"):
+        MALA(ENERGY, eps=0.5).run(z0(16), steps=20, until=Until(rhat=1.01, superchains=3))
+    with pytest.raises(ValueError, match="superchains=32 must divide"):
+        MALA(ENERGY, eps=0.5).run(z0(16), steps=20, until=Until(rhat=1.01, superchains=32))
+    with pytest.raises(ValueError, match="at least 2 chains"):
+        MALA(ENERGY, eps=0.5).run(z0(1), steps=20, until=Until(rhat=1.01))
+    with pytest.warns(RuntimeWarning, match="no stop-rule check can happen"):
+        MALA(ENERGY, eps=0.5).run(z0(8), steps=40, until=Until(rhat=1.5, check_every=50))
 
 
 # ------------------------------------------------------------------ warmup="auto"
