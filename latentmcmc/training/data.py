@@ -248,10 +248,18 @@ def _feature_measure(features: str, reference: Tensor) -> Callable[[Tensor], dic
 
 
 def check_data(name: str) -> str:
-    """``name`` if it is a built-in data set or an existing file or folder; else a ValueError saying so."""
-    if name not in DATASETS and not Path(name).exists():
+    """``name`` if it is a built-in data set or an existing file or folder; else a ValueError saying so.
+
+    A bare name that is both (a folder ``digits`` in the working directory) is refused rather than
+    guessed: ``./digits`` names the folder, and a built-in set is asked for where no such path exists.
+    """
+    exists = Path(name).exists()
+    if name not in DATASETS and not exists:
         raise ValueError(f"unknown data set {name!r}: neither a built-in one ({', '.join(DATASETS)}) nor a file or "
                          "folder that exists")
+    if name in DATASETS and exists:
+        raise ValueError(f"data {name!r} is both a built-in data set and a file or folder in this directory: "
+                         f"write ./{name} for the file or folder, or run elsewhere for the built-in set")
     return name
 
 

@@ -192,3 +192,17 @@ def test_spectral_norm_critic_trains_resumes_and_loads(tmp_path):
         Trainer(TrainConfig(data=str(path), critic_norm="spectral", arch="mlp", **TINY))
     with pytest.raises(ValueError, match="unknown critic normalisation"):
         Trainer(TrainConfig(data=str(path), critic_norm="weight", **TINY))
+
+
+def test_a_folder_named_like_a_built_in_set_is_not_guessed(tmp_path, monkeypatch, capsys):
+    """`--data digits` beside a folder `digits` trained the built-in set without a word; it is refused now,
+    and ./digits reads the folder."""
+    from latentmcmc.training.data import check_data
+
+    monkeypatch.chdir(tmp_path)
+    assert check_data("digits") == "digits"  # no such folder here: the built-in set
+    (tmp_path / "digits").mkdir()
+    code = main(["train", "--data", "digits", "--steps", "1", "--out", str(tmp_path / "c.pt"), "-q"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "both a built-in data set and a file or folder" in err[0], err
+    assert check_data("./digits") == "./digits"
