@@ -44,6 +44,10 @@ from .priors import STANDARD_NORMAL, LatentPrior, as_prior, prior_name
 __all__ = ["fit_critic", "FittedCritic", "critic_network", "logit_of", "SATURATED_ACCURACY", "export_critic"]
 
 SATURATED_ACCURACY = 0.98
+
+MIN_HELD_OUT = 100
+"""Fewer real samples held out than this (as many generated ones beside them) are flagged: the held-out accuracy's
+standard error then passes 0.035 and the early stopping follows noise."""
 """Held-out accuracy from which the fit warns: a critic that separates real from generated this well gives a
 target that refinement can exploit."""
 
@@ -293,6 +297,7 @@ def fit_critic(generator: nn.Module, real: Tensor, latent_shape: tuple[int, ...]
     report: dict[str, Any] = {
         "critic": kind, "parameters": sum(p.numel() for p in critic.parameters() if p.requires_grad),
         "held_out": {"accuracy": held["accuracy"], "log_loss": held["log_loss"],
+                     "accuracy_stderr": math.sqrt(held["accuracy"] * (1.0 - held["accuracy"]) / (2 * n_held)),
                      "calibration_error": held["calibration_error"], "real": n_held, "generated": n_held},
         "held_out_at_start": {k: start[k] for k in ("accuracy", "log_loss", "calibration_error")},
         "platt_scaling": scaling,
@@ -303,6 +308,13 @@ def fit_critic(generator: nn.Module, real: Tensor, latent_shape: tuple[int, ...]
         "data_fingerprint": data_fingerprint(real), "generator_fingerprint": _digest(generator),
         "history": history, "warnings": [],
     }
+    if n_held < MIN_HELD_OUT:
+        message = (f"only {n_held} real samples held out ({holdout:g} of {n}): the held-out accuracy "
+                   f"({held['accuracy']:.3f} +- {report['held_out']['accuracy_stderr']:.3f}) and the early stopping "
+                   f"rest on too few samples to trust; hold out at least {MIN_HELD_OUT} (a larger holdout or more "
+                   "samples)")
+        report["warnings"].append(message)
+        warnings.warn(message, UserWarning, stacklevel=2)
     if held["accuracy"] >= SATURATED_ACCURACY:
         message = (f"the fitted critic separates real from generated samples almost perfectly (held-out accuracy "
                    f"{held['accuracy']:.3f}): refinement can push samples to whatever it scores as real; look at the "

@@ -75,6 +75,16 @@ def test_a_critic_that_separates_perfectly_warns():
     assert fitted.report["held_out"]["accuracy"] >= 0.98 and fitted.report["warnings"]
 
 
+def test_too_few_held_out_samples_are_flagged():
+    """A tiny holdout left one or two samples to judge the critic and stop on, and said nothing."""
+    with pytest.warns(UserWarning, match="only 3 real samples held out"):
+        fitted = fit_critic(nn.Identity(), torch.randn(300, 2), (2,), holdout=0.01, steps=20, eval_every=10, seed=0,
+                            progress=False)
+    held = fitted.report["held_out"]
+    assert held["real"] == 3 and any("too few samples" in w for w in fitted.report["warnings"])
+    assert held["accuracy_stderr"] == pytest.approx(math.sqrt(held["accuracy"] * (1 - held["accuracy"]) / 6))
+
+
 def test_early_stopping_keeps_the_best_held_out_critic():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -137,7 +137,8 @@ def fit_critic_command(
             write_json(staging / "fit.json", report)
     held = report["held_out"]
     typer.echo(f"fitted a critic ({report['critic']}, {report['parameters']:,} parameters) in {report['seconds']:.0f} s: "
-               f"held-out accuracy {held['accuracy']:.3f}, log-loss {held['log_loss']:.3f}, calibration error "
+               f"held-out accuracy {held['accuracy']:.3f} +- {held['accuracy_stderr']:.3f} ({held['real']:,} real and "
+               f"{held['generated']:,} generated), log-loss {held['log_loss']:.3f}, calibration error "
                f"{held['calibration_error']:.3f} at step {report['step']}"
                + (f", Platt slope {scaling['slope']:.2f}" + (" (applied)" if scaling["applied"] else "")
                   if (scaling := report["platt_scaling"]) else "")
