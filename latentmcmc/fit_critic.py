@@ -297,7 +297,7 @@ def fit_critic(generator: nn.Module, real: Tensor, latent_shape: tuple[int, ...]
     report: dict[str, Any] = {
         "critic": kind, "parameters": sum(p.numel() for p in critic.parameters() if p.requires_grad),
         "held_out": {"accuracy": held["accuracy"], "log_loss": held["log_loss"],
-                     "accuracy_stderr": math.sqrt(held["accuracy"] * (1.0 - held["accuracy"]) / (2 * n_held)),
+                     "accuracy_stderr": accuracy_stderr(held["accuracy"], 2 * n_held),
                      "calibration_error": held["calibration_error"], "real": n_held, "generated": n_held},
         "held_out_at_start": {k: start[k] for k in ("accuracy", "log_loss", "calibration_error")},
         "platt_scaling": scaling,
@@ -309,19 +309,26 @@ def fit_critic(generator: nn.Module, real: Tensor, latent_shape: tuple[int, ...]
         "history": history, "warnings": [],
     }
     if n_held < MIN_HELD_OUT:
-        message = (f"only {n_held} real samples held out ({holdout:g} of {n}): the held-out accuracy "
+        message = (f"only {n_held} real sample{'s' if n_held > 1 else ''} held out ({holdout:g} of {n}): the held-out accuracy "
                    f"({held['accuracy']:.3f} +- {report['held_out']['accuracy_stderr']:.3f}) and the early stopping "
                    f"rest on too few samples to trust; hold out at least {MIN_HELD_OUT} (a larger holdout or more "
                    "samples)")
         report["warnings"].append(message)
         warnings.warn(message, UserWarning, stacklevel=2)
-    if held["accuracy"] >= SATURATED_ACCURACY:
+    elif held["accuracy"] >= SATURATED_ACCURACY:  # (with too few held out, the warning above says it all)
         message = (f"the fitted critic separates real from generated samples almost perfectly (held-out accuracy "
                    f"{held['accuracy']:.3f}): refinement can push samples to whatever it scores as real; look at the "
                    "images, refine at a lower beta, or fit with fewer steps")
         report["warnings"].append(message)
         warnings.warn(message, UserWarning, stacklevel=2)
     return FittedCritic(critic, report)
+
+
+def accuracy_stderr(accuracy: float, n: int) -> float:
+    """Standard error of an accuracy measured on ``n`` predictions, Agresti-Coull's: from ``(k + 2) / (n + 4)``, so
+    that 0 or ``n`` right (p = 0 or 1) on a few samples does not read as certain (the plain ``sqrt(p(1-p)/n)`` is 0)."""
+    p = (accuracy * n + 2.0) / (n + 4.0)
+    return math.sqrt(p * (1.0 - p) / (n + 4.0))
 
 
 def _platt_scaling(critic: nn.Module, real: Tensor, fake: Tensor, held: dict,

@@ -82,7 +82,12 @@ def test_too_few_held_out_samples_are_flagged():
                             progress=False)
     held = fitted.report["held_out"]
     assert held["real"] == 3 and any("too few samples" in w for w in fitted.report["warnings"])
-    assert held["accuracy_stderr"] == pytest.approx(math.sqrt(held["accuracy"] * (1 - held["accuracy"]) / 6))
+    k, n = held["accuracy"] * 6, 6  # Agresti-Coull: never 0, also at accuracy 0 or 1
+    assert held["accuracy_stderr"] == pytest.approx(math.sqrt((k + 2) / (n + 4) * (1 - (k + 2) / (n + 4)) / (n + 4)))
+    assert not any("almost perfectly" in w for w in fitted.report["warnings"])  # too few to judge that either
+    from latentmcmc.fit_critic import accuracy_stderr
+
+    assert accuracy_stderr(1.0, 4) > 0.1 and accuracy_stderr(1.0, 10_000) < 0.001
 
 
 def test_early_stopping_keeps_the_best_held_out_critic():

@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 
 from ..process_group import world_from_env
-from ..training.data import DATASETS, SHAPE_RECIPES, check_data
+from ..training.data import DATASETS, SHAPE_RECIPES, check_data_argument
 from ..training.entropy import ENTROPY_TERMS
 from ..training.networks import ARCHITECTURES, CRITIC_NORMS
 from .common import (
@@ -104,7 +104,7 @@ def train_command(
 
     if data is not None:
         try:
-            check_data(data)
+            check_data_argument(data)
         except ValueError as err:
             raise CommandError(f"--data: {err}") from None
     if arch is not None:

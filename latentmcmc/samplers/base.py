@@ -202,7 +202,8 @@ class Sampler:
                 its discretisation bias).
             thin: keep every ``thin``-th state.
             seed: seed of the run's random-number generator (same seed and device, same draws).
-            progress: show a progress bar (default: when stderr is a terminal).
+            progress: True: a progress bar; False: nothing; None (default): a bar when stderr is a terminal,
+                else a line every tenth of the run (a job's log shows it is alive).
             record: what the run keeps (:data:`~latentmcmc.samplers.recording.RECORD_CHOICES`):
                 ``"full"`` the (thinned) draws, ``"last"`` only the final state.
             keep_warmup: also keep the (thinned) warm-up draws in ``chains.warmup_*``.

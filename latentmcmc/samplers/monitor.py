@@ -81,7 +81,7 @@ class Until:
             raise ValueError(f"until rhat must be a finite number > 1, got {self.rhat}")
         if self.min_ess is not None and not (self.min_ess > 0 and math.isfinite(self.min_ess)):
             raise ValueError(f"until min_ess must be a finite number > 0, got {self.min_ess}")
-        for name, least in (("check_every", 1), ("chains", 2), ("coordinates", 1)):
+        for name, least in (("check_every", 1), ("chains", 2 if self.rhat is not None else 1), ("coordinates", 1)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < least:
                 raise ValueError(f"until {name} must be an integer >= {least}, got {value!r}")

@@ -20,7 +20,7 @@ from torch import Tensor
 from ..deprecation import resolve_rng
 
 __all__ = ["Dataset", "DatasetEntry", "TrainRecipe", "ShapeRecipe", "SHAPE_RECIPES", "shape_recipe", "file_dataset",
-           "check_data",
+           "check_data", "check_data_argument",
            "load_dataset", "DATASETS", "gaussians25", "ring8", "swissroll", "digits",
            "stacked_digits"]
 
@@ -250,17 +250,22 @@ def _feature_measure(features: str, reference: Tensor) -> Callable[[Tensor], dic
 def check_data(name: str) -> str:
     """``name`` if it is a built-in data set or an existing file or folder; else a ValueError saying so.
 
-    A bare name that is both (a folder ``digits`` in the working directory) is refused rather than
-    guessed: ``./digits`` names the folder, and a built-in set is asked for where no such path exists.
+    A built-in name means the built-in set even where a file or folder of that name exists (``./digits``
+    names the folder); the command line refuses such a typed name as ambiguous (:func:`check_data_argument`).
     """
-    exists = Path(name).exists()
-    if name not in DATASETS and not exists:
+    if name not in DATASETS and not Path(name).exists():
         raise ValueError(f"unknown data set {name!r}: neither a built-in one ({', '.join(DATASETS)}) nor a file or "
                          "folder that exists")
-    if name in DATASETS and exists:
-        raise ValueError(f"data {name!r} is both a built-in data set and a file or folder in this directory: "
-                         f"write ./{name} for the file or folder, or run elsewhere for the built-in set")
     return name
+
+
+def check_data_argument(name: str) -> str:
+    """:func:`check_data` for a name typed on the command line, refusing a bare name that is both a built-in set and
+    a file or folder in the working directory (which one was meant cannot be told)."""
+    if name in DATASETS and Path(name).exists():
+        raise ValueError(f"{name!r} is both a built-in data set and a file or folder in this directory: write "
+                         f"./{name} for the file or folder, or move it (or run elsewhere) for the built-in set")
+    return check_data(name)
 
 
 def load_dataset(name: str, data_shape: tuple[int, ...] | None = None, holdout: float = 0.1, seed: int = 0,

@@ -205,4 +205,7 @@ def test_a_folder_named_like_a_built_in_set_is_not_guessed(tmp_path, monkeypatch
     code = main(["train", "--data", "digits", "--steps", "1", "--out", str(tmp_path / "c.pt"), "-q"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "both a built-in data set and a file or folder" in err[0], err
-    assert check_data("./digits") == "./digits"
+    assert check_data("./digits") == "./digits" and check_data("digits") == "digits"  # Python: the name wins
+    (tmp_path / "gaussians25").write_text("x")  # the default --data, not typed: no ambiguity to refuse
+    code = main(["train", "--steps", "1", "--out", str(tmp_path / "g.pt"), "-q"])
+    assert code == 0, capsys.readouterr().err
