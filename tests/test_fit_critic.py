@@ -209,6 +209,7 @@ def test_fit_critic_writes_an_exported_logit_critic_and_its_report(files, tmp_pa
     ("real", ["--latent-shape", "5"], "latent shape (5,) does not fit the generator: "),
     ("real", ["--init", "flat_d"], "does not take samples of shape (1, 8, 8): "),
     ("real", ["--holdout", "0.999"], "holdout 0.999 of 400 real samples leaves 0 to train on"),
+    ("real", ["--holdout", "1.5"], "--holdout must be in (0, 1)"),
 ])
 def test_fit_critic_refuses_bad_input_in_one_line(files, tmp_path, capsys, real, extra, needle):
     path = files.get(real, files["folder"] / "missing.npz")

@@ -97,6 +97,8 @@ def fit_critic_command(
 
     if init is not None and features is not None:
         raise CommandError("give --init (fine-tune a discriminator) or --features (a head on features), not both")
+    if not 0.0 < holdout < 1.0:  # (math.nan fails this too)
+        raise CommandError(f"--holdout must be in (0, 1), a share of the real samples, got {holdout}")
     if init_output not in ("probability", "logit", "energy"):
         raise CommandError(f"--init-output must be probability, logit or energy, got {init_output!r}")
     if init is None and init_output != "probability":
