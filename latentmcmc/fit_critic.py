@@ -44,12 +44,12 @@ from .priors import STANDARD_NORMAL, LatentPrior, as_prior, prior_name
 __all__ = ["fit_critic", "FittedCritic", "critic_network", "logit_of", "SATURATED_ACCURACY", "export_critic"]
 
 SATURATED_ACCURACY = 0.98
+"""Held-out accuracy from which the fit warns: a critic that separates real from generated this well gives a
+target that refinement can exploit."""
 
 MIN_HELD_OUT = 100
 """Fewer real samples held out than this (as many generated ones beside them) are flagged: the held-out accuracy's
 standard error then passes 0.035 and the early stopping follows noise."""
-"""Held-out accuracy from which the fit warns: a critic that separates real from generated this well gives a
-target that refinement can exploit."""
 
 
 def _sn(layer: nn.Module, on: bool = True) -> nn.Module:
@@ -207,8 +207,7 @@ def fit_critic(generator: nn.Module, real: Tensor, latent_shape: tuple[int, ...]
                              ("patience", patience, 1)):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-    if not 0.0 < holdout < 1.0:
-        raise ValueError(f"holdout must be in (0, 1), got {holdout}")
+    check_holdout(holdout)
     if not (lr > 0 and math.isfinite(lr)) or not (penalty >= 0 and math.isfinite(penalty)):
         raise ValueError(f"lr must be > 0 and penalty >= 0, got {lr} and {penalty}")
     params_of_g = list(generator.parameters()) if isinstance(generator, nn.Module) else []
@@ -322,6 +321,13 @@ def fit_critic(generator: nn.Module, real: Tensor, latent_shape: tuple[int, ...]
         report["warnings"].append(message)
         warnings.warn(message, UserWarning, stacklevel=2)
     return FittedCritic(critic, report)
+
+
+def check_holdout(holdout: float, label: str = "holdout") -> float:
+    """``holdout`` if it is a share in (0, 1) (NaN is not); else a ValueError naming ``label``."""
+    if not 0.0 < holdout < 1.0:
+        raise ValueError(f"{label} must be in (0, 1), a share of the real samples, got {holdout}")
+    return holdout
 
 
 def accuracy_stderr(accuracy: float, n: int) -> float:

@@ -90,15 +90,17 @@ def fit_critic_command(
     the fit early and measures it (accuracy, log-loss, calibration error, in fit.json and the last line).
     A critic that separates real from generated almost perfectly is warned about: refinement can exploit it.
     """
-    from ..fit_critic import export_critic, fit_critic
+    from ..fit_critic import check_holdout, export_critic, fit_critic
     from ..io.torch_export import first_line, load_exported
     from ..output_lock import locked_output
     from ..report import check_writable, staged_outputs, write_json
 
     if init is not None and features is not None:
         raise CommandError("give --init (fine-tune a discriminator) or --features (a head on features), not both")
-    if not 0.0 < holdout < 1.0:  # (math.nan fails this too)
-        raise CommandError(f"--holdout must be in (0, 1), a share of the real samples, got {holdout}")
+    try:
+        check_holdout(holdout, "--holdout")
+    except ValueError as err:
+        raise CommandError(str(err)) from None
     if init_output not in ("probability", "logit", "energy"):
         raise CommandError(f"--init-output must be probability, logit or energy, got {init_output!r}")
     if init is None and init_output != "probability":
