@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 import warnings
 
@@ -25,6 +26,9 @@ import torch
 
 from latentmcmc import MALA
 from latentmcmc.samplers import Until
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from sampler_throughput import HelpFormatter, make_energy  # noqa: E402 - the throughput benchmark's MLP pair
 
 torch.set_num_threads(1)
 
@@ -51,14 +55,7 @@ def target(name: str):
     """``(energy, latent size, eps)`` of ``--target``."""
     if name == "gaussian":
         return (lambda z: 0.5 * z.square().sum(1)), 8, 0.5
-    from torch import nn
-
-    from latentmcmc import LatentEnergy
-
-    torch.manual_seed(0)
-    generator = nn.Sequential(nn.Linear(16, 128), nn.Tanh(), nn.Linear(128, 64))
-    critic = nn.Sequential(nn.Linear(64, 128), nn.Tanh(), nn.Linear(128, 1))
-    return LatentEnergy(generator, critic), 16, 0.1
+    return make_energy(16, "cpu", "mlp"), 16, 0.1
 
 
 def timed(steps: int, until: Until | None, name: str) -> tuple[float, int]:
@@ -70,10 +67,6 @@ def timed(steps: int, until: Until | None, name: str) -> tuple[float, int]:
         warnings.simplefilter("ignore")
         chains = sampler.run(z0, steps=steps, seed=1, record="last", until=until, progress=False, fuse=False)
     return time.perf_counter() - t0, len(chains.extra.get("online_history", []))
-
-
-class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """The docstring as written, and each flag's default."""
 
 
 def main() -> None:
