@@ -45,6 +45,26 @@ def monitored(x: torch.Tensor, until: Until | None = None, block: int = 16) -> M
     return monitor
 
 
+@pytest.mark.parametrize("latent_shape", [(2,), (1, 2)])
+def test_steps_one_at_a_time_and_in_blocks_give_the_same_summary(latent_shape):
+    """An eager step (one slot, no loop) and a fused block of steps fill the same buffers."""
+    x = ar1(8, 200, seed=3)
+
+    def run(block: int) -> Monitor:
+        state = SamplerState(torch.zeros(8, *latent_shape, dtype=torch.float64), torch.zeros(8, dtype=torch.float64),
+                             None, torch.zeros(8, dtype=torch.bool))
+        monitor = Monitor(state, 200, None, check_every=50)
+        for start in range(0, 200, block):
+            rows = x[:, start:start + block].transpose(0, 1)
+            monitor.record_block(SimpleNamespace(energy=rows[..., 0], z=rows[..., 1:].reshape(-1, 8, *latent_shape)))
+        return monitor
+
+    one, blocks = run(1), run(40)
+    for a, b in ((one.statistics(), blocks.statistics()), ((one.sums, one.squares), (blocks.sums, blocks.squares))):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert one.count == blocks.count == 200
+
+
 def test_r_hat_is_the_split_r_hat_of_the_draws_it_summarises():
     x = ar1(64, 2048, seed=0, shift=torch.linspace(0, 2.0, 64, dtype=torch.float64))  # chains that disagree
     monitor = monitored(x)
