@@ -111,6 +111,14 @@ class Chains:
     def latent_shape(self) -> tuple[int, ...]:
         return tuple(self.draws.shape[2:])
 
+    def stuck(self) -> Tensor:
+        """``(chains,)`` True where the chain's recorded draws never changed (every proposal rejected); all False
+        with fewer than two draws."""
+        if self.num_draws < 2:
+            return torch.zeros(self.num_chains, dtype=torch.bool, device=self.draws.device)
+        draws = self.draws.reshape(self.num_chains, self.num_draws, -1)
+        return (draws == draws[:, :1]).all(2).all(1)
+
     def log_normalizer(self) -> LogNormalizer:
         r"""AIS estimate of ``log Z``, ``Z = \int e^{-E(z)} dz / (2\pi)^{d/2}`` (relative to the N(0, I) prior).
 

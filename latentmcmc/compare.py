@@ -111,7 +111,10 @@ def _row(name: str, run: MethodRun, problem: Problem, dataset, exact: ExactRefer
         row["acceptance"] = float(chains.acceptance_rate.mean())
         if chains.jump_rate is not None:
             row["jump_rate"] = float(chains.jump_rate.mean())
-        if chains.num_draws >= 4 and chains.evaluations is not None:
+        stuck = bool(chains.stuck().all()) if chains.num_draws >= 2 else False
+        if stuck:
+            row["stuck"] = True  # no ESS: every chain's draws are its start, whatever ArviZ's formula makes of them
+        elif chains.num_draws >= 4 and chains.evaluations is not None:
             recorded_passes = run.evaluations.passes * chains.steps / max(1, chains.steps + chains.warmup)
             per_chain = float(ess(chains.energy)) / chains.num_chains
             row["ess_per_kpass"] = 1000.0 * per_chain / max(recorded_passes, 1e-9)
@@ -248,7 +251,11 @@ def comparison_table(result: Comparison) -> str:
     if few:
         notes.append(f"The budget buys few steps of {', '.join(few)}: adaptation has barely started and the passes "
                      "may exceed the budget (every sampler runs at least 4 steps); raise --budget.")
-    if any(r.get("ess_per_kpass") is None and r.get("passes") and "acceptance" in r for r in rows):
+    stuck = [r["method"] for r in rows if r.get("stuck")]
+    if stuck:
+        notes.append(f"No chain of {', '.join(stuck)} moved in its recorded draws (every proposal rejected): no ESS; "
+                     "its samples are its warm-up's last states.")
+    if any(r.get("ess_per_kpass") is None and r.get("passes") and "acceptance" in r and not r.get("stuck") for r in rows):
         notes.append("ESS/kpass n/a: fewer than 4 recorded draws per chain, or not an MCMC method.")
     if any(r.get("weights_reliable") is False for r in rows):
         notes.append("Annealed methods marked unreliable have degenerate AIS weights: their resampled output rests on "

@@ -226,6 +226,8 @@ def format_table(metrics: dict[str, Any]) -> str:
         *([f"{'trajectory length (ChEES)':<28}{metrics['trajectory_length']:.3g}"]
           if metrics.get("trajectory_length") is not None else []),
         f"{'divergences':<28}{metrics.get('divergences', 0)}",
+        *([f"{'stuck chains':<28}{metrics['stuck_chains']} of {metrics.get('diagnostic_chains', metrics.get('chains'))} "
+           "never moved in their recorded draws"] if metrics.get("stuck_chains") else []),
     ]
     if "ess_bulk_energy" in metrics and not metrics.get("unusable"):
         lines += [

@@ -7,32 +7,30 @@ from typing import Any, Callable, Optional
 import torch
 import typer
 
+EXIT_OK = 0
+EXIT_ERROR = 2
+EXIT_UNUSABLE = 3
+EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
+EXIT_CODES = {  # the one list: `latentmcmc --help` and README's table say the same
+    EXIT_OK: "done",
+    EXIT_ERROR: "bad input or a failure, reported on one 'error:' line; nothing written",
+    EXIT_UNUSABLE: "finished but unusable: every recorded transition diverged, every chain froze or no recorded chain "
+                   "moved (outputs written, flagged)",
+    EXIT_INTERRUPTED: "interrupted (Ctrl-C); a refinement writes the draws completed so far, flagged",
+    EXIT_TERMINATED: "terminated (SIGTERM, as schedulers send): handled as Ctrl-C",
+}
+
 app = typer.Typer(
     name="latentmcmc",
     help="Refine a trained generator's samples by MCMC in its latent space.",
-    epilog="Exit codes: 0 done; 2 bad input (one 'error:' line, nothing written); 3 finished but unusable (every "
-           "recorded transition diverged or every chain froze; outputs written and flagged); 130 interrupted; 143 "
-           "terminated (SIGTERM, handled as Ctrl-C).",
+    epilog="Exit codes: " + "; ".join(f"{code} {meaning}" for code, meaning in EXIT_CODES.items()) + ".",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode="markdown",  # docstrings are hard-wrapped paragraphs: let the terminal reflow them
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-
-EXIT_OK = 0
-EXIT_ERROR = 2
-EXIT_UNUSABLE = 3
-EXIT_INTERRUPTED = 130
-EXIT_TERMINATED = 143
-EXIT_CODES = {
-    EXIT_OK: "done",
-    EXIT_ERROR: "bad input or a failure, reported on one 'error:' line; nothing written",
-    EXIT_UNUSABLE: "finished but unusable: every recorded transition diverged or every chain froze (outputs written, "
-                   "flagged)",
-    EXIT_INTERRUPTED: "interrupted (Ctrl-C); a refinement writes the draws completed so far, flagged",
-    EXIT_TERMINATED: "terminated (SIGTERM, as schedulers send): handled as Ctrl-C",
-}
 
 
 class CommandError(Exception):

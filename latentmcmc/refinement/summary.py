@@ -58,6 +58,8 @@ def run_metrics(chains: Chains, superchain_size: int | None = None, diagnostics:
         "divergences": int(chains.divergences.sum()),
         "frozen_chains": int(chains.frozen.sum()),
     }
+    if chains.num_draws >= 2:
+        m["stuck_chains"] = int(chains.stuck().sum())
     if chains.mh_accept_rate is not None:
         m["mh_accept_rate"] = float(chains.mh_accept_rate.mean())
     if chains.jump_rate is not None:
@@ -96,11 +98,14 @@ def run_metrics(chains: Chains, superchain_size: int | None = None, diagnostics:
 
 
 def unusable(metrics: dict[str, Any], transitions: int) -> str | None:
-    """Why a finished run cannot be used: every recorded transition diverged, or every chain froze; else None."""
+    """Why a finished run cannot be used: every recorded transition diverged, every chain froze, or no chain whose
+    draws were recorded moved in them; else None."""
     if metrics.get("frozen_chains", 0) >= metrics.get("chains", 0) > 0:
         return "every chain froze after a divergent step"
     if transitions and metrics.get("divergences", 0) >= transitions:
         return "every recorded transition diverged"
+    if metrics.get("stuck_chains", 0) >= metrics.get("diagnostic_chains", metrics.get("chains", 0)) > 0:
+        return f"no chain moved in its {metrics.get('draws')} recorded draws (every proposal was rejected)"
     return None
 
 

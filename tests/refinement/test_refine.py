@@ -138,3 +138,25 @@ def test_run_metrics_read_the_same_step_size_from_shared_and_copied_eps():
     shared = dataclasses.replace(chains, eps=eps)
     copied = dataclasses.replace(chains, eps=eps.contiguous())
     assert run_metrics(shared, diagnostics=False)["eps_mean"] == run_metrics(copied, diagnostics=False)["eps_mean"]
+
+
+def test_a_run_whose_chains_never_moved_is_unusable_and_shows_no_diagnostics():
+    """Every proposal rejected (a target whose energy is 500 higher anywhere but at the start, z = (1, 1): a log
+    acceptance ratio of about -500, not a divergence): each chain's draws are its start.  ArviZ's ESS of such chains
+    is the total (500 of 20 x 10 here), which the report printed as if the run had mixed; the run is now unusable
+    (exit 3 on the command line)."""
+    from latentmcmc.refinement import run_metrics
+    from latentmcmc.report import format_table
+
+    def spike(z):
+        return 0.5 * z.square().sum(1) + 500.0 * (z != 1).any(1)
+
+    chains = MALA(spike, eps=0.5).run(torch.ones(20, 2), steps=10, adapt=False, seed=0, progress=False)
+    metrics = run_metrics(chains)
+    assert metrics["divergences"] == 0 and metrics["stuck_chains"] == 20
+    assert metrics["unusable"] == "no chain moved in its 10 recorded draws (every proposal was rejected)"
+    table = format_table(metrics)
+    assert "UNUSABLE: no chain moved" in table and "ESS bulk" not in table
+    moving = run_metrics(MALA(lambda z: 0.5 * z.square().sum(1), eps=0.5).run(torch.ones(20, 2), steps=10, seed=0,
+                                                                              progress=False))
+    assert moving["stuck_chains"] == 0 and "unusable" not in moving

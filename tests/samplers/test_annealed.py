@@ -85,6 +85,19 @@ def test_recorded_steps_run_at_the_target_acceptance_after_annealing(prior_draws
     assert bool((levels[300:] == 1).all()) and float(levels[299]) == 1.0 and float(levels[298]) < 1.0
 
 
+@pytest.mark.parametrize("warmup", [8, 12])
+def test_a_short_warmup_anneals_throughout_rather_than_restart_for_a_few_steps(prior_draws, warmup):
+    """Dual averaging restarted for the last 2-3 warm-up steps kept its exploratory step (ten times eps): the
+    recorded steps ran at acceptance 0.019 (warm-up 8) and 0.233 (12) on this mixture.  A warm-up too short
+    for MIN_TARGET_STEPS at the target anneals throughout and keeps adapting (0.34 and 0.33); the acceptance
+    must stay within a factor of two of the target."""
+    chains = AnnealedMALA(mixture_energy, eps=0.1).run(prior_draws, steps=50, warmup=warmup, seed=3, progress=False)
+    assert float(chains.acceptance_rate.mean()) > 0.574 / 2
+    sampler = AnnealedMALA(mixture_energy)
+    assert sampler.adaptation_restart(warmup, adapt=True) is None
+    assert sampler.adaptation_restart(4 * sampler.MIN_TARGET_STEPS, adapt=True) == 3 * sampler.MIN_TARGET_STEPS
+
+
 @pytest.mark.slow
 def test_ais_log_z_of_a_gaussian_with_geometric_schedule():
     """N(m, S) target with an offset: log Z = -c + 0.5 log det S."""
