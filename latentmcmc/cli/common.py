@@ -14,10 +14,10 @@ EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143
 EXIT_CODES = {  # the one list: `latentmcmc --help` and README's table say the same
     EXIT_OK: "done",
-    EXIT_ERROR: "bad input or a failure, reported on one 'error:' line; nothing written",
+    EXIT_ERROR: "bad input or a failure, reported on one 'error:' line, nothing written",
     EXIT_UNUSABLE: "finished but unusable: every recorded transition diverged, every chain froze or no recorded chain "
                    "moved (outputs written, flagged)",
-    EXIT_INTERRUPTED: "interrupted (Ctrl-C); a refinement writes the draws completed so far, flagged",
+    EXIT_INTERRUPTED: "interrupted (Ctrl-C): a refinement writes the draws completed so far, flagged",
     EXIT_TERMINATED: "terminated (SIGTERM, as schedulers send): handled as Ctrl-C",
 }
 
