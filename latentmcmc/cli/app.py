@@ -11,7 +11,14 @@ import warnings
 
 from ..process_group import leave
 from . import compare, demo, diagnose, fit_critic, refine, train  # noqa: F401  (the commands register themselves on ``app``)
-from .common import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_TERMINATED, app, refresh_help
+from .common import (
+    EXIT_ERROR,
+    EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
+    app,
+    interrupt_said,
+    refresh_help,
+)
 from .declared import refresh_commands
 
 __all__ = ["app", "main"]
@@ -90,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     warnings.showwarning = _warning_line
     refresh_help()
     terminated = _terminate_as_interrupt()
+    interrupt_said(reset=True)
     try:
         refresh_commands()
         result = app(args=argv, prog_name="latentmcmc", standalone_mode=False)
@@ -116,6 +124,9 @@ def main(argv: list[str] | None = None) -> int:
         terminated.restore()
         leave()  # under torchrun: every rank waits for the others, then the group is torn down
     code = int(result) if isinstance(result, int) else 0
+    if code == EXIT_INTERRUPTED and not interrupt_said():  # typer turned a Ctrl-C the command did not catch into 130
+        print(f"{'terminated' if terminated() else 'interrupted'}: the command stopped before it finished; its outputs "
+              "were not written", file=sys.stderr)
     return EXIT_TERMINATED if code == EXIT_INTERRUPTED and terminated() else code
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from typing import Any, Callable, NoReturn, Optional
 
 import torch
 import typer
@@ -87,12 +87,31 @@ def _root(version: bool = typer.Option(False, "--version", help="Print the versi
         torch.set_num_threads(threads)
 
 
+_INTERRUPT_SAID = [False]  # a command said what its Ctrl-C left behind (else main() gives the general line)
+
+
+def stop_interrupted(message: str) -> NoReturn:
+    """End a command stopped by Ctrl-C (or SIGTERM) with ``message`` (what it left behind) on stderr: exit 130."""
+    typer.echo(message, err=True)
+    _INTERRUPT_SAID[0] = True
+    raise typer.Exit(EXIT_INTERRUPTED)
+
+
+def interrupt_said(reset: bool = False) -> bool:
+    """Whether the command said what its interruption left behind (``reset``: forget it, for a new command)."""
+    said = _INTERRUPT_SAID[0]
+    if reset:
+        _INTERRUPT_SAID[0] = False
+    return said
+
+
 def exit_for(metrics: dict) -> None:
     """End a command that wrote a refinement's outputs with the code its metrics call for (130, 3 or 0)."""
     import sys
 
     sys.stdout.flush()
-    if metrics.get("interrupted"):
+    if metrics.get("interrupted"):  # the printed table says so
+        _INTERRUPT_SAID[0] = True
         raise typer.Exit(EXIT_INTERRUPTED)
     if metrics.get("unusable"):
         raise typer.Exit(EXIT_UNUSABLE)

@@ -8,13 +8,13 @@ from pathlib import Path
 import typer
 
 from .common import (
-    EXIT_INTERRUPTED,
     CommandError,
     app,
     check_device,
     exit_for,
     flag,
     progress_flag,
+    stop_interrupted,
 )
 
 
@@ -66,8 +66,7 @@ def demo_command(
             result = refine(g, u, (2,), options, dataset=load_dataset("gaussians25"))
             write_report(result, out, target_accept=0.574, extra_metrics={"source": source, "device": str(dev)})
         except KeyboardInterrupt:
-            typer.echo(f"interrupted: {out} was left as it was", err=True)
-            raise typer.Exit(EXIT_INTERRUPTED)
+            stop_interrupted(f"interrupted: {out} was left as it was")
         typer.echo(f"latentmcmc demo: MALA in the latent space of an energy-GAN on 25 Gaussians ({source}), "
                    f"beta {beta}, {time.perf_counter() - t0:.1f} s in all on {dev}")
         typer.echo(format_table(result.metrics))

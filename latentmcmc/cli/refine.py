@@ -13,7 +13,6 @@ from ..process_group import world_from_env
 from ..samplers.registry import SAMPLERS
 from ..training.data import DATASETS
 from .common import (
-    EXIT_INTERRUPTED,
     CommandError,
     app,
     check_device,
@@ -21,6 +20,7 @@ from .common import (
     flag,
     parse_shape,
     progress_flag,
+    stop_interrupted,
 )
 from .declared import derived_command, given_values, option_parameter, parameter
 
@@ -331,12 +331,10 @@ def _refine_locked(v: dict, options, out: Path, dev, distributed: bool) -> None:
     except KeyboardInterrupt:
         kept = (f"; the run state stays in {state_file}: rerun with --resume to continue"
                 if saving and state_file.exists() else "")
-        typer.echo(f"interrupted during warm-up: no outputs were written to {out}{kept}", err=True)
-        raise typer.Exit(EXIT_INTERRUPTED)
+        stop_interrupted(f"interrupted during warm-up: no outputs were written to {out}{kept}")
     result.value_range = value_range
     if result.chains.num_draws == 0:
-        typer.echo(f"interrupted before the first kept draw: nothing was written to {out}", err=True)
-        raise typer.Exit(EXIT_INTERRUPTED)
+        stop_interrupted(f"interrupted before the first kept draw: nothing was written to {out}")
     source = str(checkpoint) if checkpoint is not None else f"{generator} + {critic}"
     entry = SAMPLERS[sampler]
     target = entry.default_target_accept if entry.has_step_size else None
@@ -348,9 +346,8 @@ def _refine_locked(v: dict, options, out: Path, dev, distributed: bool) -> None:
         result.metrics["interrupted"] = True
         with interrupts_deferred():
             write_report(result, out, figures=False, run_file=False, replace_all=True, **report)
-        typer.echo(f"interrupted while writing: {out} holds this run's samples.npz and metrics.json (no run.nc or "
-                   "figures)", err=True)
-        raise typer.Exit(EXIT_INTERRUPTED)
+        stop_interrupted(f"interrupted while writing: {out} holds this run's samples.npz and metrics.json (no run.nc "
+                         "or figures)")
     if saving and not result.metrics.get("interrupted"):
         _finish_checkpoints(out, state_file, resume)
     elif saving:

@@ -13,7 +13,6 @@ from ..training.data import DATASETS, SHAPE_RECIPES, check_data_argument
 from ..training.entropy import ENTROPY_TERMS
 from ..training.networks import ARCHITECTURES, CRITIC_NORMS
 from .common import (
-    EXIT_INTERRUPTED,
     CommandError,
     app,
     check_choice,
@@ -23,6 +22,7 @@ from .common import (
     live_help,
     parse_shape,
     progress_flag,
+    stop_interrupted,
 )
 from .declared import choices_text
 
@@ -181,8 +181,7 @@ def train_command(
         except KeyboardInterrupt:
             saved = (f"{out} holds the checkpoint of step {trainer.step - trainer.step % checkpoint_every}"
                      if checkpoint_every and trainer.step >= checkpoint_every else f"nothing was written to {out}")
-            typer.echo(f"interrupted at step {trainer.step}: {saved}", err=True)
-            raise typer.Exit(EXIT_INTERRUPTED)
+            stop_interrupted(f"interrupted at step {trainer.step}: {saved}")
         if trainer.rank:
             return
         c = trainer.config

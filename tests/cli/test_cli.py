@@ -438,6 +438,28 @@ def test_ctrl_c_while_writing_keeps_the_finished_draws(ckpt, refined, tmp_path, 
     assert json.loads((out / "metrics.json").read_text())["interrupted"] is True
 
 
+@pytest.mark.parametrize("command", ["compare", "fit-critic"])
+def test_ctrl_c_in_a_command_that_does_not_catch_it_says_so(command, ckpt, exported, tmp_path, monkeypatch, capsys):
+    """typer turns a Ctrl-C the command does not catch into exit 130 without a word: compare and fit-critic
+    stopped silently."""
+    import latentmcmc.compare
+    import latentmcmc.fit_critic
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(latentmcmc.compare, "compare", interrupted)
+    monkeypatch.setattr(latentmcmc.fit_critic, "fit_critic", interrupted)
+    real = tmp_path / "real.npy"
+    np.save(real, np.random.default_rng(0).standard_normal((200, 2)).astype(np.float32))
+    args = (["compare", ckpt, "--beta", "3"] if command == "compare"
+            else ["fit-critic", "--generator", exported[0], "--latent-shape", "3", "--real", real])
+    code, _, err = run_cli(capsys, *args, "--out", tmp_path / "out")
+    assert code == 130 and err.strip() == ("interrupted: the command stopped before it finished; its outputs were not "
+                                           "written"), err
+    assert not (tmp_path / "out").exists()
+
+
 def test_ctrl_c_during_the_diagnostics_keeps_the_finished_draws(ckpt, tmp_path, monkeypatch, capsys):
     """Ctrl-C in the seconds after sampling (ESS, R-hat) once printed 'interrupted during warm-up: no outputs
     were written' and lost the draws."""
