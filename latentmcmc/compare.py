@@ -140,7 +140,7 @@ def compare(generator: nn.Module, critic: nn.Module, latent_shape: tuple[int, ..
             critic_sign: float = 1.0, critic_output: str | None = None, device: str | torch.device = "cpu",
             grid_points: int = 801,
             sampler_options=None, progress=None, quality=None, data_shape: tuple[int, ...] | None = None,
-            prior=True, condition=None) -> Comparison:
+            prior=True, condition=None, real: Tensor | None = None) -> Comparison:
     """Run ``methods`` (names of :data:`~latentmcmc.methods.METHODS`) on one model; see the module docstring.
 
     ``prior`` is :class:`~latentmcmc.LatentEnergy`'s (a name such as ``"uniform:-1,1"`` or a distribution):
@@ -153,7 +153,9 @@ def compare(generator: nn.Module, critic: nn.Module, latent_shape: tuple[int, ..
     samples the classifier gives that class.
 
     ``quality`` (e.g. a :class:`~latentmcmc.feature_metrics.FeatureQuality`) replaces the data set's
-    metrics; ``data_shape`` views the generator's outputs as samples of that shape.
+    metrics; ``data_shape`` views the generator's outputs as samples of that shape.  ``real`` (samples of the
+    data, e.g. those a critic was fitted on) calibrates the MH-GAN, DRS and DOT critic; by default the data set's
+    samples or ``quality``'s reference.
     """
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
@@ -168,7 +170,8 @@ def compare(generator: nn.Module, critic: nn.Module, latent_shape: tuple[int, ..
     device = torch.device(device)
     problem = Problem(generator, critic, tuple(latent_shape), beta=beta, critic_sign=critic_sign,
                       critic_output=critic_output,
-                      real=dataset.x if dataset is not None else getattr(quality, "reference", None),
+                      real=real if real is not None else (dataset.x if dataset is not None
+                                                          else getattr(quality, "reference", None)),
                       sampler_options=sampler_options or SamplerOptions(), prior=prior,
                       condition=per_chain(condition, num_chains, device))
     latent_prior = problem.energy.latent_prior

@@ -122,7 +122,7 @@ def compare_command(**values) -> None:
     if v["fit_critic"] is not None and (v["critic"] is not None or v["checkpoint"] is not None):
         raise CommandError("--fit-critic fits the critic: give --generator and --latent-shape, without --critic or a "
                            "checkpoint")
-    fitted = None
+    fitted = real = None
     condition = read_condition(v, run["num_chains"])
     if condition is not None and v["fit_critic"] is not None:
         raise CommandError("--fit-critic fits an unconditional critic: it does not go with --classes or --condition")
@@ -160,7 +160,7 @@ def compare_command(**values) -> None:
                          seed=run["seed"], dataset=dataset, critic_sign=run["critic_sign"],
                          critic_output=run["critic_output"], device=dev, quality=quality, data_shape=run["data_shape"],
                          grid_points=v["grid_points"], sampler_options=options, progress=progress_flag(v["quiet"]),
-                         prior=run.get("prior", True), condition=condition)
+                         prior=run.get("prior", True), condition=condition, real=real)
         critic_source = f"a critic fitted on {v['fit_critic']}" if fitted is not None else v["critic"]
         source = str(v["checkpoint"]) if v["checkpoint"] is not None else f"{v['generator']} + {critic_source}"
         with staged_outputs(out) as staging:
