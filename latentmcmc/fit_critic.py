@@ -307,6 +307,13 @@ def fit_critic(generator: nn.Module, real: Tensor, latent_shape: tuple[int, ...]
         "data_fingerprint": data_fingerprint(real), "generator_fingerprint": _digest(generator),
         "history": history, "warnings": [],
     }
+    n_train = n - n_held
+    if n_train < MIN_HELD_OUT:
+        message = (f"only {n_train} real sample{'s' if n_train > 1 else ''} left to train on ({n_held} of {n} held out, "
+                   f"holdout {holdout:g}): a critic fitted on so few says little about the data; train on at least "
+                   f"{MIN_HELD_OUT} (a smaller holdout or more samples)")
+        report["warnings"].append(message)
+        warnings.warn(message, UserWarning, stacklevel=2)
     if n_held < MIN_HELD_OUT:
         message = (f"only {n_held} real sample{'s' if n_held > 1 else ''} held out ({holdout:g} of {n}): the held-out accuracy "
                    f"({held['accuracy']:.3f} +- {report['held_out']['accuracy_stderr']:.3f}) and the early stopping "

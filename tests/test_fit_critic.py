@@ -75,6 +75,14 @@ def test_a_critic_that_separates_perfectly_warns():
     assert fitted.report["held_out"]["accuracy"] >= 0.98 and fitted.report["warnings"]
 
 
+def test_too_few_samples_left_to_train_on_are_flagged():
+    """--holdout 0.999 trained the critic on 2 samples (batch 2) and kept its untrained start, without a word."""
+    with pytest.warns(UserWarning, match="only 2 real samples left to train on"):
+        fitted = fit_critic(nn.Identity(), torch.randn(1000, 2), (2,), holdout=0.998, steps=20, eval_every=10, seed=0,
+                            progress=False)
+    assert fitted.report["batch_size"] == 2 and fitted.report["warnings"]
+
+
 def test_too_few_held_out_samples_are_flagged():
     """A tiny holdout left one or two samples to judge the critic and stop on, and said nothing."""
     with pytest.warns(UserWarning, match="only 3 real samples held out"):
