@@ -20,6 +20,19 @@ from torch import nn
 
 from .atomic import atomic_path
 
+
+def load_plain(source, map_location="cpu") -> Any:
+    """``torch.load(source, weights_only=True)``: tensors and plain data only, nothing that could run code.
+
+    torch's notice that a file was pickled with another protocol than its own (any file ``pickle`` wrote, such
+    as one crafted to run code) is not passed on: the refusal that follows says what matters in one line.
+    """
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+        return torch.load(source, map_location=map_location, weights_only=True)
+
 __all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "load_models", "FORMAT", "VERSION"]
 
 FORMAT = "latentmcmc-checkpoint"
@@ -51,7 +64,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise CheckpointError(f"no checkpoint file at {path}")
     _refuse_other_formats(path)
     try:
-        data = torch.load(path, map_location=map_location, weights_only=True)
+        data = load_plain(path, map_location)
     except pickle.UnpicklingError as err:
         raise CheckpointError(
             f"{path} was refused: it holds objects other than tensors and plain data (loading it could run "

@@ -87,9 +87,11 @@ def load_digit_classifier() -> DigitClassifier:
     """The classifier shipped in the package (trained by ``benchmarks/train_digits_classifier.py``)."""
     from importlib import resources
 
+    from .checkpoint import load_plain
+
     model = DigitClassifier()
     with resources.as_file(resources.files("latentmcmc") / "assets" / CLASSIFIER_FILE) as path:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = load_plain(path)
     model.load_state_dict(state["state_dict"])
     return model.eval()
 

@@ -64,7 +64,6 @@ class Exploit:
         return (os.system, ("touch PWNED_BY_CHECKPOINT",))
 
 
-@pytest.mark.filterwarnings("ignore:Detected pickle protocol")  # the raw pickle below is not torch's format
 def test_tampered_pickle_is_refused_and_never_runs(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     bad = tmp_path / "evil.pt"

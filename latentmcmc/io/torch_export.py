@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from ..checkpoint import CheckpointError
+from ..checkpoint import CheckpointError, load_plain
 
 __all__ = ["load_exported", "ExportedModule", "check_latent_shape", "first_line"]
 
@@ -121,7 +121,7 @@ def load_exported(path: str | os.PathLike, device: str | torch.device = "cpu", n
         raise CheckpointError(f"{path} is a zip archive but not a torch.export program")
     for entry in _pickled_entries(archive, names, path):
         try:
-            torch.load(io.BytesIO(archive.read(entry)), weights_only=True)
+            load_plain(io.BytesIO(archive.read(entry)))
         except Exception as err:
             raise CheckpointError(
                 f"{path} was refused: {entry} holds objects other than tensors and plain data "

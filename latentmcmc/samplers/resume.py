@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from ..atomic import atomic_path
+from ..checkpoint import load_plain
 
 __all__ = ["FORMAT", "save_state", "load_state", "fingerprint", "check_fingerprint", "tensor_digest"]
 
@@ -91,7 +92,7 @@ def load_state(path: str | os.PathLike) -> dict[str, Any]:
     if not path.is_file():
         raise ValueError(f"no saved run state at {path}: nothing to resume (run once with a checkpoint first)")
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
+        data = load_plain(path)
     except Exception as err:
         raise ValueError(f"{path} is not a latentmcmc run state, or is truncated or corrupt ({type(err).__name__}): "
                          "remove it to start the run again") from err
