@@ -14,6 +14,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .critics import one_per_sample
+
 __all__ = ["per_chain", "class_accuracy", "class_ids", "cycle_classes", "parse_classes", "read_conditions", "check_conditional"]
 
 
@@ -114,7 +116,7 @@ def check_conditional(generator: nn.Module, critic: nn.Module, latent_shape: tup
 
     x = call("generator", generator, z)
     out = call("critic", critic, x)
-    if tuple(out.shape) not in ((c.shape[0],), (c.shape[0], 1)):
+    if not one_per_sample(out.shape, c.shape[0]):
         raise ValueError(f"the critic returns shape {tuple(out.shape)} for {c.shape[0]} conditioned samples; expected "
                          "one energy per sample")
     return tuple(x.shape[1:])

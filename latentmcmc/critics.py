@@ -23,7 +23,14 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-__all__ = ["CRITIC_OUTPUTS", "CriticOutput", "energy_critic", "strip_final_sigmoid", "probe_critic_output"]
+__all__ = ["CRITIC_OUTPUTS", "CriticOutput", "energy_critic", "strip_final_sigmoid", "probe_critic_output", "one_per_sample"]
+
+
+def one_per_sample(shape, n: int) -> bool:
+    """Whether a critic's output of ``shape`` for ``n`` samples is one number each: ``(n,)``, ``(n, 1)``, or
+    ``(n, 1, 1, 1)`` as a DCGAN discriminator's last convolution leaves it (any trailing ones)."""
+    shape = tuple(shape)
+    return len(shape) >= 1 and shape[0] == n and all(d == 1 for d in shape[1:])
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from typing import Any, Callable, Protocol, runtime_checkable
 import torch
 from torch import Tensor, nn
 
+from .critics import one_per_sample
 from .priors import STANDARD_NORMAL, LatentPrior, as_prior, standard_prior_energy
 
 __all__ = ["LatentEnergy", "Target", "as_target", "compile_target", "prior_energy", "EnergyFn", "COMPILE_MODES",
@@ -192,7 +193,8 @@ class LatentEnergy:
     Args:
         generator: module ``(chains, *latent_shape) -> (chains, *data_shape)`` (with a condition:
             ``(z, c) -> x``).
-        critic: module ``(chains, *data_shape) -> (chains,)`` or ``(chains, 1)`` (with a condition: ``(x, c)``).
+        critic: module ``(chains, *data_shape) -> (chains,)``, ``(chains, 1)`` or ``(chains, 1, 1, 1)`` (with a
+            condition: ``(x, c)``).
         beta: inverse temperature, finite and >= 0.
         prior: True for ``N(0, I)``, False for no prior term, a name of :data:`~latentmcmc.priors.PRIORS`
             (``"uniform:-1,1"``), a ``torch.distributions.Distribution`` or a :class:`~latentmcmc.priors.LatentPrior`.
@@ -292,7 +294,7 @@ class LatentEnergy:
             )
         c = self.conditions_for(z.shape[0])
         u = self.critic_energy(self.generate(z, c), c)
-        if u.shape not in ((z.shape[0],), (z.shape[0], 1)):
+        if not one_per_sample(u.shape, z.shape[0]):
             raise ValueError(
                 f"critic returned shape {tuple(u.shape)}; expected ({z.shape[0]},) or ({z.shape[0]}, 1), "
                 "one energy per sample"

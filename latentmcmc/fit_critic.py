@@ -37,7 +37,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-from .critics import CRITIC_OUTPUTS, Negated, energy_critic
+from .critics import CRITIC_OUTPUTS, Negated, energy_critic, one_per_sample
 from .datafiles import data_fingerprint
 from .priors import STANDARD_NORMAL, LatentPrior, as_prior, prior_name
 
@@ -104,7 +104,7 @@ def logit_of(critic: nn.Module, kind: str) -> nn.Module:
 
 
 def _as_logits(out: Tensor, n: int) -> Tensor:
-    if out.shape not in ((n,), (n, 1)):
+    if not one_per_sample(out.shape, n):
         raise ValueError(f"the critic returned shape {tuple(out.shape)} for {n} samples; expected ({n},) or ({n}, 1)")
     return out.reshape(n)
 

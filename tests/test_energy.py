@@ -125,6 +125,18 @@ def test_latent_shape_and_critic_output_are_checked():
         MALA(bad, eps=0.1).init(torch.randn(4, 3))
 
 
+def test_a_dcgan_discriminator_of_shape_n_1_1_1_is_one_number_per_sample():
+    """The DCGAN discriminator of PyTorch's tutorial ends in a 4x4 convolution: (n, 1, 1, 1), once refused."""
+    flat = nn.Sequential(nn.Flatten(), nn.Linear(4, 1))
+    dcgan_like = nn.Sequential(flat, nn.Unflatten(1, (1, 1, 1)))
+    g = nn.Linear(3, 4)
+    z = torch.randn(5, 3)
+    torch.testing.assert_close(LatentEnergy(g, dcgan_like)(z), LatentEnergy(g, flat)(z))
+    patches = nn.Sequential(nn.Linear(4, 4), nn.Unflatten(1, (1, 2, 2)))  # a patch critic: four numbers a sample
+    with pytest.raises(ValueError, match="critic returned shape"):
+        LatentEnergy(g, patches)(z)
+
+
 def test_critic_sign_reads_a_realness_logit_as_an_energy():
     import torch
     from torch import nn

@@ -30,7 +30,7 @@ def read_real(path: Path, generator, latent_shape, view_shape, value_range, devi
     import torch
 
     from ..datafiles import DataFileError, fit_to, output_range, read_data
-    from ..io.torch_export import first_line
+    from ..io.torch_export import latent_mismatch
 
     if getattr(generator, "inputs", 1) > 1:  # an exported G(z, c)
         raise CommandError(f"the generator takes {generator.inputs} inputs (a conditional G(z, c)); fit-critic fits "
@@ -39,8 +39,7 @@ def read_real(path: Path, generator, latent_shape, view_shape, value_range, devi
         try:
             sample = generator(torch.randn(64, *latent_shape, generator=torch.Generator().manual_seed(0)).to(device))
         except Exception as err:  # an exported program's shape guard, a layer's size mismatch
-            raise CommandError(f"latent shape {tuple(latent_shape)} does not fit the generator: "
-                               f"{first_line(err)}") from None
+            raise CommandError(latent_mismatch(generator, latent_shape, err)) from None
     shape = tuple(view_shape) if view_shape else tuple(sample.shape[1:])
     value_range = value_range or output_range(sample) or (0.0, 1.0)
     try:

@@ -27,6 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from ..checkpoint import CheckpointError, load_plain
+from ..critics import one_per_sample
 
 __all__ = ["load_exported", "ExportedModule", "check_latent_shape", "first_line"]
 
@@ -64,6 +65,7 @@ class ExportedModule(nn.Module):
         super().__init__()
         self.name = name
         self.static_batch = _static_batch(program)
+        self.sample_shape = _sample_shape(program)  # one input's shape, when fixed: a generator's latent shape
         self.inputs = len(program.graph_signature.user_inputs)  # 2 for a conditional model's (x, c)
         self.program = program.module().to(device)
 
@@ -92,17 +94,37 @@ class ExportedModule(nn.Module):
         return self.program(x, *rest)
 
 
-def _static_batch(program: "torch.export.ExportedProgram") -> int | None:
-    """The fixed leading dimension of the program's (single) user input, or None when it is symbolic."""
+def _first_input_shape(program: "torch.export.ExportedProgram") -> tuple | None:
+    """The shape of the program's first user input (dimensions are ints or symbols), or None when unknown."""
     user_inputs = set(program.graph_signature.user_inputs)
     for node in program.graph.nodes:
         if node.op == "placeholder" and node.name in user_inputs:
-            val = node.meta.get("val")
-            shape = getattr(val, "shape", None)
-            if shape is not None and len(shape) and isinstance(shape[0], int):
-                return int(shape[0])
-            return None
+            shape = getattr(node.meta.get("val"), "shape", None)
+            return tuple(shape) if shape is not None else None
     return None
+
+
+def _static_batch(program: "torch.export.ExportedProgram") -> int | None:
+    """The fixed leading dimension of the program's (single) user input, or None when it is symbolic."""
+    shape = _first_input_shape(program)
+    return int(shape[0]) if shape and isinstance(shape[0], int) else None
+
+
+def _sample_shape(program: "torch.export.ExportedProgram") -> tuple[int, ...] | None:
+    """The first input's shape after the batch dimension when every one is fixed (a generator's latent shape)."""
+    shape = _first_input_shape(program)
+    if not shape or not all(isinstance(d, int) for d in shape[1:]):
+        return None
+    return tuple(int(d) for d in shape[1:])
+
+
+def latent_mismatch(generator: nn.Module, latent_shape: tuple[int, ...], err: Exception) -> str:
+    """Why ``latent_shape`` does not fit ``generator``: the shape an exported generator takes when it is known."""
+    takes = getattr(generator, "sample_shape", None)
+    if takes is not None and tuple(takes) != tuple(latent_shape):
+        return (f"latent shape {tuple(latent_shape)} does not fit the generator, which takes latents of shape "
+                f"{takes} (--latent-shape {','.join(str(d) for d in takes)})")
+    return f"latent shape {tuple(latent_shape)} does not fit the generator: {first_line(err)}"
 
 
 def load_exported(path: str | os.PathLike, device: str | torch.device = "cpu", name: str | None = None) -> ExportedModule:
@@ -150,14 +172,14 @@ def check_latent_shape(generator: nn.Module, critic: nn.Module, latent_shape: tu
         try:
             x = generator(z)
         except Exception as err:
-            raise ValueError(f"latent shape {tuple(latent_shape)} does not fit the generator: {first_line(err)}") from err
+            raise ValueError(latent_mismatch(generator, latent_shape, err)) from err
         try:
             u = critic(x)
         except Exception as err:
             raise ValueError(f"the critic cannot read the generator's output of shape {tuple(x.shape)}: "
                              f"{first_line(err)}") from err
-    if tuple(u.shape) not in ((chains,), (chains, 1)):
+    if not one_per_sample(u.shape, chains):
         got = "(n, " + ", ".join(str(s) for s in u.shape[1:]) + ")" if u.dim() and u.shape[0] == chains else str(tuple(u.shape))
-        raise ValueError(f"the critic returns {got} for a batch of n samples; expected (n,) or (n, 1), one energy per "
-                         "sample")
+        raise ValueError(f"the critic returns {got} for a batch of n samples; expected one energy per sample: (n,), "
+                         "(n, 1) or (n, 1, 1, 1)")
     return tuple(x.shape[1:])

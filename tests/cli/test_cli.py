@@ -570,7 +570,8 @@ def test_a_critic_of_the_wrong_output_shape_is_described_per_sample(tmp_path, ca
     torch.export.save(torch.export.export(Wide(), (torch.randn(4, 2),), dynamic_shapes=({0: batch},)), d)
     code, _, err = run_cli(capsys, "refine", "--generator", g, "--critic", d, "--latent-shape", "3", "--out",
                            tmp_path / "x")
-    assert_one_line_error(code, err, "returns (n, 5) for a batch of n samples", "expected (n,) or (n, 1)")
+    assert_one_line_error(code, err, "returns (n, 5) for a batch of n samples",
+                          "one energy per sample: (n,), (n, 1) or (n, 1, 1, 1)")
 
 
 def test_terminal_colour_codes_never_reach_error_lines():
