@@ -574,6 +574,15 @@ def test_a_critic_of_the_wrong_output_shape_is_described_per_sample(tmp_path, ca
                           "one energy per sample: (n,), (n, 1) or (n, 1, 1, 1)")
 
 
+def test_a_latent_shape_that_does_not_fit_names_the_one_the_generator_takes(exported, tmp_path, capsys):
+    """The error once quoted torch's shape guard ("Guard failed: z.size()[1] == 3", "tuple index out of range")."""
+    g, d = exported
+    code, _, err = run_cli(capsys, "refine", "--generator", g, "--critic", d, "--latent-shape", "2,2", "--out",
+                           tmp_path / "x")
+    assert_one_line_error(code, err, "latent shape (2, 2) does not fit the generator, which takes latents of shape (3,)",
+                          "--latent-shape 3")
+
+
 def test_terminal_colour_codes_never_reach_error_lines():
     from latentmcmc.cli.app import _one_line
 
