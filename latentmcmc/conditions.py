@@ -88,6 +88,29 @@ def read_conditions(path: str | Path, num_chains: int | None) -> Tensor:
 
 
 @torch.no_grad()
+
+def _largest_class(model: nn.Module, first: Tensor, c: Tensor) -> int | None:
+    """The largest class id ``k`` in ``[0, max(c)]`` that ``model(first, k)`` accepts (a binary search: an embedding
+    takes ``0..n-1``), or None when the conditions are not class ids or even 0 fails."""
+    if c.dim() != 1 or c.dtype.is_floating_point or c.dtype == torch.bool:
+        return None
+
+    def takes(k: int) -> bool:
+        try:
+            model(first, torch.full((1,), k, dtype=c.dtype, device=c.device))
+            return True
+        except Exception:  # noqa: BLE001 - any failure means the class is out of its range
+            return False
+
+    low, high = 0, int(c.max())
+    if not takes(low):
+        return None
+    while low < high:  # takes(low) holds; find the largest k that works
+        mid = (low + high + 1) // 2
+        low, high = (mid, high) if takes(mid) else (low, mid - 1)
+    return low
+
+
 def check_conditional(generator: nn.Module, critic: nn.Module, latent_shape: tuple[int, ...], condition: Tensor,
                       device: str | torch.device = "cpu") -> tuple[int, ...]:
     """Run ``D(G(z, c), c)`` on every distinct condition (up to 4,096); the data shape, or a ValueError that says why
@@ -105,8 +128,10 @@ def check_conditional(generator: nn.Module, critic: nn.Module, latent_shape: tup
         try:
             return model(first, c)
         except IndexError as err:
-            raise ValueError(f"a condition is out of the {name}'s range ({first_line(err)}): the conditions run from "
-                             f"{c.min().item()} to {c.max().item()}; check them against the classes the model was "
+            takes = _largest_class(model, first[:1], c)
+            known = f"the {name} takes classes 0 to {takes}, " if takes is not None else ""
+            raise ValueError(f"a condition is out of the {name}'s range ({first_line(err)}): {known}the conditions run "
+                             f"from {c.min().item()} to {c.max().item()}; check them against the classes the model was "
                              "trained on") from err
         except Exception as err:  # noqa: BLE001 - the model's own message, on one line
             raise ValueError(f"the {name} fails on a condition as its second input ({name[0].upper()}"

@@ -134,9 +134,7 @@ def strip_final_sigmoid(critic: nn.Module) -> nn.Module | None:
     """
     if isinstance(critic, nn.Sequential) and len(critic) and isinstance(critic[-1], nn.Sigmoid):
         return critic[:-1]
-    from .io.torch_export import ExportedModule
-
-    if isinstance(critic, ExportedModule):
+    if hasattr(critic, "program") and hasattr(critic, "with_program"):  # an ExportedModule (not imported: no cycle)
         inner = strip_final_sigmoid(critic.program)
         return None if inner is None else critic.with_program(inner)
     if isinstance(critic, torch.fx.GraphModule):

@@ -208,8 +208,10 @@ def fit_critic(generator: nn.Module, real: Tensor, latent_shape: tuple[int, ...]
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
     check_holdout(holdout)
-    if not (lr > 0 and math.isfinite(lr)) or not (penalty >= 0 and math.isfinite(penalty)):
-        raise ValueError(f"lr must be > 0 and penalty >= 0, got {lr} and {penalty}")
+    if not (lr > 0 and math.isfinite(lr)):
+        raise ValueError(f"lr must be a finite number > 0, got {lr}")
+    if not (penalty >= 0 and math.isfinite(penalty)):
+        raise ValueError(f"penalty must be a finite number >= 0, got {penalty}")
     params_of_g = list(generator.parameters()) if isinstance(generator, nn.Module) else []
     device = torch.device(device) if device is not None else next((p.device for p in params_of_g), torch.device("cpu"))
     latent_shape = tuple(latent_shape)

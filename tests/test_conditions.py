@@ -66,8 +66,8 @@ def test_condition_errors_name_the_problem():
     energy = LatentEnergy(g, d, condition=cycle_classes(CLASSES, 6))
     with pytest.raises(ValueError, match="a batch of 4 latents for 6 chains"):
         energy(torch.zeros(4, 2))
-    with pytest.raises(ValueError, match="out of the generator's range"):
-        check_conditional(g, d, (2,), torch.tensor([0, 7]))
+    with pytest.raises(ValueError, match="out of the generator's range .*takes classes 0 to 2, the conditions run from 0 to 7"):
+        check_conditional(g, d, (2,), torch.tensor([0, 7]))  # three classes: the message says which are valid
     plain = torch.nn.Linear(2, 2)
     with pytest.raises(ValueError, match="generator fails on a condition"):
         check_conditional(plain, d, (2,), torch.tensor([0, 1]))

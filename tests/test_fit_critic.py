@@ -214,7 +214,7 @@ def test_fit_critic_writes_an_exported_logit_critic_and_its_report(files, tmp_pa
     ("small", [], "has samples of shape (1, 7, 7) (49 values) but the generator's samples have shape (1, 8, 8)"),
     ("nan", [], "NaN or infinite values"),
     ("missing", [], "no data at"),
-    ("real", ["--latent-shape", "5"], "latent shape (5,) does not fit the generator: "),
+    ("real", ["--latent-shape", "5"], "latent shape (5,) does not fit the generator, which takes latents of shape (4,)"),
     ("real", ["--init", "flat_d"], "does not take samples of shape (1, 8, 8): "),
     ("real", ["--holdout", "0.999"], "holdout 0.999 of 400 real samples leaves 0 to train on"),
     ("real", ["--holdout", "1.5"], "--holdout must be in (0, 1)"),

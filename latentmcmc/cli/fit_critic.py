@@ -68,10 +68,10 @@ def fit_critic_command(
     init: Optional[Path] = typer.Option(None, help="An existing discriminator (torch.export) to fine-tune instead",
                                         show_default=False),
     init_output: str = typer.Option("probability", help="What --init outputs: probability, logit or energy."),
-    steps: int = typer.Option(2000, help="The most gradient steps (early stopping on the held-out log-loss may end "
+    steps: int = typer.Option(2000, min=1, help="The most gradient steps (early stopping on the held-out log-loss may end "
                                          "sooner)."),
     holdout: float = typer.Option(0.2, help="Share of the real samples held out for early stopping and the report."),
-    penalty: float = typer.Option(0.0, help="Weight of a zero-centred gradient penalty on real data (R1)."),
+    penalty: float = typer.Option(0.0, min=0.0, help="Weight of a zero-centred gradient penalty on real data (R1)."),
     spectral_norm: Optional[bool] = typer.Option(None, "--spectral-norm/--no-spectral-norm",
                                                  help="Spectral norm in the default network  \\[default: on for "
                                                       "images, off for flat data]", show_default=False),
