@@ -35,6 +35,8 @@ from torch import Tensor
 __all__ = ["read_data", "read_labels", "DataFileError", "fit_to", "data_fingerprint", "output_range", "IMAGE_SUFFIXES"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+FORMATS = ".npy/.npz (one array or one named x), IDX files (MNIST family, .gz or not) or a folder of PNG/JPEG images"
+"""What :func:`read_data` reads, in a phrase (the commands' help texts say it in these words)."""
 _IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"), 0x0D: np.dtype(">f4"),
               0x0E: np.dtype(">f8")}
 

@@ -141,9 +141,9 @@ def refresh_help() -> None:
         option.help = text()
 
 
-def flag(default: bool, *names: str, help: str):
+def flag(default: bool | None, *names: str, help: str, show_default: bool = True):
     """A boolean flag option without the ``<bool>`` metavar (it takes no value)."""
-    return typer.Option(default, *names, help=help, metavar="")
+    return typer.Option(default, *names, help=help, metavar="", show_default=show_default)
 
 
 def choices(table) -> str:

@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 
+from ..datafiles import FORMATS
 from ..priors import prior_spellings
 from .common import CommandError, app, check_device, flag, parse_shape, progress_flag
 
@@ -53,8 +54,7 @@ def fit_critic_command(
     generator: Path = typer.Option(..., help="The generator, saved with torch.export.save (.pt2)."),
     latent_shape: str = typer.Option(..., help="Its latent shape, e.g. 128 or 4,4,8."),
     prior: str = typer.Option("normal", help=f"Its latent prior: {prior_spellings()}."),
-    real: Path = typer.Option(..., help="Real samples: .npz/.npy, IDX files (MNIST family, .gz or not) or a folder "
-                                        "of PNG/JPEG images."),
+    real: Path = typer.Option(..., help=f"Real samples: {FORMATS}."),
     out: Path = typer.Option(..., help="Output directory: critic.pt2 (logits, higher = more real) and fit.json."),
     data_shape: Optional[str] = typer.Option(None, help="View the samples as this shape, e.g. 1,28,28  "
                                                         "\\[default: the generator's output shape]",
@@ -72,12 +72,12 @@ def fit_critic_command(
                                          "sooner)."),
     holdout: float = typer.Option(0.2, help="Share of the real samples held out for early stopping and the report."),
     penalty: float = typer.Option(0.0, min=0.0, help="Weight of a zero-centred gradient penalty on real data (R1)."),
-    spectral_norm: Optional[bool] = typer.Option(None, "--spectral-norm/--no-spectral-norm",
-                                                 help="Spectral norm in the default network  \\[default: on for "
-                                                      "images, off for flat data]", show_default=False),
-    calibrate: bool = typer.Option(False, "--calibrate/--no-calibrate",
-                                   help="Apply the Platt scaling of the logit fitted on the held-out samples (its "
-                                        "slope is reported either way)."),
+    spectral_norm: Optional[bool] = flag(None, "--spectral-norm/--no-spectral-norm",
+                                         help="Spectral norm in the default network  \\[default: on for images, off "
+                                              "for flat data]", show_default=False),
+    calibrate: bool = flag(False, "--calibrate/--no-calibrate",
+                           help="Apply the Platt scaling of the logit fitted on the held-out samples (its slope is "
+                                "reported either way)."),
     seed: int = typer.Option(0, help="Seed of the split, the generated samples and the initialisation."),
     device: str = typer.Option("cpu", help="cpu, cuda or cuda:N."),
     quiet: bool = flag(False, "--quiet", "-q", help="No progress bar."),

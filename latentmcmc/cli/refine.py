@@ -9,6 +9,7 @@ from typing import Optional
 import torch
 import typer
 
+from ..datafiles import FORMATS
 from ..process_group import world_from_env
 from ..samplers.registry import SAMPLERS
 from ..training.data import DATASETS
@@ -137,7 +138,7 @@ _FEATURES = [  # quality in the user's feature space (shared with compare)
     parameter("features", typer.Option(None, help="A feature extractor saved with torch.export (x -> (n, d)): FD, KID, "
                                                   "precision/recall, density/coverage against --reference (needs "
                                                   "latentmcmc[metrics])", show_default=False), Optional[Path]),
-    parameter("reference", typer.Option(None, help="Reference samples (.npz, one array or 'x') for --features",
+    parameter("reference", typer.Option(None, help=f"Reference samples for --features: {FORMATS}",
                                         show_default=False), Optional[Path]),
     parameter("classifier", typer.Option(None, help="A classifier saved with torch.export (x -> logits) for the "
                                                     "Inception Score", show_default=False), Optional[Path]),
