@@ -308,6 +308,9 @@ def _refine_locked(v: dict, options, out: Path, dev, distributed: bool) -> None:
     state_file = out / RESUME_FILE
     checkpoint_every, resume = v["checkpoint_every"], v["resume"]
     saving = {}
+    if state_file.exists() and not resume:  # starting afresh would replace it: hours of sampling lost to a missed flag
+        raise CommandError(f"{out} holds an interrupted run's state ({RESUME_FILE}, {_where(state_file)}): rerun with "
+                           f"--resume to continue it, or remove {state_file} (or pick another --out) to start afresh")
     if checkpoint_every is not None or resume:
         if resume and checkpoint_every is None:
             raise CommandError("--resume continues a run that wrote checkpoints: give the same --checkpoint-every")

@@ -112,6 +112,12 @@ def test_resume_says_where_it_resumes(tmp_path, capsys, monkeypatch):
     out = tmp_path / "run"
     assert run_cli(capsys, "refine", CKPT, *SMALL, "--checkpoint-every", "2", "--no-figures", "--out", out)[0] == 130
     monkeypatch.undo()
+    state = out / ".latentmcmc-resume.pt"
+    saved = state.read_bytes()
+    for forgot in (["--checkpoint-every", "2"], []):  # the same command without --resume once started afresh over it
+        code, _, err = run_cli(capsys, "refine", CKPT, *SMALL, *forgot, "--no-figures", "--out", out)
+        assert "holds an interrupted run's state" in error_line(code, err) and "--resume" in err
+        assert state.read_bytes() == saved
     code, _, err = run_cli(capsys, "refine", CKPT, *SMALL, "--checkpoint-every", "2", "--no-figures", "--resume",
                            "--out", out)
     assert code == 0 and "resuming the run saved in" in err and "step 6" in err
