@@ -233,7 +233,8 @@ def format_table(metrics: dict[str, Any]) -> str:
         lines += [
             f"{'ESS bulk / tail (energy)':<28}{metrics['ess_bulk_energy']:.0f} / {metrics['ess_tail_energy']:.0f}",
             f"{'ESS bulk (worst z coord)':<28}{metrics['ess_bulk_z_min']:.0f}",
-            f"{'R-hat (energy / worst z)':<28}{metrics['rhat_energy']:.3f} / {metrics['rhat_z_max']:.3f}",
+            f"{'R-hat (energy / worst z)':<28}" + (f"{metrics['rhat_energy']:.3f} / {metrics['rhat_z_max']:.3f}"
+                                                     if metrics.get("chains", 2) > 1 else "n/a (one chain)"),
         ]
         if "rhat_nested_energy" in metrics:
             lines.append(f"{'nested R-hat':<28}"

@@ -39,7 +39,8 @@ def diagnose_command(
     if max_rows < 1:
         raise CommandError(f"--max-rows must be >= 1, got {max_rows}")
     acc = acceptance_summary(chains)
-    typer.echo(f"{run}: {chains.sampler}, {chains.num_chains} chains x {chains.num_draws} draws "
+    typer.echo(f"{run}: {chains.sampler}, {chains.num_chains} chain{'s' if chains.num_chains != 1 else ''} x "
+               f"{chains.num_draws} draws "
                f"(warm-up {chains.warmup}, thin {chains.thin}), latent shape {chains.latent_shape}")
     line = f"acceptance {acc.mean:.3f}, divergences {acc.divergences}, eps mean {float(chains.eps.mean()):.4g}"
     if acc.frozen:
@@ -51,6 +52,8 @@ def diagnose_command(
         table = summary(chains, max_rows=max_rows)
         with pd.option_context("display.width", 120, "display.max_columns", 20):
             typer.echo(table.to_string(float_format=lambda v: f"{v:.3f}"))
+        if chains.num_chains < 2:
+            typer.echo("(one chain: R-hat compares chains, so it is NaN)")
         if table.attrs.get("omitted"):
             typer.echo(f"... {table.attrs['omitted']} more rows (--max-rows)")
     if plots is not None:

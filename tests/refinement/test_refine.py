@@ -160,3 +160,12 @@ def test_a_run_whose_chains_never_moved_is_unusable_and_shows_no_diagnostics():
     moving = run_metrics(MALA(lambda z: 0.5 * z.square().sum(1), eps=0.5).run(torch.ones(20, 2), steps=10, seed=0,
                                                                               progress=False))
     assert moving["stuck_chains"] == 0 and "unusable" not in moving
+
+
+def test_one_chain_reports_no_r_hat_rather_than_nan():
+    from latentmcmc.refinement import run_metrics
+    from latentmcmc.report import format_table
+
+    chains = MALA(lambda z: 0.5 * z.square().sum(1), eps=0.5).run(torch.zeros(1, 2), steps=10, seed=0, progress=False)
+    table = format_table(run_metrics(chains))
+    assert "R-hat (energy / worst z)    n/a (one chain)" in table and "nan" not in table
