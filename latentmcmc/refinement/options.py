@@ -157,7 +157,7 @@ class RefineOptions:
                                         "from them)  \\[default: all]", kind=int, check=optional(integer(1)))
     superchains: int | None = declare(None, "Group the chains into K superchains sharing their starting point and "
                                       "report nested R-hat (Margossian et al. 2024), the R-hat for many short chains  "
-                                      "\\[default: none]", kind=int, check=optional(integer(1)))
+                                      "\\[default: none]", kind=int, check=optional(integer(2)))
     keep_warmup: bool = declare(False, "Also record the warm-up (shown in the figures).", kind=bool, check=boolean)
     record: str = declare("full", "What the run keeps.", kind=str, choices=lambda: RECORD_CHOICES,
                           check=one_of(lambda: RECORD_CHOICES))
@@ -195,6 +195,8 @@ class RefineOptions:
         if not isinstance(self.sampler_options, SamplerOptions):
             raise ValueError(f"sampler_options must be a SamplerOptions, got {type(self.sampler_options).__name__}")
         resolve_critic_output(self.critic_sign, self.critic_output)  # the two spellings must agree
+        if self.until_rhat is not None and self.num_chains < 2:
+            raise ValueError(f"until_rhat needs num_chains >= 2 (R-hat compares chains), got num_chains={self.num_chains}")
         if self.until_rhat is not None or self.min_ess is not None:
             self.until  # validates the rules together
         if self.superchains is not None:
@@ -210,9 +212,12 @@ class RefineOptions:
             raise ValueError(f"resample needs an annealed sampler (AIS weights); {self.sampler} has none")
         if self.keep == "best" and self.blocked:
             raise ValueError("keep='best' keeps the states of one tracked step of every chain: it needs one block")
-        if (self.warmup == "auto" or self.until_rhat is not None or self.min_ess is not None) and self.blocked:
-            raise ValueError("warmup='auto' and stop rules (until_rhat, min_ess) end each run at its own step, so they "
-                             "need one block: leave block_size unset (and run in one process)")
+        own_end = [what for what, given in (("warmup='auto'", self.warmup == "auto"),
+                                             ("until_rhat", self.until_rhat is not None),
+                                             ("min_ess", self.min_ess is not None)) if given]
+        if own_end and self.blocked:
+            raise ValueError(f"{' and '.join(own_end)} end{'s' if len(own_end) == 1 else ''} each run at its own step, "
+                             "so a run needs one block: leave block_size unset (and run in one process)")
         SAMPLERS[self.sampler].cls.check_warmup(self.warmup, self.sampler)
 
     def ignored_sampler_options(self) -> list[str]:

@@ -99,6 +99,15 @@ def test_refine_rejects_bad_arguments():
         refine(nn.Identity(), Shifted(0.0), (2,), eps=0.0, progress=False)
     with pytest.raises(ValueError, match="block_size"):
         refine(nn.Identity(), Shifted(0.0), (2,), num_chains=10, block_size=0, progress=False)
+    from latentmcmc.refinement import RefineOptions
+
+    # messages name what was given (a user's trial: an R-hat rule with one chain, blocks with one stop rule)
+    with pytest.raises(ValueError, match=r"until_rhat needs num_chains >= 2 .*got num_chains=1"):
+        RefineOptions(num_chains=1, until_rhat=1.01)
+    with pytest.raises(ValueError, match=r"^until_rhat ends each run at its own step"):
+        RefineOptions(num_chains=100, until_rhat=1.01, block_size=50)
+    with pytest.raises(ValueError, match=r"superchains must be an integer >= 2, got 1"):
+        RefineOptions(num_chains=100, superchains=1)
 
 
 def test_superchains_share_their_start_and_report_nested_rhat():
