@@ -271,6 +271,17 @@ def comparison_table(result: Comparison) -> str:
     return "\n".join(lines)
 
 
+def _as_images(x: Tensor) -> Tensor | None:
+    """Samples as ``(n, C, H, W)`` images for a picture: images as they are, flat square ones as grey squares."""
+    if x.dim() == 4 and x.shape[1] in (1, 3):
+        return x
+    if x.dim() == 2:
+        side = int(round(math.sqrt(x.shape[1])))
+        if side * side == x.shape[1] and side >= 4:
+            return x.reshape(-1, 1, side, side)
+    return None
+
+
 def comparison_figure(result: Comparison):
     """``compare.png``: bars of the headline metric, TV to the exact target, ESS per 1,000 passes; 2-D samples."""
     from matplotlib.figure import Figure
@@ -290,8 +301,11 @@ def comparison_figure(result: Comparison):
         panels.append((f"TV to exact ({result.settings['exact_distance']})", [r.get("tv_to_exact") for r in rows],
                        (result.settings["tv_floor_mean"], result.settings["tv_floor_95"])))
     panels.append(("ESS per 1,000 passes (energy)", [r.get("ess_per_kpass") for r in rows], None))
-    n_scatter = len(rows) if two_d else 0
-    cols = max(len(panels), 4)
+    images = {} if two_d else {name: _as_images(x) for name, x in result.samples.items()}
+    if any(v is None for v in images.values()):
+        images = {}  # flat samples that are not square images: no per-method picture
+    n_scatter = len(rows) if (two_d or images) else 0
+    cols = max(len(panels), 4) if n_scatter else len(panels)
     scatter_rows = math.ceil(n_scatter / cols)
     fig = Figure(figsize=(3.6 * cols, 3.6 * (1 + scatter_rows)), layout="constrained")
     grid = fig.add_gridspec(1 + scatter_rows, cols)
@@ -313,7 +327,17 @@ def comparison_figure(result: Comparison):
     ref = result.reference[:3000].cpu().numpy() if two_d and result.reference is not None else None
     fig.suptitle(f"budget {s['budget']} passes per sample, beta {s['beta']}, {s['chains']} chains" + (
         "\nbelow: each method's samples G(z) (red, up to 2,000)" + (" over the data (grey)" if ref is not None else "")
-        if two_d else ""))
+        if two_d else ("\nbelow: each method's first 16 samples G(z)" if images else "")))
+    if images:
+        from .datafiles import output_range
+        from .plots import image_grid
+
+        value_range = output_range(torch.cat([x[:16] for x in images.values()])) or (-1.0, 1.0)
+        for k, (name, x) in enumerate(images.items()):
+            ax = fig.add_subplot(grid[1 + k // cols, k % cols])
+            ax.imshow(image_grid(x[:16], columns=4, value_range=value_range), cmap="gray", vmin=0, vmax=1)
+            ax.set_title(name, fontsize="small")
+            ax.axis("off")
     if two_d:
         for k, (name, x) in enumerate(result.samples.items()):
             ax = fig.add_subplot(grid[1 + k // cols, k % cols])

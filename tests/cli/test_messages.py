@@ -189,3 +189,17 @@ def test_compare_figure_marks_missing_numbers():
     scatter = [ax for ax in fig.axes if ax.get_xlabel() == "x[0]"]
     assert len(scatter) == 2 and all(ax.get_ylabel() == "x[1]" for ax in scatter)
     assert "each method's samples G(z)" in fig._suptitle.get_text()
+
+
+@pytest.mark.parametrize("shape, pictures", [((10, 1, 8, 8), 2), ((10, 64), 2), ((10, 5), 0)])
+def test_compare_figure_shows_each_methods_images_and_no_empty_columns(shape, pictures):
+    """Image samples once got no picture, and the one bar panel sat in the first of four columns."""
+    from latentmcmc.compare import Comparison, comparison_figure
+
+    rows = {name: {"method": name, "ess_per_kpass": 10.0} for name in ("prior", "mala")}
+    settings = {"budget": 8, "beta": 1.0, "chains": 10}
+    fig = comparison_figure(Comparison(rows, settings, {k: torch.rand(shape) for k in rows}, None))
+    shown = [ax for ax in fig.axes if ax.images]
+    assert len(shown) == pictures and [ax.get_title() for ax in shown] == ["prior", "mala"][:pictures]
+    assert len(fig.axes) == 1 + pictures  # the bar panel and the pictures
+    assert fig.axes[0].get_gridspec().ncols == (4 if pictures else 1)
