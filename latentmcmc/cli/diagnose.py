@@ -97,8 +97,10 @@ def _arviz_figures(chains, folder: Path) -> list[Path]:
     data = data.isel(**keep)
     shown = min(8, chains.num_chains)
     coords = min(4, chains.latent_shape[0]) if chains.latent_shape else 1
+    rest = ",0" * (len(chains.latent_shape) - 1)
+    names = [f"z[{i}{rest}]" for i in range(coords)]  # as the summary table names them
     which = (f"the first {shown} of {chains.num_chains} chains" if shown < chains.num_chains
-             else f"all {shown} chains") + f", latent coordinates z[0]..z[{coords - 1}]"
+             else f"all {shown} chains") + f", latent coordinates {names[0]}..{names[-1]}"
     titles = {"trace.png": f"{which}: density per chain (left), draws (right); a row per coordinate, colour: chain",
               "rank.png": f"{which}: ranks among these chains' draws (uniform bars: the chains agree)"}
     written = []
@@ -114,13 +116,16 @@ def _arviz_figures(chains, folder: Path) -> list[Path]:
                 if name == "trace.png":
                     for i, row in enumerate(axes.reshape(-1, 2)):
                         for ax in row:
-                            ax.set_title(f"z[{i}]", fontsize="medium")  # one line (ArviZ's "z\n0" ran into the row above)
+                            ax.set_title(names[i], fontsize="medium")  # one line (ArviZ's "z\n0" ran into the row above)
                         row[0].set_xlabel("z")
                         row[0].set_ylabel("density")
                         row[1].set_xlabel("draw")
                         row[1].set_ylabel("z")
-                    fig.tight_layout()
-                fig.suptitle(titles[name], fontsize="medium", y=1.03 if name == "trace.png" else 1.0)
+                else:
+                    for i, ax in enumerate(axes.flat):
+                        ax.set_title(names[i], fontsize="medium")  # ArviZ's two-line "z\n0, 0, 0" met the title
+                fig.tight_layout()
+                fig.suptitle(titles[name], fontsize="medium", y=1.03 if name == "trace.png" else 1.06)
                 fig.savefig(folder / name, dpi=90, bbox_inches="tight")
                 plt.close(fig)
                 written.append(folder / name)
