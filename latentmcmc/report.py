@@ -266,8 +266,9 @@ def format_table(metrics: dict[str, Any]) -> str:
         for key, value in quality["before"].items():
             lines.append(f"{'  ' + key:<28}" + _cell(value) + _cell(quality["after"].get(key))
                          + (" " + _cell(quality["after (resampled)"].get(key)) if resampled else ""))
-        if any("kl" in quality[when] and not _finite(quality[when]["kl"]) for when in ("before", "after")):
-            lines.append("  (kl n/a: no high-quality sample, so there is no mode histogram)")
+        missing = [when for when in ("before", "after") if "kl" in quality[when] and not _finite(quality[when]["kl"])]
+        if missing:
+            lines.append(f"  (kl n/a {' and '.join(missing)}: no high-quality sample, so there is no mode histogram)")
         if any(quality[when].get(k) is None for when in ("before", "after") for k in quality[when]):
             lines.append("  (n/a: too few samples or non-finite features for that metric)")
         if metrics.get("superchains"):

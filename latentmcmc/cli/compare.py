@@ -93,6 +93,9 @@ def compare_command(**values) -> None:
     if not names or unknown:
         raise CommandError(f"unknown method(s) {', '.join(unknown) or repr(methods)} for --methods; choose from "
                            f"{choices(METHODS)}")
+    repeated = sorted({m for m in names if names.count(m) > 1})
+    if repeated:
+        raise CommandError(f"--methods names {', '.join(repeated)} more than once (each method runs once)")
     for name, value, low in (("budget", v["budget"], 4), ("grid-points", v["grid_points"], 11)):
         if value < low:
             raise CommandError(f"--{name} must be >= {low}, got {value}")

@@ -42,11 +42,19 @@ def read_real(path: Path, generator, latent_shape, view_shape, value_range, devi
         except Exception as err:  # an exported program's shape guard, a layer's size mismatch
             raise CommandError(latent_mismatch(generator, latent_shape, err)) from None
     shape = tuple(view_shape) if view_shape else tuple(sample.shape[1:])
-    value_range = value_range or output_range(sample) or (0.0, 1.0)
+    known = value_range or output_range(sample)  # None: the generator's samples keep to no fixed pixel range
+    value_range = known or (0.0, 1.0)
     try:
-        return fit_to(read_data(path, value_range), shape, f"{what} {path}"), value_range
+        data = fit_to(read_data(path, value_range), shape, f"{what} {path}")
     except DataFileError as err:
         raise CommandError(str(err)) from None
+    lo, hi = float(data.min()), float(data.max())
+    slack = 0.05 * (value_range[1] - value_range[0])
+    if known is not None and (lo < value_range[0] - slack or hi > value_range[1] + slack):
+        typer.echo(f"warning: {what} {path} spans [{lo:.3g}, {hi:.3g}] but the generator's samples lie in "
+                   f"[{value_range[0]:g}, {value_range[1]:g}]: a critic tells them apart by their range alone; rescale "
+                   "the data to the generator's range (image files and integer pixels are mapped to it)", err=True)
+    return data, value_range
 
 
 @app.command("fit-critic")

@@ -181,7 +181,8 @@ def test_compare_writes_its_table_json_and_figure(ckpt, tmp_path, capsys):
     assert list(data["methods"]) == ["prior", "truncation", "mala", "isir", "mh-gan", "drs", "dot"]
     assert data["settings"]["calibrated"] and "tv_floor_95" in data["settings"]  # ring8 data, 2-D latent
     assert (out / "compare.png").stat().st_size > 0 and "TV-exact" in text
-    for args, needle in ((["--methods", "mala,nuts"], "unknown method"), (["--budget", "2"], "--budget")):
+    for args, needle in ((["--methods", "mala,nuts"], "unknown method"), (["--budget", "2"], "--budget"),
+                         (["--methods", "mala,isir,mala"], "names mala more than once")):
         code, _, err = run_cli(capsys, "compare", ckpt, *args, "--out", tmp_path / "bad")
         assert_one_line_error(code, err, needle)
         assert not (tmp_path / "bad").exists()
