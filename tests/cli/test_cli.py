@@ -453,7 +453,7 @@ def test_ctrl_c_in_a_command_that_does_not_catch_it_says_so(command, ckpt, expor
     monkeypatch.setattr(latentmcmc.compare, "compare", interrupted)
     monkeypatch.setattr(latentmcmc.fit_critic, "fit_critic", interrupted)
     real = tmp_path / "real.npy"
-    np.save(real, np.random.default_rng(0).standard_normal((200, 2)).astype(np.float32))
+    np.save(real, np.random.default_rng(0).uniform(-0.5, 0.5, (200, 2)).astype(np.float32))
     args = (["compare", ckpt, "--beta", "3"] if command == "compare"
             else ["fit-critic", "--generator", exported[0], "--latent-shape", "3", "--real", real])
     code, _, err = run_cli(capsys, *args, "--out", tmp_path / "out")
