@@ -51,7 +51,9 @@ def load_target(checkpoint: Optional[Path], generator: Optional[Path], critic: O
         u = load_exported(critic, device, name=f"critic {critic}")
     elif generator is not None or critic is not None:
         given, missing = ("--generator", "--critic") if generator is not None else ("--critic", "--generator")
-        raise CommandError(f"{given} needs {missing} too (and --latent-shape): the latent energy is U(G(z))")
+        no_critic = (" (without one: latentmcmc fit-critic fits one from real samples, or compare --fit-critic REAL)"
+                     if generator is not None else "")
+        raise CommandError(f"{given} needs {missing} too (and --latent-shape): the latent energy is U(G(z)){no_critic}")
     else:
         raise CommandError("nothing to refine: give a checkpoint (latentmcmc train --out ckpt.pt) "
                            "or --generator g.pt2 --critic u.pt2 --latent-shape N")
