@@ -238,7 +238,10 @@ class LatentEnergy:
         self.condition = condition
         for module in (generator, critic):
             if isinstance(module, nn.Module):
-                module.eval()
+                try:
+                    module.eval()
+                except NotImplementedError:  # torch.export.load(...).module(): train/eval was fixed at export
+                    pass
                 module.requires_grad_(False)
         from .critics import energy_critic
 

@@ -155,3 +155,16 @@ def test_critic_sign_reads_a_realness_logit_as_an_energy():
 
     with pytest.raises(ValueError, match="critic_sign"):
         LatentEnergy(nn.Identity(), logit, critic_sign=0.5)
+
+
+def test_programs_loaded_the_torch_way_are_accepted(tmp_path):
+    """``torch.export.load(path).module()`` refuses ``.eval()`` (NotImplementedError), which LatentEnergy called."""
+    g, d = nn.Linear(3, 4).eval(), nn.Sequential(nn.Linear(4, 1), nn.Sigmoid()).eval()
+    batch = torch.export.Dim("batch")
+    for name, model, dim in (("g", g, 3), ("d", d, 4)):
+        torch.export.save(torch.export.export(model, (torch.randn(2, dim),), dynamic_shapes=({0: batch},)),
+                          tmp_path / f"{name}.pt2")
+    loaded = [torch.export.load(tmp_path / f"{name}.pt2").module() for name in ("g", "d")]
+    z = torch.randn(5, 3)
+    torch.testing.assert_close(LatentEnergy(*loaded, critic_output="probability")(z),
+                               LatentEnergy(g, d, critic_output="probability")(z))
