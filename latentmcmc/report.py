@@ -182,7 +182,8 @@ def _sampler_class(name: str):
 
 def _per_step(metrics: dict[str, Any]) -> float | None:
     """Model passes per chain and step, the initial evaluation excluded."""
-    steps = (metrics.get("warmup") or 0) + (metrics.get("draws") or 0) * (metrics.get("thin") or 1)
+    sampled = metrics.get("steps") or (metrics.get("draws") or 0) * (metrics.get("thin") or 1)
+    steps = (metrics.get("warmup") or 0) + sampled
     ev = metrics.get("evaluations")
     if not steps or not ev:
         return None
@@ -206,7 +207,9 @@ def format_table(metrics: dict[str, Any]) -> str:
     """The short before/after table the CLI prints at the end of a run."""
     lines = [
         f"{'sampler':<28}{metrics.get('sampler', '')}",
-        f"{'chains x draws':<28}{metrics.get('chains')} x {metrics.get('draws')} (after {metrics.get('warmup')} warm-up)",
+        f"{'chains x draws':<28}{metrics.get('chains')} x {metrics.get('draws')} (after {metrics.get('warmup')} warm-up"
+        + (f"; {metrics['steps']} steps sampled, the last kept)" if metrics.get("steps") and metrics.get("draws") == 1
+           and metrics["steps"] > 1 else ")"),
         *([f"{'blocks':<28}{metrics['blocks']} of {metrics['block_size']} chains; diagnostics from "
              f"{metrics['diagnostic_chains']} chains" + (f", {metrics['world_size']} processes" if "world_size" in metrics
                                                         else "")] if "blocks" in metrics else []),

@@ -52,6 +52,7 @@ def run_metrics(chains: Chains, superchain_size: int | None = None, diagnostics:
         "chains": chains.num_chains,
         "warmup": chains.warmup,
         "draws": chains.num_draws,
+        "steps": chains.steps,  # recorded steps after warm-up (draws x thin, or more with record="last")
         "thin": chains.thin,
         "eps_mean": float(chains.eps.double().mean()),  # float64: the same value whatever eps's strides
         "acceptance": float(chains.acceptance_rate.mean()),

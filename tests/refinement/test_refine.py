@@ -178,3 +178,16 @@ def test_one_chain_reports_no_r_hat_rather_than_nan():
     chains = MALA(lambda z: 0.5 * z.square().sum(1), eps=0.5).run(torch.zeros(1, 2), steps=10, seed=0, progress=False)
     table = format_table(run_metrics(chains))
     assert "R-hat (energy / worst z)    n/a (one chain)" in table and "nan" not in table
+
+
+def test_record_last_counts_the_steps_sampled_not_the_one_draw_kept():
+    """With record="last" the table said 3.9 model passes per step for MALA (it divided by warm-up + 1 draw)."""
+    from latentmcmc.refinement import run_metrics
+    from latentmcmc.report import format_table
+
+    chains = MALA(lambda z: 0.5 * z.square().sum(1), eps=0.5).run(torch.zeros(10, 2), steps=50, warmup=50, seed=0,
+                                                                   record="last", progress=False)
+    metrics = run_metrics(chains)
+    assert metrics["steps"] == 50 and metrics["draws"] == 1
+    table = format_table(metrics)
+    assert "(2.0 per step)" in table and "50 steps sampled, the last kept" in table
