@@ -46,9 +46,15 @@ def diagnose_command(
     if acc.frozen:
         line += f", frozen chains {acc.frozen}"
     typer.echo(line)
+    stuck = int(chains.stuck().sum())
+    if stuck == chains.num_chains and chains.num_draws >= 2:
+        typer.echo(f"(no chain moved in its {chains.num_draws} draws: every proposal was rejected, so there is no ESS "
+                   "or R-hat to give; lower eps or let warm-up adapt it)")
+    elif stuck:
+        typer.echo(f"({stuck} of {chains.num_chains} chains never moved in their draws)")
     if chains.num_draws < 4:
         typer.echo("(fewer than 4 draws per chain: no ESS or R-hat)")
-    else:
+    elif stuck < chains.num_chains:
         table = summary(chains, max_rows=max_rows)
         with pd.option_context("display.width", 120, "display.max_columns", 20):
             typer.echo(table.to_string(float_format=lambda v: f"{v:.3f}"))

@@ -71,7 +71,8 @@ def run_metrics(chains: Chains, superchain_size: int | None = None, diagnostics:
         m["trajectory_length"] = float(chains.extra["trajectory_length"])
     if not diagnostics:
         m["diagnostics"] = "skipped (interrupted after sampling)"
-    elif chains.num_draws >= 4:  # split chains need at least two draws per half
+    elif chains.num_draws >= 4 and m.get("stuck_chains", 0) < chains.num_chains:  # two draws per half at least;
+        # chains that never moved have no ESS or R-hat worth a number (ArviZ's formulas give the total and 1e16)
         flat = chains.draws.reshape(chains.num_chains, chains.num_draws, -1)
         bulk_e, tail_e, rhat_e = ess_rhat(chains.energy)  # one sort per quantity serves bulk ESS, tail ESS, R-hat
         bulk_z, tail_z, rhat_z = ess_rhat(flat)

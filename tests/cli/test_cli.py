@@ -540,6 +540,18 @@ def test_a_run_where_every_transition_diverged_exits_3_and_says_so(ckpt, tmp_pat
     assert metrics["unusable"] == "every recorded transition diverged"  # the outputs are written, flagged
 
 
+def test_a_run_where_no_chain_moved_exits_3_and_diagnose_gives_no_numbers(ckpt, tmp_path, capsys):
+    """metrics.json and diagnose once gave ArviZ's ESS and R-hat of constant chains (the total, 1e16)."""
+    out = tmp_path / "stuck"
+    code, text, _ = run_cli(capsys, "refine", ckpt, "--eps", "200", "--no-adapt", *FAST_REFINE, "--no-figures",
+                            "--out", out)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert code == 3 and metrics["stuck_chains"] == 64 and "UNUSABLE" in text
+    assert not any(key.startswith(("ess_", "rhat_")) for key in metrics)
+    code, text, _ = run_cli(capsys, "diagnose", out / "run.nc")
+    assert code == 0 and "no chain moved in its 12 draws" in text and "ess_bulk" not in text
+
+
 def test_every_command_documents_its_exit_codes(capsys):
     main(["--help"])
     text = " ".join(capsys.readouterr().out.replace("│", " ").split())

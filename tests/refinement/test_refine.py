@@ -164,6 +164,7 @@ def test_a_run_whose_chains_never_moved_is_unusable_and_shows_no_diagnostics():
     metrics = run_metrics(chains)
     assert metrics["divergences"] == 0 and metrics["stuck_chains"] == 20
     assert metrics["unusable"] == "no chain moved in its 10 recorded draws (every proposal was rejected)"
+    assert not any(key.startswith(("ess_", "rhat_")) for key in metrics)  # metrics.json once carried them
     table = format_table(metrics)
     assert "UNUSABLE: no chain moved" in table and "ESS bulk" not in table
     moving = run_metrics(MALA(lambda z: 0.5 * z.square().sum(1), eps=0.5).run(torch.ones(20, 2), steps=10, seed=0,
