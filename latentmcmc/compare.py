@@ -140,7 +140,7 @@ def compare(generator: nn.Module, critic: nn.Module, latent_shape: tuple[int, ..
             critic_sign: float = 1.0, critic_output: str | None = None, device: str | torch.device = "cpu",
             grid_points: int = 801,
             sampler_options=None, progress=None, quality=None, data_shape: tuple[int, ...] | None = None,
-            prior=True, condition=None, real: Tensor | None = None) -> Comparison:
+            prior=True, condition=None, real: Tensor | None = None, calibration=None) -> Comparison:
     """Run ``methods`` (names of :data:`~latentmcmc.methods.METHODS`) on one model; see the module docstring.
 
     ``prior`` is :class:`~latentmcmc.LatentEnergy`'s (a name such as ``"uniform:-1,1"`` or a distribution):
@@ -154,8 +154,9 @@ def compare(generator: nn.Module, critic: nn.Module, latent_shape: tuple[int, ..
 
     ``quality`` (e.g. a :class:`~latentmcmc.feature_metrics.FeatureQuality`) replaces the data set's
     metrics; ``data_shape`` views the generator's outputs as samples of that shape.  ``real`` (samples of the
-    data, e.g. those a critic was fitted on) calibrates the MH-GAN, DRS and DOT critic; by default the data set's
-    samples or ``quality``'s reference.
+    data) calibrates the MH-GAN, DRS and DOT critic; by default the data set's samples or ``quality``'s reference.
+    ``calibration`` (a :class:`~latentmcmc.calibration.Calibration` fitted elsewhere on held-out data, such as
+    fit-critic's Platt scaling) is used as it is instead.
     """
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
@@ -173,7 +174,7 @@ def compare(generator: nn.Module, critic: nn.Module, latent_shape: tuple[int, ..
                       real=real if real is not None else (dataset.x if dataset is not None
                                                           else getattr(quality, "reference", None)),
                       sampler_options=sampler_options or SamplerOptions(), prior=prior,
-                      condition=per_chain(condition, num_chains, device))
+                      condition=per_chain(condition, num_chains, device), _calibration=calibration)
     latent_prior = problem.energy.latent_prior
     if latent_prior is not None and not latent_prior.truncates and "truncation" in methods:
         if tuple(methods) != DEFAULT_METHODS:

@@ -256,9 +256,11 @@ def test_compare_fits_a_critic_once_and_runs_every_method_on_it(files, tmp_path,
     assert "fitted a critic on" in printed.err and "held-out accuracy" in printed.err
     result = json.loads((out / "compare.json").read_text())
     assert list(result["methods"]) == ["prior", "mala"] and result["methods"]["mala"]["passes"] > 0
-    # the real data calibrates the MH-GAN/DRS/DOT critic too (it once said "no real data")
+    # the MH-GAN/DRS/DOT critic is calibrated too (it once said "no real data"), by the Platt scaling fit-critic
+    # fitted on its held-out samples (not on all the data, most of which trained the critic)
     assert result["settings"]["calibrated"] is True and "uncalibrated" not in printed.out
     fit = json.loads((out / "fit.json").read_text())
+    assert result["settings"]["calibration_slope"] == fit["platt_scaling"]["slope"]
     assert fit["platt_scaling"]["slope"] > 0 and (out / "critic.pt2").exists()
     code = main(["compare", "--generator", str(files["g"]), "--critic", str(out / "critic.pt2"), "--latent-shape", "4",
                  "--fit-critic", str(files["real"]), "--out", str(tmp_path / "both")])

@@ -125,7 +125,7 @@ def compare_command(**values) -> None:
     if v["fit_critic"] is not None and (v["critic"] is not None or v["checkpoint"] is not None):
         raise CommandError("--fit-critic fits the critic: give --generator and --latent-shape, without --critic or a "
                            "checkpoint")
-    fitted = real = None
+    fitted = calibration = None
     condition = read_condition(v, run["num_chains"])
     if condition is not None and v["fit_critic"] is not None:
         raise CommandError("--fit-critic fits an unconditional critic: it does not go with --classes or --condition")
@@ -145,6 +145,11 @@ def compare_command(**values) -> None:
                                 prior=run.get("prior", True),
                                 progress=progress_flag(v["quiet"]))
             u, dataset, run["critic_output"], run["critic_sign"] = fitted.critic, None, "logit", 1.0
+            scaling = fitted.report["platt_scaling"]  # fitted on the held-out samples, not those the critic learnt
+            if scaling is not None:
+                from ..calibration import Calibration
+
+                calibration = Calibration(scaling["slope"], scaling["intercept"], fitted=True)
             held = fitted.report["held_out"]
             typer.echo(f"fitted a critic on {v['fit_critic']}: held-out accuracy {held['accuracy']:.3f}, log-loss "
                        f"{held['log_loss']:.3f} at step {fitted.report['step']}", err=True)
@@ -163,7 +168,7 @@ def compare_command(**values) -> None:
                          seed=run["seed"], dataset=dataset, critic_sign=run["critic_sign"],
                          critic_output=run["critic_output"], device=dev, quality=quality, data_shape=run["data_shape"],
                          grid_points=v["grid_points"], sampler_options=options, progress=progress_flag(v["quiet"]),
-                         prior=run.get("prior", True), condition=condition, real=real)
+                         prior=run.get("prior", True), condition=condition, calibration=calibration)
         critic_source = f"a critic fitted on {v['fit_critic']}" if fitted is not None else v["critic"]
         source = str(v["checkpoint"]) if v["checkpoint"] is not None else f"{v['generator']} + {critic_source}"
         with staged_outputs(out) as staging:
