@@ -197,12 +197,18 @@ def test_real_data_outside_the_generators_range_is_warned_about(files, tmp_path,
     code = main(["fit-critic", "--generator", str(files["g"]), "--latent-shape", "4", "--real", str(real), "--steps",
                  "2", "-q", "--out", str(tmp_path / "x")])
     err = capsys.readouterr().err
-    assert code == 0 and "spans [-1, 1] but the generator's samples lie in [0, 1]" in err, err
+    assert code == 0 and "spans [-1, 1] but the generator's samples [" in err and "(pixel range [0, 1])" in err, err
+    assert "range alone" in json.loads((tmp_path / "x" / "fit.json").read_text())["warnings"][0]
     inside = tmp_path / "inside.npy"
     np.save(inside, np.random.default_rng(0).uniform(0, 1, (300, 1, 8, 8)).astype(np.float32))
     main(["fit-critic", "--generator", str(files["g"]), "--latent-shape", "4", "--real", str(inside), "--steps", "2",
           "-q", "--out", str(tmp_path / "y")])
     assert "range alone" not in capsys.readouterr().err
+    from latentmcmc.cli.fit_critic import range_mismatch
+
+    tanh_samples = torch.tensor([-0.98, 0.99])  # [0, 1] data beside a tanh generator: inside its range, half of it
+    assert "range alone" in range_mismatch(torch.tensor([0.0, 1.0]), tanh_samples, (-1.0, 1.0), "--real x")
+    assert range_mismatch(torch.tensor([-1.0, 1.0]), tanh_samples, (-1.0, 1.0), "--real x") is None
 
 
 @pytest.mark.slow

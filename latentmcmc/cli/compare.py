@@ -139,7 +139,7 @@ def compare_command(**values) -> None:
 
             shape = parse_shape(v["latent_shape"])
             g = load_exported(v["generator"], dev, name=f"generator {v['generator']}")
-            real, value_range = read_real(v["fit_critic"], g, shape, run["data_shape"], value_range, dev,
+            real, value_range, _ = read_real(v["fit_critic"], g, shape, run["data_shape"], value_range, dev,
                                           what="--fit-critic")
             fitted = fit_critic(g, real, shape, data_shape=run["data_shape"], seed=run["seed"], device=dev,
                                 prior=run.get("prior", True),

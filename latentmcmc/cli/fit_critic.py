@@ -26,8 +26,9 @@ def parse_range(text: str | None) -> tuple[float, float] | None:
 
 
 def read_real(path: Path, generator, latent_shape, view_shape, value_range, device, what: str = "--real"):
-    """Real samples from ``path`` (any file :mod:`latentmcmc.datafiles` reads) in the generator's output shape and
-    value range; a CommandError names the file or the two shapes."""
+    """``(samples, value range, warning or None)``: the real samples in ``path`` (any file :mod:`latentmcmc.datafiles`
+    reads) in the generator's output shape and value range, and :func:`range_mismatch`'s warning (also printed); a
+    CommandError names the file or the two shapes."""
     import torch
 
     from ..datafiles import DataFileError, fit_to, output_range, read_data
@@ -48,13 +49,27 @@ def read_real(path: Path, generator, latent_shape, view_shape, value_range, devi
         data = fit_to(read_data(path, value_range), shape, f"{what} {path}")
     except DataFileError as err:
         raise CommandError(str(err)) from None
+    note = range_mismatch(data, sample, value_range if known is not None else None, f"{what} {path}")
+    if note is not None:
+        typer.echo(f"warning: {note}", err=True)
+    return data, value_range, note
+
+
+def range_mismatch(data, sample, value_range, what: str) -> str | None:
+    """A warning when the data's range is not the generator's: beyond its pixel range by more than 5% of it, or
+    with an end more than a quarter of that range from where the generator's samples end ([0, 1] data beside a
+    tanh generator); None when they agree or the generator keeps to no known range."""
+    if value_range is None:
+        return None
     lo, hi = float(data.min()), float(data.max())
-    slack = 0.05 * (value_range[1] - value_range[0])
-    if known is not None and (lo < value_range[0] - slack or hi > value_range[1] + slack):
-        typer.echo(f"warning: {what} {path} spans [{lo:.3g}, {hi:.3g}] but the generator's samples lie in "
-                   f"[{value_range[0]:g}, {value_range[1]:g}]: a critic tells them apart by their range alone; rescale "
-                   "the data to the generator's range (image files and integer pixels are mapped to it)", err=True)
-    return data, value_range
+    g_lo, g_hi = float(sample.min()), float(sample.max())
+    width = value_range[1] - value_range[0]
+    outside = lo < value_range[0] - 0.05 * width or hi > value_range[1] + 0.05 * width
+    if not outside and abs(lo - g_lo) <= 0.25 * width and abs(hi - g_hi) <= 0.25 * width:
+        return None
+    return (f"{what} spans [{lo:.3g}, {hi:.3g}] but the generator's samples [{g_lo:.3g}, {g_hi:.3g}] (pixel range "
+            f"[{value_range[0]:g}, {value_range[1]:g}]): a critic tells them apart by their range alone; rescale the "
+            "data to the generator's range (image files and integer pixels are mapped to it)")
 
 
 @app.command("fit-critic")
@@ -125,7 +140,7 @@ def fit_critic_command(
     value_range = parse_range(data_range)
     check_writable(out)
     g = load_exported(generator, dev, name=f"generator {generator}")
-    samples, value_range = read_real(real, g, shape, view, value_range, dev)
+    samples, value_range, range_note = read_real(real, g, shape, view, value_range, dev)
     extractor = load_exported(features, dev, name=f"feature extractor {features}") if features else None
     start = load_exported(init, dev, name=f"discriminator {init}") if init else None
     import torch
@@ -143,6 +158,8 @@ def fit_critic_command(
                             steps=steps, seed=seed, holdout=holdout, penalty=penalty, normalized=spectral_norm,
                             calibrate=calibrate, device=dev, progress=progress_flag(quiet), prior=prior_value)
         report = {**fitted.report, "generator": str(generator), "real": str(real), "data_range": list(value_range)}
+        if range_note is not None:
+            report["warnings"] = [range_note, *report["warnings"]]
         with staged_outputs(out) as staging:
             export_critic(fitted.critic, samples[:2].to(dev), staging / "critic.pt2")
             write_json(staging / "fit.json", report)

@@ -79,7 +79,7 @@ def load_feature_quality(features: Path, reference: Path, classifier: Optional[P
 
     extractor = load_exported(features, device, name=f"feature extractor {features}")
     judge = load_exported(classifier, device, name=f"classifier {classifier}") if classifier is not None else None
-    ref, _ = read_real(reference, g, latent_shape, view_shape, value_range, device, what="--reference")
+    ref, _, _ = read_real(reference, g, latent_shape, view_shape, value_range, device, what="--reference")
     try:
         return FeatureQuality(extractor, ref.to(device), judge, name=f"features of {features.name}")
     except ImportError as err:
