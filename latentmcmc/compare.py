@@ -320,6 +320,8 @@ def comparison_figure(result: Comparison):
                         color="0.4")
         ax.set_yticks(y, names, fontsize="small")
         ax.invert_yaxis()
+        if all(v is None or not math.isfinite(v) for v in values):
+            ax.set_xticks([])  # no axis for numbers there are none of
         if floor:
             ax.axvspan(0, floor[1], color="C2", alpha=0.2, label=f"exact-sampling noise (95%: {floor[1]:.3f})")
             ax.legend(fontsize="x-small", loc="lower right")

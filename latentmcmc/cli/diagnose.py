@@ -130,6 +130,7 @@ def _arviz_figures(chains, folder: Path) -> list[Path]:
                 else:
                     for i, ax in enumerate(axes.flat):
                         ax.set_title(names[i], fontsize="medium")  # ArviZ's two-line "z\n0, 0, 0" met the title
+                        ax.set_xlabel("rank among the draws of the chains shown")  # ArviZ: "Rank (all chains)"
                 fig.tight_layout()
                 fig.suptitle(titles[name], fontsize="medium", y=1.03 if name == "trace.png" else 1.06)
                 fig.savefig(folder / name, dpi=90, bbox_inches="tight")

@@ -44,10 +44,13 @@ def load_target(checkpoint: Optional[Path], generator: Optional[Path], critic: O
 
             dataset = load_dataset(config["data"])
     elif generator is not None and critic is not None:
-        if not latent_shape:
-            raise CommandError("--latent-shape is needed with --generator/--critic (e.g. --latent-shape 128)")
-        shape = parse_shape(latent_shape)
         g = load_exported(generator, device, name=f"generator {generator}")
+        if not latent_shape:
+            takes = getattr(g, "sample_shape", None)
+            example = ",".join(str(d) for d in takes) if takes else "128"
+            raise CommandError("--latent-shape is needed with --generator/--critic (" + (
+                f"this generator takes --latent-shape {example})" if takes else f"e.g. --latent-shape {example})"))
+        shape = parse_shape(latent_shape)
         u = load_exported(critic, device, name=f"critic {critic}")
     elif generator is not None or critic is not None:
         given, missing = ("--generator", "--critic") if generator is not None else ("--critic", "--generator")

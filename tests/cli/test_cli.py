@@ -594,6 +594,8 @@ def test_a_latent_shape_that_does_not_fit_names_the_one_the_generator_takes(expo
                            tmp_path / "x")
     assert_one_line_error(code, err, "latent shape (2, 2) does not fit the generator, which takes latents of shape (3,)",
                           "--latent-shape 3")
+    code, _, err = run_cli(capsys, "refine", "--generator", g, "--critic", d, "--out", tmp_path / "x")
+    assert_one_line_error(code, err, "--latent-shape is needed", "this generator takes --latent-shape 3")
 
 
 def test_terminal_colour_codes_never_reach_error_lines():
