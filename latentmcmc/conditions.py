@@ -87,8 +87,6 @@ def read_conditions(path: str | Path, num_chains: int | None) -> Tensor:
     return torch.from_numpy(np.ascontiguousarray(data))
 
 
-@torch.no_grad()
-
 def _largest_class(model: nn.Module, first: Tensor, c: Tensor) -> int | None:
     """The largest class id ``k`` in ``[0, max(c)]`` that ``model(first, k)`` accepts (a binary search: an embedding
     takes ``0..n-1``), or None when the conditions are not class ids or even 0 fails."""
@@ -111,6 +109,7 @@ def _largest_class(model: nn.Module, first: Tensor, c: Tensor) -> int | None:
     return low
 
 
+@torch.no_grad()
 def check_conditional(generator: nn.Module, critic: nn.Module, latent_shape: tuple[int, ...], condition: Tensor,
                       device: str | torch.device = "cpu") -> tuple[int, ...]:
     """Run ``D(G(z, c), c)`` on every distinct condition (up to 4,096); the data shape, or a ValueError that says why

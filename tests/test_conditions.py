@@ -208,3 +208,12 @@ def test_the_conditional_dcgan_example_exports_what_refine_classes_takes(tmp_pat
     assert code == 0, out.err
     assert "class accuracy" in out.out and "class 9" in out.out
     assert np.load(tmp_path / "r" / "samples.npz")["condition"].tolist() == list(range(10)) * 4
+
+
+def test_checking_a_conditional_model_builds_no_autograd_graph():
+    """A helper inserted between ``@torch.no_grad()`` and ``check_conditional`` once took the decorator."""
+    g, d = conditional_pair()
+    seen = []
+    d.register_forward_hook(lambda module, args, out: seen.append(torch.is_grad_enabled()))
+    check_conditional(g, d, (2,), torch.tensor([0, 1, 2]))
+    assert seen == [False]
