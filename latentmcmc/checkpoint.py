@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -19,19 +20,6 @@ import torch
 from torch import nn
 
 from .atomic import atomic_path
-
-
-def load_plain(source, map_location="cpu") -> Any:
-    """``torch.load(source, weights_only=True)``: tensors and plain data only, nothing that could run code.
-
-    torch's notice that a file was pickled with another protocol than its own (any file ``pickle`` wrote, such
-    as one crafted to run code) is not passed on: the refusal that follows says what matters in one line.
-    """
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
-        return torch.load(source, map_location=map_location, weights_only=True)
 
 __all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "load_models", "FORMAT", "VERSION"]
 
@@ -41,6 +29,17 @@ VERSION = 1
 
 class CheckpointError(ValueError):
     """The file is missing, not a latentmcmc checkpoint, corrupt, unsafe, or from an unknown version."""
+
+
+def load_plain(source, map_location="cpu") -> Any:
+    """``torch.load(source, weights_only=True)``: tensors and plain data only, nothing that could run code.
+
+    torch's notice that a file was pickled with another protocol than its own (any file ``pickle`` wrote, such
+    as one crafted to run code) is not passed on: the refusal that follows says what matters in one line.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+        return torch.load(source, map_location=map_location, weights_only=True)
 
 
 def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> Path:

@@ -111,8 +111,7 @@ def _row(name: str, run: MethodRun, problem: Problem, dataset, exact: ExactRefer
         row["acceptance"] = float(chains.acceptance_rate.mean())
         if chains.jump_rate is not None:
             row["jump_rate"] = float(chains.jump_rate.mean())
-        stuck = bool(chains.stuck().all()) if chains.num_draws >= 2 else False
-        if stuck:
+        if bool(chains.stuck().all()):  # (never with fewer than two draws)
             row["stuck"] = True  # no ESS: every chain's draws are its start, whatever ArviZ's formula makes of them
         elif chains.num_draws >= 4 and chains.evaluations is not None:
             recorded_passes = run.evaluations.passes * chains.steps / max(1, chains.steps + chains.warmup)
@@ -276,11 +275,10 @@ def _as_images(x: Tensor) -> Tensor | None:
     """Samples as ``(n, C, H, W)`` images for a picture: images as they are, flat square ones as grey squares."""
     if x.dim() == 4 and x.shape[1] in (1, 3):
         return x
-    if x.dim() == 2:
-        side = int(round(math.sqrt(x.shape[1])))
-        if side * side == x.shape[1] and side >= 4:
-            return x.reshape(-1, 1, side, side)
-    return None
+    from .plots import square_side
+
+    side = square_side(x.shape[1]) if x.dim() == 2 else None
+    return None if side is None else x.reshape(-1, 1, side, side)
 
 
 def comparison_figure(result: Comparison):

@@ -299,8 +299,8 @@ class LatentEnergy:
         u = self.critic_energy(self.generate(z, c), c)
         if not one_per_sample(u.shape, z.shape[0]):
             raise ValueError(
-                f"critic returned shape {tuple(u.shape)}; expected ({z.shape[0]},) or ({z.shape[0]}, 1), "
-                "one energy per sample"
+                f"critic returned shape {tuple(u.shape)}; expected ({z.shape[0]},), ({z.shape[0]}, 1) or "
+                f"({z.shape[0]}, 1, 1, 1), one energy per sample"
             )
         energy = self.beta * u.reshape(z.shape[0])
         if self.latent_prior is not None:

@@ -105,7 +105,8 @@ def logit_of(critic: nn.Module, kind: str) -> nn.Module:
 
 def _as_logits(out: Tensor, n: int) -> Tensor:
     if not one_per_sample(out.shape, n):
-        raise ValueError(f"the critic returned shape {tuple(out.shape)} for {n} samples; expected ({n},) or ({n}, 1)")
+        raise ValueError(f"the critic returned shape {tuple(out.shape)} for {n} samples; expected ({n},), ({n}, 1) or "
+                         f"({n}, 1, 1, 1)")
     return out.reshape(n)
 
 

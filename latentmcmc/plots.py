@@ -38,7 +38,9 @@ def image_grid(images: Tensor, columns: int = 8, value_range: tuple[float, float
     return canvas[..., 0] if c == 1 else canvas
 
 
-def _square_side(n: int) -> int | None:
+def square_side(n: int) -> int | None:
+    """The side of a square of ``n`` pixels (flat samples shown as grey images), or None when ``n`` is no square of
+    at least 4 x 4."""
     side = int(round(math.sqrt(n)))
     return side if side * side == n and side >= 4 else None
 
@@ -57,7 +59,7 @@ def samples_figure(before: Tensor, after: Tensor, reference: Tensor | None = Non
     two_d = before.dim() == 2 and before.shape[1] == 2
     note = ""
     if before.dim() == 2 and not two_d:
-        side = _square_side(before.shape[1])
+        side = square_side(before.shape[1])
         if side is not None:
             before, after = before.reshape(-1, 1, side, side), after.reshape(-1, 1, side, side)
             note = f" (flat output shown as {side}x{side}; --data-shape sets the shape)"

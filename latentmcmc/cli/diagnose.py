@@ -47,7 +47,7 @@ def diagnose_command(
         line += f", frozen chains {acc.frozen}"
     typer.echo(line)
     stuck = int(chains.stuck().sum())
-    if stuck == chains.num_chains and chains.num_draws >= 2:
+    if stuck == chains.num_chains:  # (stuck() counts none with fewer than two draws)
         typer.echo(f"(no chain moved in its {chains.num_draws} draws: every proposal was rejected, so there is no ESS "
                    "or R-hat to give; lower eps or let warm-up adapt it)")
     elif stuck:

@@ -49,7 +49,7 @@ def read_real(path: Path, generator, latent_shape, view_shape, value_range, devi
         data = fit_to(read_data(path, value_range), shape, f"{what} {path}")
     except DataFileError as err:
         raise CommandError(str(err)) from None
-    note = range_mismatch(data, sample, value_range if known is not None else None, f"{what} {path}")
+    note = range_mismatch(data, sample, known, f"{what} {path}")
     if note is not None:
         typer.echo(f"warning: {note}", err=True)
     return data, value_range, note
